@@ -1,0 +1,268 @@
+//! end-user-session, answered exactly as the seed document promises: one `Notes` line
+//! `Operation successful for user {bare}/{resource}` per session the command really ended.
+//!
+//! Neither server says which resources it ended (Prosody's note is the same whether the user
+//! was online or not; ejabberd's answer is empty), so the gateway asks `user-stats` for the
+//! online resources first and then ends the sessions. Both servers take the command with a
+//! form carrying both `accountjids` (XEP-0133, Prosody) and `accountjid` (ejabberd's single
+//! field), one account per command. The gateway's own stream is never ended: for the very
+//! account it is logged in as, it ends the other resources one by one.
+
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use tokio_xmpp::parsers::jid::{BareJid, Jid};
+
+use super::xep0050::{CommandRequestIq, Field, Form};
+use super::{send, CommandError, Target, END_USER_SESSION, USER_STATS};
+use crate::adhoc::form::FieldError;
+use crate::rest::{CommandRequest, CommandResponse, ResponseField};
+use crate::upstream::AdminSession;
+
+const FORM_TYPE_ADMIN: &str = "http://jabber.org/protocol/admin";
+
+/// One session to end, and the line it earns when it was online.
+struct Kick {
+    jid: Jid,
+    /// The resources this command ends that were online, in the server's order.
+    ended: Vec<String>,
+}
+
+/// Runs end-user-session for the JIDs in `accountjids` (or `accountjid`).
+pub async fn run(
+    session: &Arc<AdminSession>,
+    target: &Target,
+    req: &CommandRequest,
+) -> Result<CommandResponse, CommandError> {
+    let jids = requested_jids(req)?;
+    let mut accounts: Vec<BareJid> = Vec::new();
+    for j in &jids {
+        if !accounts.contains(&j.to_bare()) {
+            accounts.push(j.to_bare());
+        }
+    }
+    let online = try_join_all(
+        accounts
+            .iter()
+            .map(|a| online_resources(session, &target.to, a)),
+    )
+    .await?;
+    let kicks = plan(session, &jids, &accounts, &online);
+    try_join_all(
+        kicks
+            .iter()
+            .map(|k| end_session(session, &target.to, &k.jid)),
+    )
+    .await?;
+    let lines: Vec<String> = kicks
+        .iter()
+        .flat_map(|k| {
+            let bare = k.jid.to_bare();
+            k.ended
+                .iter()
+                .map(move |r| format!("Operation successful for user {bare}/{r}"))
+        })
+        .collect();
+    let fields = if lines.is_empty() {
+        Vec::new()
+    } else {
+        vec![ResponseField {
+            var: "Notes".into(),
+            type_: Some("text-multi".into()),
+            values: lines,
+            ..ResponseField::default()
+        }]
+    };
+    Ok(CommandResponse {
+        jid: target.written.clone(),
+        node: END_USER_SESSION.into(),
+        fields,
+        ..CommandResponse::default()
+    })
+}
+
+/// The JIDs the client named, in order, without repeats; each must be an account JID.
+fn requested_jids(req: &CommandRequest) -> Result<Vec<Jid>, CommandError> {
+    let mut jids: Vec<Jid> = Vec::new();
+    for f in req
+        .fields
+        .iter()
+        .filter(|f| f.var == "accountjids" || f.var == "accountjid")
+    {
+        let values = f.value.as_ref().map(|v| v.as_slice()).unwrap_or_default();
+        for v in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            let jid: Jid = v
+                .parse()
+                .ok()
+                .filter(|j: &Jid| j.node().is_some())
+                .ok_or_else(|| FieldError {
+                    field: f.var.clone(),
+                    text: format!("{v:?} is not an account JID"),
+                })?;
+            if !jids.contains(&jid) {
+                jids.push(jid);
+            }
+        }
+    }
+    if jids.is_empty() {
+        return Err(FieldError {
+            field: "accountjids".into(),
+            text: "a value is required".into(),
+        }
+        .into());
+    }
+    Ok(jids)
+}
+
+/// Which commands to send, and which lines each earns. The gateway's own resource is spared:
+/// its own account's other sessions are ended one full JID at a time.
+fn plan(
+    session: &AdminSession,
+    jids: &[Jid],
+    accounts: &[BareJid],
+    online: &[Vec<String>],
+) -> Vec<Kick> {
+    let own = session.jid();
+    let own_bare = own.to_bare();
+    let resources_of = |bare: &BareJid| -> &[String] {
+        accounts
+            .iter()
+            .position(|a| a == bare)
+            .map(|i| online[i].as_slice())
+            .unwrap_or_default()
+    };
+    let mut kicks = Vec::new();
+    for jid in jids {
+        let bare = jid.to_bare();
+        let online = resources_of(&bare);
+        match jid.resource() {
+            Some(r) if bare == own_bare && r == own.resource() => {}
+            Some(r) => kicks.push(Kick {
+                jid: jid.clone(),
+                ended: online.iter().filter(|o| *o == r.as_str()).cloned().collect(),
+            }),
+            None if bare == own_bare => {
+                for r in online.iter().filter(|r| *r != own.resource().as_str()) {
+                    if let Ok(full) = bare.with_resource_str(r) {
+                        kicks.push(Kick {
+                            jid: Jid::from(full),
+                            ended: vec![r.clone()],
+                        });
+                    }
+                }
+            }
+            None => kicks.push(Kick {
+                jid: jid.clone(),
+                ended: online.to_vec(),
+            }),
+        }
+    }
+    kicks
+}
+
+/// The account's online resources, from user-stats (`onlineresources`). An account the server
+/// does not know has none (Prosody answers an error note, ejabberd empty statistics).
+async fn online_resources(
+    session: &AdminSession,
+    to: &Jid,
+    account: &BareJid,
+) -> Result<Vec<String>, CommandError> {
+    let form = admin_form(vec![field("accountjid", "jid-single", account.as_str())]);
+    let cmd = CommandRequestIq {
+        node: USER_STATS,
+        action: Some("execute"),
+        sessionid: None,
+        form: Some(&form),
+    };
+    let reply = send(session, to, cmd).await?;
+    Ok(reply
+        .form
+        .as_ref()
+        .and_then(|f| f.field("onlineresources"))
+        .map(|f| f.values.iter().filter(|v| !v.is_empty()).cloned().collect())
+        .unwrap_or_default())
+}
+
+/// Ends the sessions of `jid` (an account, or one resource of it).
+async fn end_session(session: &AdminSession, to: &Jid, jid: &Jid) -> Result<(), CommandError> {
+    let form = admin_form(vec![
+        field("accountjids", "jid-multi", jid.as_str()),
+        field("accountjid", "jid-single", jid.as_str()),
+    ]);
+    let cmd = CommandRequestIq {
+        node: END_USER_SESSION,
+        action: Some("execute"),
+        sessionid: None,
+        form: Some(&form),
+    };
+    let reply = send(session, to, cmd).await?;
+    match reply.notes.iter().find(|n| n.type_ == "error") {
+        Some(n) => Err(CommandError::Failed(n.text.clone())),
+        None => Ok(()),
+    }
+}
+
+fn admin_form(mut fields: Vec<Field>) -> Form {
+    fields.insert(0, field("FORM_TYPE", "hidden", FORM_TYPE_ADMIN));
+    Form::submit(fields)
+}
+
+fn field(var: &str, type_: &str, value: &str) -> Field {
+    Field {
+        var: Some(var.into()),
+        type_: Some(type_.into()),
+        values: vec![value.into()],
+        ..Field::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rest::{FieldValue, RequestField};
+
+    fn req(fields: Vec<(&str, FieldValue)>) -> CommandRequest {
+        CommandRequest {
+            node: Some(END_USER_SESSION.into()),
+            fields: fields
+                .into_iter()
+                .map(|(var, v)| RequestField {
+                    var: var.into(),
+                    value: Some(v),
+                })
+                .collect(),
+            ..CommandRequest::default()
+        }
+    }
+
+    #[test]
+    fn both_field_names_are_read_in_order_without_repeats() {
+        let r = req(vec![
+            (
+                "accountjids",
+                FieldValue::List(vec!["b@x".into(), "a@x/r".into(), "b@x".into()]),
+            ),
+            ("accountjid", FieldValue::Single("c@x".into())),
+            ("reason", FieldValue::Single("maintenance".into())),
+        ]);
+        let jids: Vec<String> = requested_jids(&r)
+            .unwrap()
+            .iter()
+            .map(|j| j.to_string())
+            .collect();
+        assert_eq!(jids, ["b@x", "a@x/r", "c@x"]);
+    }
+
+    #[test]
+    fn a_bad_or_missing_jid_names_the_field() {
+        let r = req(vec![("accountjid", FieldValue::Single("@@bad jid".into()))]);
+        match requested_jids(&r) {
+            Err(CommandError::Field(e)) => assert_eq!(e.field, "accountjid"),
+            other => panic!("{other:?}"),
+        }
+        let r = req(vec![("accountjids", FieldValue::List(vec![]))]);
+        assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
+        let r = req(vec![("accountjids", FieldValue::Single("domain.com".into()))]);
+        assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
+    }
+}

@@ -1,0 +1,290 @@
+//! Every knob of the gateway in one place: its flag, its environment variable (`XRG_` + the
+//! flag in upper snake case) and its default. `Cli` is what clap parses; `Config` is the checked
+//! result the rest of the gateway reads.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// How the gateway secures its c2s stream to the upstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamTls {
+    /// Plain TCP, then STARTTLS (required: a server that does not offer it is an error).
+    Starttls,
+    /// TLS from the first byte (XEP-0368 style, usually port 5223).
+    Direct,
+    /// No TLS at all: only allowed when the upstream is a loopback address.
+    None,
+}
+
+/// A REST gateway for XEP-0050 ad-hoc admin commands on Prosody or ejabberd, shaped like
+/// Tigase's HTTP API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "xmpp-rest-gateway", version, about)]
+pub struct Cli {
+    /// Address the HTTP(S) API listens on.
+    #[arg(long, env = "XRG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key).
+    #[arg(long, env = "XRG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "XRG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Allow plain HTTP on a non-loopback --listen address (Basic credentials then cross the
+    /// network in clear: only behind a TLS-terminating proxy).
+    #[arg(long, env = "XRG_INSECURE_HTTP", default_value_t = false)]
+    pub insecure_http: bool,
+
+    /// The XMPP server's c2s address (HOST:PORT).
+    #[arg(long, env = "XRG_UPSTREAM", default_value = "127.0.0.1:5222")]
+    pub upstream: String,
+
+    /// How to secure the c2s stream: starttls, direct or none (none: loopback only).
+    #[arg(long, env = "XRG_UPSTREAM_TLS", value_enum, default_value_t = UpstreamTls::Starttls)]
+    pub upstream_tls: UpstreamTls,
+
+    /// PEM file of the CA(s) to trust for the upstream's certificate, instead of the system's.
+    #[arg(long, env = "XRG_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Default domain for Basic user names given as a bare localpart.
+    #[arg(long, env = "XRG_DOMAIN")]
+    pub domain: Option<String>,
+
+    /// Localparts of URL JIDs that stand for the server itself, like Tigase's session manager
+    /// (`sess-man@domain` -> `domain`). Repeatable; comma-separated in the environment.
+    #[arg(long = "alias", env = "XRG_ALIAS", default_value = "sess-man", value_delimiter = ',')]
+    pub aliases: Vec<String>,
+
+    /// Seconds to wait for the upstream's TCP connect, TLS and login.
+    #[arg(long, env = "XRG_CONNECT_TIMEOUT", default_value_t = 5)]
+    pub connect_timeout: u64,
+
+    /// Seconds a request may take in all before it is answered 504.
+    #[arg(long, env = "XRG_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "XRG_MAX_BODY", default_value_t = 256 * 1024)]
+    pub max_body: usize,
+
+    /// Requests handled at once; beyond it: 503.
+    #[arg(long, env = "XRG_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// Seconds after which a password is proved again by a fresh login, even on a busy session.
+    #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
+    pub reauth_interval: u64,
+
+    /// Failed logins per account and client address within --throttle-window before 429.
+    #[arg(long, env = "XRG_THROTTLE_PAIR", default_value_t = 5)]
+    pub throttle_pair: u32,
+
+    /// Failed logins per client address (any account), or per account (any address), within
+    /// --throttle-window before logins that need the upstream are refused with 429.
+    #[arg(long, env = "XRG_THROTTLE_WIDE", default_value_t = 15)]
+    pub throttle_wide: u32,
+
+    /// Seconds a failed login counts against its budgets.
+    #[arg(long, env = "XRG_THROTTLE_WINDOW", default_value_t = 300)]
+    pub throttle_window: u64,
+
+    /// Proxy address whose X-Forwarded-For header names the client. Repeatable.
+    #[arg(long = "trusted-proxy", env = "XRG_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub upstream: UpstreamConfig,
+    pub domain: Option<String>,
+    pub aliases: Vec<String>,
+    pub request_timeout: Duration,
+    pub max_body: usize,
+    pub max_in_flight: usize,
+    pub reauth_interval: Duration,
+    pub throttle: ThrottleConfig,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Where and how to reach the XMPP server.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Host (name or IP literal) and port, as given.
+    pub host: String,
+    pub port: u16,
+    pub tls: UpstreamTls,
+    pub ca: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+/// The failed-login budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleConfig {
+    pub pair: u32,
+    pub wide: u32,
+    pub window: Duration,
+}
+
+/// A flag combination that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Cli {
+    /// Checks the flags together and builds the [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        let (host, port) = split_host_port(&self.upstream)
+            .ok_or_else(|| ConfigError(format!("--upstream {:?}: expected HOST:PORT", self.upstream)))?;
+        if self.tls_cert.is_none() && !self.listen.ip().is_loopback() && !self.insecure_http {
+            return bad(format!(
+                "--listen {} is not a loopback address: give --tls-cert and --tls-key, or \
+                 --insecure-http if a TLS proxy is in front (Basic credentials would otherwise \
+                 cross the network in clear)",
+                self.listen
+            ));
+        }
+        if self.upstream_tls == UpstreamTls::None && !is_loopback_host(&host) {
+            return bad(format!(
+                "--upstream-tls none is only allowed for a loopback upstream, not {host}"
+            ));
+        }
+        if self.upstream_ca.is_some() && self.upstream_tls == UpstreamTls::None {
+            return bad("--upstream-ca makes no sense with --upstream-tls none".into());
+        }
+        for (name, v) in [
+            ("--connect-timeout", self.connect_timeout),
+            ("--request-timeout", self.request_timeout),
+            ("--reauth-interval", self.reauth_interval),
+            ("--throttle-window", self.throttle_window),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1 second"));
+            }
+        }
+        if self.max_in_flight == 0 || self.max_body == 0 || self.throttle_pair == 0 {
+            return bad("--max-in-flight, --max-body and --throttle-pair must be positive".into());
+        }
+        if self.connect_timeout > self.request_timeout {
+            return bad("--connect-timeout must not exceed --request-timeout".into());
+        }
+        let domain = match self.domain {
+            Some(d) => Some(
+                jid::BareJid::new(&d)
+                    .ok()
+                    .filter(|j| j.node().is_none())
+                    .map(|j| j.domain().to_string())
+                    .ok_or_else(|| ConfigError(format!("--domain {d:?} is not a domain")))?,
+            ),
+            None => None,
+        };
+        let mut aliases = Vec::new();
+        for a in self.aliases.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+            let node = jid::NodePart::new(a)
+                .map_err(|_| ConfigError(format!("--alias {a:?} is not a localpart")))?;
+            aliases.push(node.to_string());
+        }
+        Ok(Config {
+            listen: self.listen,
+            tls: self.tls_cert.zip(self.tls_key),
+            upstream: UpstreamConfig {
+                host,
+                port,
+                tls: self.upstream_tls,
+                ca: self.upstream_ca,
+                connect_timeout: Duration::from_secs(self.connect_timeout),
+            },
+            domain,
+            aliases,
+            request_timeout: Duration::from_secs(self.request_timeout),
+            max_body: self.max_body,
+            max_in_flight: self.max_in_flight,
+            reauth_interval: Duration::from_secs(self.reauth_interval),
+            throttle: ThrottleConfig {
+                pair: self.throttle_pair,
+                wide: self.throttle_wide.max(self.throttle_pair),
+                window: Duration::from_secs(self.throttle_window),
+            },
+            trusted_proxies: self.trusted_proxies,
+        })
+    }
+}
+
+/// Splits `host:port`, `[v6]:port`.
+fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() || host.contains(':') && host.parse::<IpAddr>().is_err() {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["xmpp-rest-gateway"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .into_config()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!((c.upstream.host.as_str(), c.upstream.port), ("127.0.0.1", 5222));
+        assert_eq!(c.upstream.tls, UpstreamTls::Starttls);
+        assert_eq!(c.aliases, vec!["sess-man"]);
+        assert_eq!(c.max_body, 262_144);
+        assert_eq!(c.reauth_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn public_listen_without_tls_is_refused() {
+        assert!(parse(&["--listen", "0.0.0.0:8080"]).unwrap_err().contains("--tls-cert"));
+        assert!(parse(&["--listen", "0.0.0.0:8080", "--insecure-http"]).is_ok());
+    }
+
+    #[test]
+    fn plaintext_upstream_only_on_loopback() {
+        assert!(parse(&["--upstream", "xmpp.example.org:5222", "--upstream-tls", "none"]).is_err());
+        assert!(parse(&["--upstream", "[::1]:5222", "--upstream-tls", "none"]).is_ok());
+        assert!(parse(&["--upstream", "localhost:5222", "--upstream-tls", "none"]).is_ok());
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(parse(&["--upstream", "nohostport"]).is_err());
+        assert!(parse(&["--connect-timeout", "0"]).is_err());
+        assert!(parse(&["--tls-cert", "a.pem"]).is_err());
+        assert!(parse(&["--domain", "user@example.org"]).is_err());
+        assert!(parse(&["--alias", "a@b"]).is_err());
+    }
+
+    #[test]
+    fn aliases_repeat() {
+        let c = parse(&["--alias", "sess-man", "--alias", "admin-service"]).unwrap();
+        assert_eq!(c.aliases, vec!["sess-man", "admin-service"]);
+    }
+}

@@ -1,0 +1,207 @@
+//! Every failure becomes one [`ApiError`], and the contract's status table lives here alone.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::adhoc::CommandError;
+use crate::rest::{self, ErrorBody, Format};
+use crate::upstream::UpstreamError;
+
+/// An error answer: status, condition word, optional text and field, and the headers some
+/// statuses need.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub condition: String,
+    pub text: Option<String>,
+    pub field: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, condition: &str, text: impl Into<String>) -> Self {
+        Self {
+            status,
+            condition: condition.to_string(),
+            text: Some(text.into()).filter(|t: &String| !t.is_empty()),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", text)
+    }
+
+    pub fn unauthorized(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", text)
+    }
+
+    pub fn throttled(retry_after: Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "too many failed logins; try again later",
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// The response, its body in `format`.
+    pub fn into_response_in(self, format: Format) -> Response {
+        let body = rest::encode_error(
+            format,
+            &ErrorBody {
+                status: self.status.as_u16(),
+                condition: self.condition,
+                text: self.text,
+                field: self.field,
+            },
+        );
+        let mut resp = (self.status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, content_type(format));
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"xmpp-rest-gateway\", charset=\"UTF-8\""),
+            );
+        }
+        if let Some(wait) = self.retry_after {
+            // Rounded up, so a client that honours it is never refused again for it.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
+
+/// The `Content-Type` of a body in `format`.
+pub fn content_type(format: Format) -> HeaderValue {
+    HeaderValue::from_static(match format {
+        Format::Xml => "application/xml",
+        Format::Json => "application/json",
+    })
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::AuthFailed(_) => {
+                Self::unauthorized("the XMPP server refused these credentials")
+            }
+            other => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unavailable",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Upstream(u) => u.into(),
+            CommandError::Xmpp {
+                type_,
+                condition,
+                text,
+            } => {
+                let status = status_for(&type_, &condition);
+                let mut e = Self::new(status, &condition, text.unwrap_or_default());
+                e.text = e.text.or_else(|| Some(default_text(status).into()));
+                e
+            }
+            CommandError::NodeNotOffered(node) => Self::new(
+                StatusCode::NOT_FOUND,
+                "item-not-found",
+                format!("the target offers no command {node:?} to this account"),
+            ),
+            CommandError::Field(f) => {
+                let mut e = Self::bad_request(f.text);
+                e.field = Some(f.field);
+                e
+            }
+            CommandError::BadRequest(t) => Self::bad_request(t),
+            CommandError::Failed(t) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "command-failed", t)
+            }
+            CommandError::Malformed(t) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-error",
+                format!("unexpected answer from the XMPP server: {t}"),
+            ),
+        }
+    }
+}
+
+/// The contract's table for an upstream IQ error; unlisted conditions go by their type.
+fn status_for(type_: &str, condition: &str) -> StatusCode {
+    match condition {
+        "bad-request" | "jid-malformed" | "not-acceptable" | "malformed-action" => {
+            StatusCode::BAD_REQUEST
+        }
+        "forbidden" | "not-allowed" | "not-authorized" => StatusCode::FORBIDDEN,
+        "item-not-found" => StatusCode::NOT_FOUND,
+        "conflict" => StatusCode::CONFLICT,
+        "internal-server-error" | "remote-server-not-found" | "service-unavailable" => {
+            StatusCode::BAD_GATEWAY
+        }
+        "resource-constraint" => StatusCode::SERVICE_UNAVAILABLE,
+        "remote-server-timeout" => StatusCode::GATEWAY_TIMEOUT,
+        _ => match type_ {
+            "auth" => StatusCode::FORBIDDEN,
+            "wait" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        },
+    }
+}
+
+fn default_text(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_and_the_defaults_by_type() {
+        let cases = [
+            ("cancel", "bad-request", 400),
+            ("modify", "not-acceptable", 400),
+            ("auth", "forbidden", 403),
+            ("cancel", "not-allowed", 403),
+            ("cancel", "item-not-found", 404),
+            ("cancel", "conflict", 409),
+            ("cancel", "service-unavailable", 502),
+            ("cancel", "internal-server-error", 502),
+            ("wait", "resource-constraint", 503),
+            ("wait", "unexpected-request", 503),
+            ("cancel", "remote-server-timeout", 504),
+            ("auth", "registration-required", 403),
+            ("modify", "gone", 400),
+            ("cancel", "undefined-condition", 400),
+        ];
+        for (t, c, s) in cases {
+            assert_eq!(status_for(t, c).as_u16(), s, "{t}/{c}");
+        }
+    }
+
+    #[test]
+    fn a_failed_login_is_401_with_a_challenge() {
+        let r = ApiError::from(UpstreamError::AuthFailed("not-authorized".into()))
+            .into_response_in(Format::Json);
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let r = ApiError::throttled(Duration::from_millis(1500)).into_response_in(Format::Xml);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+    }
+}

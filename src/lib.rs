@@ -1,0 +1,22 @@
+//! xmpp-rest-gateway: an HTTP gateway beside Prosody or ejabberd that runs XEP-0050 ad-hoc
+//! commands (XEP-0133 server administration) as the HTTP Basic account, in the REST shape of
+//! Tigase XMPP Server's HTTP API.
+//!
+//! A request walks one way:
+//! `http` (routes, Basic auth, negotiation) -> `rest` (decode the document) -> `adhoc` (the
+//! document becomes command IQs) -> `upstream` (send on the account's warm c2s stream, await)
+//! -> `adhoc` (the IQ becomes a document) -> `rest` (encode) -> `http`.
+//!
+//! - [`config`]: every flag, its environment variable and default.
+//! - [`rest`]: the REST document and its XML and JSON codecs; pure.
+//! - [`adhoc`]: XEP-0050/XEP-0004 types, the generic command path, end-user-session.
+//! - [`upstream`]: connect, TLS, SASL, the session with IQs in flight, the pool.
+//! - [`http`]: the HTTP surface and the mapping of every error to a status.
+//! - [`shutdown`]: SIGTERM/SIGINT handling.
+
+pub mod adhoc;
+pub mod config;
+pub mod http;
+pub mod rest;
+pub mod shutdown;
+pub mod upstream;

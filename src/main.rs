@@ -1,0 +1,95 @@
+//! The `xmpp-rest-gateway` binary: parse the flags, open the listener, serve until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio_rustls::rustls;
+use xmpp_rest_gateway::config::{Cli, Config};
+use xmpp_rest_gateway::http::{self, Gateway};
+use xmpp_rest_gateway::upstream::{Connector, SessionPool};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match cli.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cfg))
+}
+
+async fn run(cfg: Config) -> ExitCode {
+    let tls = match cfg.tls.as_ref().map(|(c, k)| server_tls(c, k)).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let connector = match Connector::new(cfg.upstream.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", cfg.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        listen = %cfg.listen,
+        https = tls.is_some(),
+        upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
+        "xmpp-rest-gateway listening"
+    );
+    let pool = SessionPool::new(connector, cfg.reauth_interval);
+    let gw = Arc::new(Gateway::new(cfg, pool));
+    http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// The HTTPS acceptor from a PEM certificate chain and key.
+fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cert.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| format!("{}: {e}", key.display()))?
+        .ok_or_else(|| format!("{}: no private key found", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

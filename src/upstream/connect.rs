@@ -1,0 +1,400 @@
+//! Opening a c2s stream as an account: TCP, TLS (STARTTLS, direct, or none on loopback), SASL
+//! and resource binding. tokio-xmpp's `Client` retries a wrong password forever in the
+//! background, so the gateway drives tokio-xmpp's lower layers (`xmlstream`, `client_login`)
+//! itself and gets a failed login back as an error.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use sasl::common::{ChannelBinding, Credentials};
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+use tokio_xmpp::connect::AsyncReadAndWrite;
+use tokio_xmpp::error::{AuthError, Error as XmppError};
+use tokio_xmpp::parsers::bind::{BindQuery, BindResponse};
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::jid::{BareJid, FullJid};
+use tokio_xmpp::parsers::{ns, starttls};
+use tokio_xmpp::xmlstream::{
+    initiate_stream, FallibleStreamElement, ReadError, StreamHeader, Timeouts, XmppStream,
+    XmppStreamElement,
+};
+use tokio_xmpp::Stanza;
+
+use super::UpstreamError;
+use crate::config::{UpstreamConfig, UpstreamTls};
+
+/// An authenticated, bound c2s stream, boxed so that TLS and plain streams share one type.
+pub type Stream = XmppStream<Box<dyn AsyncReadAndWrite + Send>>;
+
+/// How often an idle stream is probed, and how long the probe may go unanswered.
+pub fn stream_timeouts() -> Timeouts {
+    Timeouts {
+        read_timeout: std::time::Duration::from_secs(60),
+        response_timeout: std::time::Duration::from_secs(20),
+    }
+}
+
+/// What the gateway needs to open streams: where, how, and whom to trust.
+#[derive(Clone)]
+pub struct Connector {
+    cfg: UpstreamConfig,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").field("cfg", &self.cfg).finish()
+    }
+}
+
+/// A bound stream and the full JID the server gave it.
+pub struct LoggedIn {
+    pub stream: Stream,
+    pub jid: FullJid,
+}
+
+impl Connector {
+    /// Builds the TLS trust store once: the operator's CA file, else the system's roots.
+    pub fn new(cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
+        let tls = match cfg.tls {
+            UpstreamTls::None => None,
+            _ => Some(TlsConnector::from(Arc::new(client_config(&cfg)?))),
+        };
+        Ok(Self { cfg, tls })
+    }
+
+    /// The upstream settings this connector was built from.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.cfg
+    }
+
+    /// Connects, secures, authenticates as `account` and binds `resource`, all within the
+    /// connect timeout.
+    pub async fn login(
+        &self,
+        account: &BareJid,
+        password: &str,
+        resource: &str,
+    ) -> Result<LoggedIn, UpstreamError> {
+        let work = self.login_inner(account, password, resource);
+        match tokio::time::timeout(self.cfg.connect_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Unreachable(format!(
+                "no login within {:?}",
+                self.cfg.connect_timeout
+            ))),
+        }
+    }
+
+    async fn login_inner(
+        &self,
+        account: &BareJid,
+        password: &str,
+        resource: &str,
+    ) -> Result<LoggedIn, UpstreamError> {
+        let domain = account.domain().as_str();
+        let tcp = TcpStream::connect((self.cfg.host.as_str(), self.cfg.port))
+            .await
+            .map_err(|e| {
+                UpstreamError::Unreachable(format!("{}:{}: {e}", self.cfg.host, self.cfg.port))
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let (io, binding): (Box<dyn AsyncReadAndWrite + Send>, _) = match self.cfg.tls {
+            UpstreamTls::None => (Box::new(BufStream::new(tcp)), None),
+            UpstreamTls::Direct => {
+                let (tls, cb) = self.handshake(tcp, domain).await?;
+                (Box::new(BufStream::new(tls)), Some(cb))
+            }
+            UpstreamTls::Starttls => {
+                let tcp = starttls(tcp, domain).await?;
+                let (tls, cb) = self.handshake(tcp, domain).await?;
+                (Box::new(BufStream::new(tls)), Some(cb))
+            }
+        };
+        let pending = initiate_stream(io, ns::JABBER_CLIENT, header(domain), stream_timeouts())
+            .await
+            .map_err(stream_err)?;
+        let (features, stream) = pending
+            .recv_features::<FallibleStreamElement>()
+            .await
+            .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
+        let (mechanisms, binding) =
+            choose_mechanisms(&features.sasl_mechanisms, binding)?;
+        let creds = Credentials::default()
+            .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
+            .with_password(password)
+            .with_channel_binding(binding);
+        let stream = tokio_xmpp::client_login(stream, mechanisms, creds)
+            .await
+            .map_err(login_err)?;
+        let (_, mut stream) = stream
+            .send_header(header(domain))
+            .await
+            .map_err(stream_err)?
+            .recv_features::<FallibleStreamElement>()
+            .await
+            .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
+        let jid = bind(&mut stream, resource).await?;
+        Ok(LoggedIn { stream, jid })
+    }
+
+    /// TLS handshake verifying the certificate against the account's domain (also when the
+    /// upstream was given as an IP address), and the channel binding data it allows.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        domain: &str,
+    ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, ChannelBinding), UpstreamError> {
+        let connector = self.tls.as_ref().ok_or_else(|| UpstreamError::Tls("no TLS".into()))?;
+        let name = ServerName::try_from(domain.to_owned())
+            .map_err(|e| UpstreamError::Tls(format!("{domain}: {e}")))?;
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        let (_, conn) = tls.get_ref();
+        let binding = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => conn
+                .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .map(ChannelBinding::TlsExporter)
+                .unwrap_or(ChannelBinding::None),
+            _ => ChannelBinding::None,
+        };
+        Ok((tls, binding))
+    }
+}
+
+fn header(domain: &str) -> StreamHeader<'_> {
+    StreamHeader {
+        to: Some(Cow::Borrowed(domain)),
+        from: None,
+        id: None,
+    }
+}
+
+fn client_config(cfg: &UpstreamConfig) -> Result<ClientConfig, UpstreamError> {
+    let mut roots = RootCertStore::empty();
+    match &cfg.ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| UpstreamError::Config(format!("{}: {e}", path.display())))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| {
+                    UpstreamError::Config(format!("{}: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    UpstreamError::Config(format!("{}: {e}", path.display()))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(UpstreamError::Config(format!(
+                    "{}: no certificate found",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The SASL mechanisms the gateway will try, best first. SCRAM when the server offers any
+/// (with channel binding where both sides can, `-PLUS`); PLAIN only when no SCRAM is offered,
+/// so a server offering SCRAM never sees a clear password.
+fn choose_mechanisms(
+    offered: &BTreeSet<String>,
+    binding: Option<ChannelBinding>,
+) -> Result<(BTreeSet<String>, ChannelBinding), UpstreamError> {
+    const SCRAM: [&str; 2] = ["SCRAM-SHA-256", "SCRAM-SHA-1"];
+    let binding = binding.unwrap_or(ChannelBinding::None);
+    let can_bind = matches!(binding, ChannelBinding::TlsExporter(_));
+    let plus: BTreeSet<String> = SCRAM
+        .iter()
+        .map(|m| format!("{m}-PLUS"))
+        .filter(|m| offered.contains(m))
+        .collect();
+    if can_bind && !plus.is_empty() {
+        return Ok((plus, binding));
+    }
+    let scram: BTreeSet<String> = SCRAM
+        .iter()
+        .filter(|m| offered.contains(**m))
+        .map(|m| m.to_string())
+        .collect();
+    if !scram.is_empty() {
+        return Ok((scram, ChannelBinding::None));
+    }
+    if offered.contains("PLAIN") {
+        // Over TLS, or over `--upstream-tls none`, which is refused unless on loopback.
+        return Ok((BTreeSet::from(["PLAIN".to_string()]), ChannelBinding::None));
+    }
+    Err(UpstreamError::Stream(format!(
+        "the server offers no usable SASL mechanism ({offered:?})"
+    )))
+}
+
+/// Negotiates STARTTLS on a fresh TCP stream and hands the TCP stream back for the handshake.
+async fn starttls(tcp: TcpStream, domain: &str) -> Result<TcpStream, UpstreamError> {
+    let pending = initiate_stream(
+        BufStream::new(tcp),
+        ns::JABBER_CLIENT,
+        header(domain),
+        stream_timeouts(),
+    )
+    .await
+    .map_err(stream_err)?;
+    let (features, mut stream) = pending
+        .recv_features::<FallibleStreamElement>()
+        .await
+        .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
+    if !features.can_starttls() {
+        return Err(UpstreamError::Tls(
+            "the server does not offer STARTTLS (use --upstream-tls direct or none)".into(),
+        ));
+    }
+    stream
+        .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
+            starttls::Request,
+        )))
+        .await
+        .map_err(stream_err)?;
+    loop {
+        match next_element(&mut stream).await? {
+            XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)) => break,
+            XmppStreamElement::Starttls(_) => {
+                return Err(UpstreamError::Tls("the server refused STARTTLS".into()))
+            }
+            _ => continue,
+        }
+    }
+    Ok(stream.into_inner().into_inner())
+}
+
+/// Binds `resource` and returns the JID the server assigned.
+async fn bind(stream: &mut Stream, resource: &str) -> Result<FullJid, UpstreamError> {
+    const ID: &str = "bind-1";
+    let iq = Iq::from_set(ID, BindQuery::new(Some(resource.to_string())));
+    stream
+        .send(&XmppStreamElement::Stanza(Stanza::Iq(iq)))
+        .await
+        .map_err(stream_err)?;
+    loop {
+        if let XmppStreamElement::Stanza(Stanza::Iq(iq)) = next_element(stream).await? {
+            match iq {
+                Iq::Result {
+                    id,
+                    payload: Some(p),
+                    ..
+                } if id == ID => {
+                    let r = BindResponse::try_from(p)
+                        .map_err(|e| UpstreamError::Stream(format!("bind: {e}")))?;
+                    return Ok(r.jid);
+                }
+                Iq::Error { id, error, .. } if id == ID => {
+                    return Err(UpstreamError::Stream(format!(
+                        "bind refused: {:?}",
+                        error.defined_condition
+                    )))
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// The next parsed element, skipping soft timeouts and stanzas that do not parse.
+pub(crate) async fn next_element<Io>(
+    stream: &mut XmppStream<Io>,
+) -> Result<XmppStreamElement, UpstreamError>
+where
+    Io: tokio::io::AsyncBufRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match stream.next().await {
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
+                return Err(UpstreamError::Stream(format!("stream error: {e:?}")))
+            }
+            Some(Ok(FallibleStreamElement::Ok(el))) => return Ok(el),
+            Some(Ok(FallibleStreamElement::Err(_))) | Some(Err(ReadError::SoftTimeout)) => continue,
+            Some(Err(ReadError::HardError(e))) => return Err(stream_err(e)),
+            Some(Err(ReadError::ParseError(e))) => {
+                return Err(UpstreamError::Stream(format!("parse error: {e}")))
+            }
+            Some(Err(ReadError::StreamFooterReceived)) | None => {
+                return Err(UpstreamError::Closed("the server closed the stream".into()))
+            }
+        }
+    }
+}
+
+fn stream_err(e: std::io::Error) -> UpstreamError {
+    UpstreamError::Stream(e.to_string())
+}
+
+fn login_err(e: XmppError) -> UpstreamError {
+    match e {
+        XmppError::Auth(AuthError::Fail(condition)) => {
+            UpstreamError::AuthFailed(format!("{condition:?}"))
+        }
+        XmppError::Auth(AuthError::NoMechanism) => {
+            UpstreamError::Stream("no common SASL mechanism".into())
+        }
+        XmppError::Auth(e) => UpstreamError::Stream(format!("SASL: {e}")),
+        XmppError::Disconnected => UpstreamError::Closed("the server closed the stream".into()),
+        other => UpstreamError::Stream(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn scram_is_chosen_over_plain() {
+        let (m, _) = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1"]), None).unwrap();
+        assert_eq!(m, set(&["SCRAM-SHA-1"]));
+    }
+
+    #[test]
+    fn plus_only_with_binding_data() {
+        let offered = set(&["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"]);
+        let cb = Some(ChannelBinding::TlsExporter(vec![1; 32]));
+        let (m, b) = choose_mechanisms(&offered, cb).unwrap();
+        assert_eq!(m, set(&["SCRAM-SHA-1-PLUS"]));
+        assert!(matches!(b, ChannelBinding::TlsExporter(_)));
+        let (m, b) = choose_mechanisms(&offered, Some(ChannelBinding::None)).unwrap();
+        assert_eq!(m, set(&["SCRAM-SHA-1"]));
+        assert!(matches!(b, ChannelBinding::None));
+    }
+
+    #[test]
+    fn tls13_without_plus_offered_still_uses_scram() {
+        // Prosody on TLS 1.3: the stock connector would fall back to PLAIN here.
+        let cb = Some(ChannelBinding::TlsExporter(vec![1; 32]));
+        let (m, b) = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1"]), cb).unwrap();
+        assert_eq!(m, set(&["SCRAM-SHA-1"]));
+        assert!(matches!(b, ChannelBinding::None));
+    }
+
+    #[test]
+    fn nothing_usable_is_an_error() {
+        assert!(choose_mechanisms(&set(&["X-OAUTH2"]), None).is_err());
+    }
+}

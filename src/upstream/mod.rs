@@ -1,0 +1,34 @@
+//! The XMPP side, and the only code that speaks to the XMPP server: opening and securing c2s
+//! streams and logging in (`connect`), one stream with many IQs in flight (`session`), and the
+//! warm sessions of the accounts that use the gateway (`pool`).
+
+pub mod connect;
+pub mod pool;
+pub mod session;
+
+pub use connect::Connector;
+pub use pool::SessionPool;
+pub use session::{AdminSession, IqKind, IqReply};
+
+/// What can go wrong between the gateway and the XMPP server.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// No TCP connection, or no login within the connect timeout.
+    #[error("the XMPP server is unreachable: {0}")]
+    Unreachable(String),
+    /// The TLS handshake failed (certificate, protocol).
+    #[error("TLS to the XMPP server failed: {0}")]
+    Tls(String),
+    /// The stream broke or the server spoke nonsense.
+    #[error("the XMPP stream failed: {0}")]
+    Stream(String),
+    /// The stream ended while an answer was awaited.
+    #[error("the XMPP stream closed: {0}")]
+    Closed(String),
+    /// The server refused the credentials (SASL failure).
+    #[error("the XMPP server refused the login ({0})")]
+    AuthFailed(String),
+    /// The gateway's own upstream settings are unusable (CA file, …).
+    #[error("upstream configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,132 @@
+//! The warm c2s sessions, one per account. A request whose credentials match a live session
+//! that proved its password recently is served on it without a login; anything else (first
+//! use, another password, a dead stream, a proof older than the re-auth interval) logs in
+//! afresh, and a successful login replaces the account's session. Passwords are never kept:
+//! only an HMAC under a key drawn at start, compared in constant time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ring::hmac;
+use tokio_xmpp::parsers::jid::BareJid;
+
+use super::{AdminSession, Connector, UpstreamError};
+
+/// The warm sessions of every account that used the gateway.
+pub struct SessionPool {
+    connector: Connector,
+    reauth: Duration,
+    key: hmac::Key,
+    accounts: Mutex<HashMap<BareJid, Arc<AccountSlot>>>,
+    logins: AtomicU64,
+}
+
+/// One account's session and the lock that keeps its logins one at a time.
+#[derive(Default)]
+struct AccountSlot {
+    login: tokio::sync::Mutex<()>,
+    warm: Mutex<Option<Warm>>,
+}
+
+struct Warm {
+    session: Arc<AdminSession>,
+    /// HMAC of the password the session was opened with.
+    proof: hmac::Tag,
+    proved_at: Instant,
+}
+
+impl SessionPool {
+    pub fn new(connector: Connector, reauth: Duration) -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness");
+        Self {
+            connector,
+            reauth,
+            key,
+            accounts: Mutex::new(HashMap::new()),
+            logins: AtomicU64::new(0),
+        }
+    }
+
+    /// The account's live session, if `password` is the one it was opened with and that
+    /// proof is recent enough.
+    pub fn warm(&self, account: &BareJid, password: &str) -> Option<Arc<AdminSession>> {
+        let slot = self.accounts.lock().ok()?.get(account).cloned()?;
+        self.warm_in(&slot, account, password)
+    }
+
+    fn warm_in(
+        &self,
+        slot: &AccountSlot,
+        account: &BareJid,
+        password: &str,
+    ) -> Option<Arc<AdminSession>> {
+        let warm = slot.warm.lock().ok()?;
+        let w = warm.as_ref()?;
+        let fresh = w.proved_at.elapsed() < self.reauth;
+        let same = hmac::verify(&self.key, &secret(account, password), w.proof.as_ref()).is_ok();
+        (fresh && same && w.session.is_alive()).then(|| w.session.clone())
+    }
+
+    /// Logs in as `account` (one login at a time per account; a login that another request
+    /// just completed with the same password is reused) and makes it the account's session.
+    pub async fn login(
+        &self,
+        account: &BareJid,
+        password: &str,
+    ) -> Result<Arc<AdminSession>, UpstreamError> {
+        let slot = self.slot(account);
+        let _one_at_a_time = slot.login.lock().await;
+        if let Some(s) = self.warm_in(&slot, account, password) {
+            return Ok(s);
+        }
+        let resource = format!("xrg-{:016x}", rand::random::<u64>());
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        let logged_in = self.connector.login(account, password, &resource).await?;
+        tracing::info!(jid = %logged_in.jid, "logged in");
+        let session = Arc::new(AdminSession::start(logged_in));
+        let warm = Warm {
+            session: session.clone(),
+            proof: hmac::sign(&self.key, &secret(account, password)),
+            proved_at: Instant::now(),
+        };
+        // The replaced session closes itself once its in-flight requests let go of it.
+        if let Ok(mut w) = slot.warm.lock() {
+            *w = Some(warm);
+        }
+        Ok(session)
+    }
+
+    /// How many logins the pool has attempted since start.
+    pub fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+
+    /// Closes every warm session with `</stream:stream>`.
+    pub async fn close_all(&self) {
+        let slots: Vec<_> = match self.accounts.lock() {
+            Ok(mut a) => a.drain().map(|(_, s)| s).collect(),
+            Err(_) => return,
+        };
+        let sessions: Vec<_> = slots
+            .iter()
+            .filter_map(|s| s.warm.lock().ok()?.take().map(|w| w.session))
+            .collect();
+        futures_util::future::join_all(sessions.iter().map(|s| s.close())).await;
+    }
+
+    fn slot(&self, account: &BareJid) -> Arc<AccountSlot> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.entry(account.clone()).or_default().clone()
+    }
+}
+
+fn secret(account: &BareJid, password: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(account.as_str().len() + 1 + password.len());
+    v.extend_from_slice(account.as_str().as_bytes());
+    v.push(0);
+    v.extend_from_slice(password.as_bytes());
+    v
+}

@@ -1,0 +1,383 @@
+//! One logged-in c2s stream with many IQs in flight. A single task owns the stream: it writes
+//! what callers queue, matches replies to waiters by id, answers the server's own IQs, probes
+//! an idle stream, and when the stream dies fails every waiter at once. Dropping the last
+//! handle closes the stream with `</stream:stream>`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::parsers::ping::Ping;
+use tokio_xmpp::parsers::presence::Presence;
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use tokio_xmpp::xmlstream::{FallibleStreamElement, ReadError, XmppStreamElement};
+use tokio_xmpp::Stanza;
+
+use super::connect::{LoggedIn, Stream};
+use super::UpstreamError;
+
+/// The answer to an IQ: its payload on success, the stanza error otherwise.
+#[derive(Debug, Clone)]
+pub enum IqReply {
+    Result(Option<Element>),
+    Error(StanzaError, Option<Element>),
+}
+
+/// Whether an IQ reads or changes.
+#[derive(Debug, Clone, Copy)]
+pub enum IqKind {
+    Get,
+    Set,
+}
+
+enum Outgoing {
+    Iq {
+        to: Jid,
+        kind: IqKind,
+        payload: Element,
+        reply: oneshot::Sender<Result<IqReply, UpstreamError>>,
+    },
+    Presence(Presence),
+    Close(oneshot::Sender<()>),
+}
+
+/// A handle on one c2s stream of one account.
+pub struct AdminSession {
+    jid: FullJid,
+    tx: mpsc::Sender<Outgoing>,
+    alive: Arc<AtomicBool>,
+    closed: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for AdminSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSession").field("jid", &self.jid).finish()
+    }
+}
+
+impl AdminSession {
+    /// Takes over a logged-in stream and starts the task that drives it.
+    pub fn start(logged_in: LoggedIn) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        let alive = Arc::new(AtomicBool::new(true));
+        let (closed_tx, closed) = watch::channel(false);
+        let driver = Driver {
+            stream: logged_in.stream,
+            jid: logged_in.jid.clone(),
+            rx,
+            pending: HashMap::new(),
+            next_id: AtomicU64::new(1),
+            alive: alive.clone(),
+            close_requested: None,
+        };
+        tokio::spawn(async move {
+            driver.run().await;
+            let _ = closed_tx.send(true);
+        });
+        Self {
+            jid: logged_in.jid,
+            tx,
+            alive,
+            closed,
+        }
+    }
+
+    /// The full JID of this stream.
+    pub fn jid(&self) -> &FullJid {
+        &self.jid
+    }
+
+    /// False once the stream is known dead or closing.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends an IQ and waits for its answer. Fails at once when the stream dies; the caller
+    /// bounds the wait.
+    pub async fn iq(
+        &self,
+        to: Jid,
+        kind: IqKind,
+        payload: Element,
+    ) -> Result<IqReply, UpstreamError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Outgoing::Iq {
+                to,
+                kind,
+                payload,
+                reply,
+            })
+            .await
+            .map_err(|_| UpstreamError::Closed("the stream is closed".into()))?;
+        rx.await
+            .map_err(|_| UpstreamError::Closed("the stream closed before the answer".into()))?
+    }
+
+    /// Sends a presence (the gateway's own sessions never do; test clients do).
+    pub async fn send_presence(&self, presence: Presence) -> Result<(), UpstreamError> {
+        self.tx
+            .send(Outgoing::Presence(presence))
+            .await
+            .map_err(|_| UpstreamError::Closed("the stream is closed".into()))
+    }
+
+    /// Resolves when the stream has ended, for whatever reason.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Closes the stream with `</stream:stream>` and waits (briefly) for the server's close.
+    pub async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Outgoing::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        self.closed().await;
+    }
+}
+
+type Waiter = oneshot::Sender<Result<IqReply, UpstreamError>>;
+
+struct Driver {
+    stream: Stream,
+    jid: FullJid,
+    rx: mpsc::Receiver<Outgoing>,
+    pending: HashMap<String, Waiter>,
+    next_id: AtomicU64,
+    alive: Arc<AtomicBool>,
+    close_requested: Option<oneshot::Sender<()>>,
+}
+
+/// Why the driver stopped.
+enum End {
+    /// Every handle is gone or close was asked: close politely.
+    Close(Option<oneshot::Sender<()>>),
+    /// The stream failed.
+    Dead(UpstreamError),
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let end = self.drive().await;
+        self.alive.store(false, Ordering::Release);
+        match end {
+            End::Close(done) => {
+                self.fail_all(|| UpstreamError::Closed("the gateway closed the stream".into()));
+                self.shutdown().await;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            End::Dead(e) => {
+                tracing::info!(jid = %self.jid, error = %e, "upstream stream ended");
+                self.fail_all(|| e.clone());
+            }
+        }
+    }
+
+    async fn drive(&mut self) -> End {
+        loop {
+            tokio::select! {
+                out = self.rx.recv() => match out {
+                    None => return End::Close(None),
+                    Some(Outgoing::Close(done)) => return End::Close(Some(done)),
+                    Some(out) => {
+                        if let Err(e) = self.write(out).await {
+                            return End::Dead(e);
+                        }
+                        if let Some(done) = self.close_requested.take() {
+                            return End::Close(Some(done));
+                        }
+                    }
+                },
+                el = self.stream.next() => {
+                    if let Err(e) = self.read(el).await {
+                        return End::Dead(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues one element and everything else already waiting, then flushes once.
+    async fn write(&mut self, first: Outgoing) -> Result<(), UpstreamError> {
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            match out {
+                Outgoing::Iq {
+                    to,
+                    kind,
+                    payload,
+                    reply,
+                } => {
+                    if reply.is_closed() {
+                        // The client hung up before the IQ left: do not send it at all.
+                    } else {
+                        let id = self.fresh_id();
+                        let (from, to, id2) = (None, Some(to), id.clone());
+                        let iq = match kind {
+                            IqKind::Get => Iq::Get { from, to, id: id2, payload },
+                            IqKind::Set => Iq::Set { from, to, id: id2, payload },
+                        };
+                        self.pending.insert(id, reply);
+                        self.feed(Stanza::Iq(iq)).await?;
+                    }
+                }
+                Outgoing::Presence(p) => self.feed(Stanza::Presence(p)).await?,
+                Outgoing::Close(done) => {
+                    // Seen while draining the queue: finish this batch, then close.
+                    self.close_requested = Some(done);
+                    break;
+                }
+            }
+            if let Ok(more) = self.rx.try_recv() {
+                next = Some(more);
+            }
+        }
+        SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
+            .await
+            .map_err(|e| UpstreamError::Stream(e.to_string()))
+    }
+
+    async fn feed(&mut self, stanza: Stanza) -> Result<(), UpstreamError> {
+        self.stream
+            .feed(&XmppStreamElement::Stanza(stanza))
+            .await
+            .map_err(|e| UpstreamError::Stream(e.to_string()))
+    }
+
+    fn domain(&self) -> Jid {
+        Jid::from(BareJid::from_parts(None, self.jid.domain()))
+    }
+
+    fn fresh_id(&self) -> String {
+        format!("xrg{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn read(
+        &mut self,
+        el: Option<Result<FallibleStreamElement, ReadError>>,
+    ) -> Result<(), UpstreamError> {
+        match el {
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(Stanza::Iq(iq))))) => {
+                self.on_iq(iq).await
+            }
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => Err(
+                UpstreamError::Closed(format!("stream error from the server: {e:?}")),
+            ),
+            Some(Ok(FallibleStreamElement::Ok(_))) => Ok(()),
+            Some(Ok(FallibleStreamElement::Err(e))) => {
+                tracing::debug!(error = %e, "unparseable stanza from the upstream ignored");
+                self.fail_unparseable(e);
+                Ok(())
+            }
+            Some(Err(ReadError::SoftTimeout)) => {
+                // Silence: prove the stream is alive with a ping; the hard timeout follows
+                // if nothing comes back. Forget waiters whose clients went away meanwhile.
+                self.pending.retain(|_, w| !w.is_closed());
+                let id = self.fresh_id();
+                let ping = Iq::from_get(id, Ping).with_to(self.domain());
+                self.feed(Stanza::Iq(ping)).await?;
+                SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
+                    .await
+                    .map_err(|e| UpstreamError::Stream(e.to_string()))
+            }
+            Some(Err(ReadError::HardError(e))) => Err(UpstreamError::Closed(e.to_string())),
+            Some(Err(ReadError::ParseError(e))) => {
+                Err(UpstreamError::Closed(format!("unparseable stream: {e}")))
+            }
+            Some(Err(ReadError::StreamFooterReceived)) | None => {
+                Err(UpstreamError::Closed("the server closed the stream".into()))
+            }
+        }
+    }
+
+    async fn on_iq(&mut self, iq: Iq) -> Result<(), UpstreamError> {
+        match iq {
+            Iq::Result { id, payload, .. } => {
+                self.resolve(&id, Ok(IqReply::Result(payload)));
+                Ok(())
+            }
+            Iq::Error {
+                id, error, payload, ..
+            } => {
+                self.resolve(&id, Ok(IqReply::Error(error, payload)));
+                Ok(())
+            }
+            Iq::Get {
+                id, from, payload, ..
+            }
+            | Iq::Set {
+                id, from, payload, ..
+            } => {
+                // The server (or someone) asks us something: a ping gets a result, anything
+                // else service-unavailable, as RFC 6120 wants for unknown requests.
+                let answer = if payload.is("ping", tokio_xmpp::parsers::ns::PING) {
+                    Iq::empty_result(from.unwrap_or_else(|| self.domain()), id)
+                } else {
+                    let err = StanzaError::new(
+                        ErrorType::Cancel,
+                        DefinedCondition::ServiceUnavailable,
+                        "en",
+                        "",
+                    );
+                    let to = from.unwrap_or_else(|| self.domain());
+                    Iq::from_error(id, err).with_to(to)
+                };
+                self.feed(Stanza::Iq(answer)).await?;
+                SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
+                    .await
+                    .map_err(|e| UpstreamError::Stream(e.to_string()))
+            }
+        }
+    }
+
+    fn resolve(&mut self, id: &str, reply: Result<IqReply, UpstreamError>) {
+        if let Some(waiter) = self.pending.remove(id) {
+            let _ = waiter.send(reply);
+        }
+    }
+
+    /// A reply the parser could not read still answers its waiter, as an error.
+    fn fail_unparseable(&mut self, e: tokio_xmpp::xmlstream::StreamElementError) {
+        if let tokio_xmpp::xmlstream::StreamElementError::InvalidStanza { header, .. } = &e {
+            if let Some(id) = header.id.clone() {
+                self.resolve(
+                    &id,
+                    Err(UpstreamError::Stream(format!("unreadable answer: {e}"))),
+                );
+            }
+        }
+    }
+
+    fn fail_all(&mut self, e: impl Fn() -> UpstreamError) {
+        for (_, w) in self.pending.drain() {
+            let _ = w.send(Err(e()));
+        }
+    }
+
+    /// Sends `</stream:stream>` and gives the server a moment to close its side.
+    async fn shutdown(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match self.stream.next().await {
+                    None | Some(Err(ReadError::StreamFooterReceived)) => break,
+                    Some(Err(ReadError::HardError(_))) => break,
+                    _ => continue,
+                }
+            }
+        })
+        .await;
+    }
+}
