@@ -7,8 +7,17 @@
 //! form carrying both `accountjids` (XEP-0133, Prosody) and `accountjid` (ejabberd's single
 //! field), one account per command. The gateway's own stream is never ended: for the very
 //! account it is logged in as, it ends the other resources one by one.
+//!
+//! A session the server is still closing stays listed for a few milliseconds after the
+//! command's answer (until its client's TCP closes; Prosody waits up to 5 s for a silent one).
+//! So that a second request right after the first does not claim to end it again, the
+//! gateway remembers what it ended lately and, only when such a resource is listed again,
+//! looks once more a few times over a short while: gone means it was the closing session; still
+//! there means a new session under the same name, which is then ended and reported.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
@@ -28,11 +37,46 @@ struct Kick {
     ended: Vec<String>,
 }
 
+/// How long an ended session is remembered, and how long a listing that still shows one is
+/// re-read before it is taken for a new session.
+const REMEMBER_ENDED: Duration = Duration::from_secs(10);
+const SETTLE_FOR: Duration = Duration::from_millis(250);
+const SETTLE_STEP: Duration = Duration::from_millis(5);
+
+/// Sessions this gateway ended lately: account -> (resource, when).
+#[derive(Default)]
+pub struct RecentKicks {
+    ended: Mutex<HashMap<BareJid, Vec<(String, Instant)>>>,
+}
+
+impl RecentKicks {
+    fn recently_ended(&self, account: &BareJid, resource: &str) -> bool {
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        ended.get(account).is_some_and(|v| {
+            v.iter()
+                .any(|(r, at)| r == resource && at.elapsed() < REMEMBER_ENDED)
+        })
+    }
+
+    fn record(&self, account: &BareJid, resources: &[String]) {
+        let now = Instant::now();
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        ended.retain(|_, v| {
+            v.retain(|(_, at)| at.elapsed() < REMEMBER_ENDED);
+            !v.is_empty()
+        });
+        let list = ended.entry(account.clone()).or_default();
+        list.retain(|(r, _)| !resources.contains(r));
+        list.extend(resources.iter().map(|r| (r.clone(), now)));
+    }
+}
+
 /// Runs end-user-session for the JIDs in `accountjids` (or `accountjid`).
 pub async fn run(
     session: &Arc<AdminSession>,
     target: &Target,
     req: &CommandRequest,
+    recent: &RecentKicks,
 ) -> Result<CommandResponse, CommandError> {
     let jids = requested_jids(req)?;
     let mut accounts: Vec<BareJid> = Vec::new();
@@ -44,7 +88,7 @@ pub async fn run(
     let online = try_join_all(
         accounts
             .iter()
-            .map(|a| online_resources(session, &target.to, a)),
+            .map(|a| settled_resources(session, &target.to, a, recent)),
     )
     .await?;
     let kicks = plan(session, &jids, &accounts, &online);
@@ -54,6 +98,9 @@ pub async fn run(
             .map(|k| end_session(session, &target.to, &k.jid)),
     )
     .await?;
+    for k in &kicks {
+        recent.record(&k.jid.to_bare(), &k.ended);
+    }
     let lines: Vec<String> = kicks
         .iter()
         .flat_map(|k| {
@@ -158,6 +205,25 @@ fn plan(
         }
     }
     kicks
+}
+
+/// The account's online resources, re-read for a short while as long as it still lists a
+/// session this gateway ended lately (see the module's documentation).
+async fn settled_resources(
+    session: &AdminSession,
+    to: &Jid,
+    account: &BareJid,
+    recent: &RecentKicks,
+) -> Result<Vec<String>, CommandError> {
+    let started = Instant::now();
+    loop {
+        let online = online_resources(session, to, account).await?;
+        let closing = online.iter().any(|r| recent.recently_ended(account, r));
+        if !closing || started.elapsed() >= SETTLE_FOR {
+            return Ok(online);
+        }
+        tokio::time::sleep(SETTLE_STEP).await;
+    }
 }
 
 /// The account's online resources, from user-stats (`onlineresources`). An account the server

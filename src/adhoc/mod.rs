@@ -109,6 +109,13 @@ impl Target {
     }
 }
 
+/// What the gateway learns across requests: forms, and the sessions it ended lately.
+#[derive(Default)]
+pub struct Memory {
+    pub forms: FormMemory,
+    pub kicks: end_user_session::RecentKicks,
+}
+
 /// Forms learnt from servers, so that a later request for the same stream, target and node
 /// goes in one round trip. A new stream has a new JID, so what an old one learnt is never used
 /// again; the map is bounded and simply cleared when full.
@@ -151,7 +158,7 @@ pub async fn run(
     session: &Arc<AdminSession>,
     target: &Target,
     req: &CommandRequest,
-    memory: &FormMemory,
+    memory: &Memory,
 ) -> Result<CommandResponse, CommandError> {
     let node = req
         .node
@@ -159,9 +166,9 @@ pub async fn run(
         .filter(|n| !n.is_empty())
         .ok_or_else(|| CommandError::BadRequest("the command has no node".into()))?;
     let result = if node == END_USER_SESSION && !req.fields.is_empty() {
-        end_user_session::run(session, target, req).await
+        end_user_session::run(session, target, req, &memory.kicks).await
     } else {
-        generic::run(session, target, node, req, memory).await
+        generic::run(session, target, node, req, &memory.forms).await
     };
     match result {
         Err(CommandError::Xmpp { condition, .. })

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::adhoc::{self, FormMemory, Target};
+use crate::adhoc::{self, Memory, Target};
 use crate::config::Config;
 use crate::rest::{self, Format};
 use crate::upstream::{AdminSession, SessionPool};
@@ -32,7 +32,7 @@ use throttle::LoginThrottle;
 pub struct Gateway {
     cfg: Config,
     pool: SessionPool,
-    memory: FormMemory,
+    memory: Memory,
     throttle: LoginThrottle,
     in_flight: Arc<Semaphore>,
 }
@@ -46,7 +46,7 @@ impl Gateway {
         Self {
             throttle: LoginThrottle::new(cfg.throttle),
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
-            memory: FormMemory::default(),
+            memory: Memory::default(),
             pool,
             cfg,
         }
