@@ -22,7 +22,7 @@ pub enum UpstreamTls {
 /// A REST gateway for XEP-0050 ad-hoc admin commands on Prosody or ejabberd, shaped like
 /// Tigase's HTTP API.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "xmpp-rest-gateway", version, about)]
+#[command(name = "xmpp-rest-gateway", version, about, args_override_self = true)]
 pub struct Cli {
     /// Address the HTTP(S) API listens on.
     #[arg(long, env = "XRG_LISTEN", default_value = "127.0.0.1:8080")]

@@ -105,16 +105,12 @@ impl Connector {
                 UpstreamError::Unreachable(format!("{}:{}: {e}", self.cfg.host, self.cfg.port))
             })?;
         let _ = tcp.set_nodelay(true);
-        let (io, binding): (Box<dyn AsyncReadAndWrite + Send>, _) = match self.cfg.tls {
-            UpstreamTls::None => (Box::new(BufStream::new(tcp)), None),
-            UpstreamTls::Direct => {
-                let (tls, cb) = self.handshake(tcp, domain).await?;
-                (Box::new(BufStream::new(tls)), Some(cb))
-            }
+        let io: Box<dyn AsyncReadAndWrite + Send> = match self.cfg.tls {
+            UpstreamTls::None => Box::new(BufStream::new(tcp)),
+            UpstreamTls::Direct => Box::new(BufStream::new(self.handshake(tcp, domain).await?)),
             UpstreamTls::Starttls => {
                 let tcp = starttls(tcp, domain).await?;
-                let (tls, cb) = self.handshake(tcp, domain).await?;
-                (Box::new(BufStream::new(tls)), Some(cb))
+                Box::new(BufStream::new(self.handshake(tcp, domain).await?))
             }
         };
         let pending = initiate_stream(io, ns::JABBER_CLIENT, header(domain), stream_timeouts())
@@ -124,12 +120,11 @@ impl Connector {
             .recv_features::<FallibleStreamElement>()
             .await
             .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
-        let (mechanisms, binding) =
-            choose_mechanisms(&features.sasl_mechanisms, binding)?;
+        let mechanisms = choose_mechanisms(&features.sasl_mechanisms)?;
         let creds = Credentials::default()
             .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
             .with_password(password)
-            .with_channel_binding(binding);
+            .with_channel_binding(ChannelBinding::None);
         let stream = tokio_xmpp::client_login(stream, mechanisms, creds)
             .await
             .map_err(login_err)?;
@@ -145,28 +140,19 @@ impl Connector {
     }
 
     /// TLS handshake verifying the certificate against the account's domain (also when the
-    /// upstream was given as an IP address), and the channel binding data it allows.
+    /// upstream was given as an IP address).
     async fn handshake(
         &self,
         tcp: TcpStream,
         domain: &str,
-    ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, ChannelBinding), UpstreamError> {
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
         let connector = self.tls.as_ref().ok_or_else(|| UpstreamError::Tls("no TLS".into()))?;
         let name = ServerName::try_from(domain.to_owned())
             .map_err(|e| UpstreamError::Tls(format!("{domain}: {e}")))?;
-        let tls = connector
+        connector
             .connect(name, tcp)
             .await
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        let (_, conn) = tls.get_ref();
-        let binding = match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => conn
-                .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
-                .map(ChannelBinding::TlsExporter)
-                .unwrap_or(ChannelBinding::None),
-            _ => ChannelBinding::None,
-        };
-        Ok((tls, binding))
+            .map_err(|e| UpstreamError::Tls(e.to_string()))
     }
 }
 
@@ -211,35 +197,23 @@ fn client_config(cfg: &UpstreamConfig) -> Result<ClientConfig, UpstreamError> {
         .with_no_client_auth())
 }
 
-/// The SASL mechanisms the gateway will try, best first. SCRAM when the server offers any
-/// (with channel binding where both sides can, `-PLUS`); PLAIN only when no SCRAM is offered,
-/// so a server offering SCRAM never sees a clear password.
-fn choose_mechanisms(
-    offered: &BTreeSet<String>,
-    binding: Option<ChannelBinding>,
-) -> Result<(BTreeSet<String>, ChannelBinding), UpstreamError> {
+/// The SASL mechanisms the gateway will try, best first: SCRAM whenever the server offers it,
+/// PLAIN only when it offers no SCRAM, so a server offering SCRAM never sees a clear password.
+/// Channel binding (`-PLUS`) is not used: ejabberd 23.01 refuses the TLS 1.3 exporter binding
+/// ("Invalid channel binding"), and the TLS below is already verified against the domain.
+fn choose_mechanisms(offered: &BTreeSet<String>) -> Result<BTreeSet<String>, UpstreamError> {
     const SCRAM: [&str; 2] = ["SCRAM-SHA-256", "SCRAM-SHA-1"];
-    let binding = binding.unwrap_or(ChannelBinding::None);
-    let can_bind = matches!(binding, ChannelBinding::TlsExporter(_));
-    let plus: BTreeSet<String> = SCRAM
-        .iter()
-        .map(|m| format!("{m}-PLUS"))
-        .filter(|m| offered.contains(m))
-        .collect();
-    if can_bind && !plus.is_empty() {
-        return Ok((plus, binding));
-    }
     let scram: BTreeSet<String> = SCRAM
         .iter()
         .filter(|m| offered.contains(**m))
         .map(|m| m.to_string())
         .collect();
     if !scram.is_empty() {
-        return Ok((scram, ChannelBinding::None));
+        return Ok(scram);
     }
     if offered.contains("PLAIN") {
-        // Over TLS, or over `--upstream-tls none`, which is refused unless on loopback.
-        return Ok((BTreeSet::from(["PLAIN".to_string()]), ChannelBinding::None));
+        // Over verified TLS, or over `--upstream-tls none`, which is refused unless on loopback.
+        return Ok(BTreeSet::from(["PLAIN".to_string()]));
     }
     Err(UpstreamError::Stream(format!(
         "the server offers no usable SASL mechanism ({offered:?})"
@@ -368,33 +342,19 @@ mod tests {
 
     #[test]
     fn scram_is_chosen_over_plain() {
-        let (m, _) = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1"]), None).unwrap();
+        let m = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"])).unwrap();
         assert_eq!(m, set(&["SCRAM-SHA-1"]));
+        let m = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"])).unwrap();
+        assert_eq!(m, set(&["SCRAM-SHA-1", "SCRAM-SHA-256"]));
     }
 
     #[test]
-    fn plus_only_with_binding_data() {
-        let offered = set(&["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"]);
-        let cb = Some(ChannelBinding::TlsExporter(vec![1; 32]));
-        let (m, b) = choose_mechanisms(&offered, cb).unwrap();
-        assert_eq!(m, set(&["SCRAM-SHA-1-PLUS"]));
-        assert!(matches!(b, ChannelBinding::TlsExporter(_)));
-        let (m, b) = choose_mechanisms(&offered, Some(ChannelBinding::None)).unwrap();
-        assert_eq!(m, set(&["SCRAM-SHA-1"]));
-        assert!(matches!(b, ChannelBinding::None));
-    }
-
-    #[test]
-    fn tls13_without_plus_offered_still_uses_scram() {
-        // Prosody on TLS 1.3: the stock connector would fall back to PLAIN here.
-        let cb = Some(ChannelBinding::TlsExporter(vec![1; 32]));
-        let (m, b) = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1"]), cb).unwrap();
-        assert_eq!(m, set(&["SCRAM-SHA-1"]));
-        assert!(matches!(b, ChannelBinding::None));
+    fn plain_only_without_scram() {
+        assert_eq!(choose_mechanisms(&set(&["PLAIN"])).unwrap(), set(&["PLAIN"]));
     }
 
     #[test]
     fn nothing_usable_is_an_error() {
-        assert!(choose_mechanisms(&set(&["X-OAUTH2"]), None).is_err());
+        assert!(choose_mechanisms(&set(&["X-OAUTH2"])).is_err());
     }
 }

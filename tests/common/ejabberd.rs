@@ -1,0 +1,289 @@
+//! ejabberd 23.01 from Debian, started with `ejabberdctl --config-dir <state> foreground` as the
+//! `ejabberd` user. Its own `ejabberdctl.cfg` in the state directory makes the Erlang node
+//! private: a per-process node name, a random `-setcookie`, and `ERL_DIST_PORT`, which makes
+//! both the node and every `ejabberdctl` call epmd-less (`-start_epmd false`), so no epmd is
+//! started and nothing in `/etc/ejabberd`, `/var/lib/ejabberd` or `~/.erlang.cookie` is read or
+//! written. Each `ejabberdctl` call is a fresh Erlang VM (~0.3 s), so the fixed accounts are
+//! imported in one call from a XEP-0227 (PIEFXIS) file; ejabberd stores them exactly as
+//! `ejabberdctl register` does (SCRAM-SHA-1, 4096 iterations).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{password_for, pki, procs, xmpp, ServerKind, Startup, TestServer, ACCOUNTS, DOMAIN};
+
+/// Startup budget; ejabberd is normally listening after about a second here.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Close to Debian's stock ejabberd.yml where the gateway can tell: SCRAM storage, the `normal`
+/// c2s shaper for non-admins, `max_user_sessions: 10`, `mod_fail2ban`, stream management. It
+/// differs in: one loopback c2s listener with STARTTLS offered (not required) and backlog 128
+/// (default 5 drops connections under load), no http/s2s/stun/mqtt listeners, no outgoing s2s
+/// (`s2s_access: none`), no ACME, and `admin@domain.com` and `admin2@domain.com` as admins.
+const CONFIG: &str = r#"# Written by the xmpp-rest-gateway e2e harness.
+loglevel: info
+log_rotate_count: 0
+hosts:
+  - domain.com
+certfiles:
+  - "@DIR@/server-combined.pem"
+# The harness CA, so ejabberd_pkix does not warn that the certificate's issuer is unknown.
+ca_file: "@DIR@/ca.pem"
+acme:
+  auto: false
+define_macro:
+  'TLS_CIPHERS': "HIGH:!aNULL:!eNULL:!3DES:@STRENGTH"
+  'TLS_OPTIONS':
+    - "no_sslv3"
+    - "no_tlsv1"
+    - "no_tlsv1_1"
+    - "cipher_server_preference"
+    - "no_compression"
+c2s_ciphers: 'TLS_CIPHERS'
+c2s_protocol_options: 'TLS_OPTIONS'
+listen:
+  -
+    port: @PORT@
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    max_stanza_size: 262144
+    shaper: c2s_shaper
+    access: c2s
+    starttls: true
+    backlog: 128
+    protocol_options: 'TLS_OPTIONS'
+s2s_access: none
+disable_sasl_mechanisms:
+  - "digest-md5"
+  - "X-OAUTH2"
+auth_password_format: scram
+acl:
+  admin:
+    user:
+      - "admin@domain.com"
+      - "admin2@domain.com"
+  local:
+    user_regexp: ""
+  loopback:
+    ip:
+      - 127.0.0.0/8
+      - ::1/128
+access_rules:
+  local:
+    allow: local
+  c2s:
+    deny: blocked
+    allow: all
+  announce:
+    allow: admin
+  configure:
+    allow: admin
+api_permissions:
+  "console commands":
+    from:
+      - ejabberd_ctl
+    who: all
+    what: "*"
+shaper:
+  normal:
+    rate: 3000
+    burst_size: 20000
+  fast: 200000
+shaper_rules:
+  max_user_sessions: 10
+  max_user_offline_messages:
+    5000: admin
+    100: all
+  c2s_shaper:
+    none: admin
+    normal: all
+modules:
+  mod_adhoc: {}
+  mod_configure: {}
+  mod_disco: {}
+  mod_fail2ban: {}
+  mod_last: {}
+  mod_ping: {}
+  mod_roster:
+    versioning: true
+  mod_stream_mgmt:
+    resend_on_timeout: if_offline
+  mod_version: {}
+"#;
+
+/// `ejabberdctl.cfg` (sourced by the ejabberdctl shell script): private node, cookie and
+/// distribution port, loopback-only distribution, and a pidfile for the `beam.smp` PID.
+fn ctl_config(dir: &Path, dist_port: u16) -> String {
+    let node = format!("xrgtest-{}@localhost", std::process::id());
+    let cookie = procs::random_hex(16);
+    format!(
+        "ERLANG_NODE={node}\n\
+         ERL_OPTIONS=\"-env ERL_CRASH_DUMP_BYTES 0 -setcookie {cookie} \
+         -kernel inet_dist_use_interface {{127,0,0,1}}\"\n\
+         ERL_DIST_PORT={dist_port}\n\
+         EJABBERD_PID_PATH={}\n",
+        pidfile(dir).display()
+    )
+}
+
+fn pidfile(dir: &Path) -> PathBuf {
+    dir.join("ejabberd.pid")
+}
+
+fn ids() -> Option<(u32, u32)> {
+    procs::system_user("ejabberd", "ejabberd")
+}
+
+/// Erlang resolver config: names from this file only. No `inet_gethost` helper processes are
+/// spawned (they outlive each `ejabberdctl` VM as orphans) and no DNS is ever asked.
+const INETRC: &str = "{lookup,[\"file\"]}.\n{host,{127,0,0,1}, [\"localhost\"]}.\n";
+
+/// Writes ejabberd.yml, ejabberdctl.cfg, inetrc, the CA and the key+certificate file.
+fn write_state(dir: &Path, port: u16) {
+    for sub in ["spool", "logs"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    write_certs(dir);
+    let dir_str = dir.to_str().expect("UTF-8 temp dir");
+    let config = CONFIG
+        .replace("@PORT@", &port.to_string())
+        .replace("@DIR@", dir_str);
+    fs::write(dir.join("ejabberd.yml"), config).unwrap();
+    let ctl = ctl_config(dir, procs::free_port());
+    fs::write(dir.join("ejabberdctl.cfg"), ctl).unwrap();
+    fs::write(dir.join("inetrc"), INETRC).unwrap();
+}
+
+/// `certfiles` wants key and certificate in one file; `ca_file` gets the harness CA.
+fn write_certs(dir: &Path) {
+    let pki = pki::shared();
+    let combined = dir.join("server-combined.pem");
+    let mut pem = fs::read(&pki.server_key).unwrap();
+    pem.extend(fs::read(&pki.server_cert).unwrap());
+    fs::write(&combined, pem).unwrap();
+    fs::set_permissions(&combined, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::copy(&pki.ca_pem, dir.join("ca.pem")).unwrap();
+}
+
+/// Variables that ejabberdctl or erl would take from the caller's environment over our files.
+const INHERITED_KNOBS: &[&str] = &[
+    "EJABBERD_CONFIG_PATH",
+    "EJABBERDCTL_CONFIG_PATH",
+    "CONFIG_DIR",
+    "LOGS_DIR",
+    "SPOOL_DIR",
+    "VMARGS",
+    "EJABBERD_PID_PATH",
+    "EJABBERD_OPTS",
+    "ERL_FLAGS",
+    "ERL_AFLAGS",
+    "ERL_ZFLAGS",
+    "ERL_LIBS",
+    "ERL_EPMD_ADDRESS",
+    "ERL_EPMD_PORT",
+];
+
+/// `ejabberdctl` with every path pointing into the state directory, as the ejabberd user
+/// (so the script runs erl directly instead of through `su`).
+pub(super) fn ctl(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(procs::find_binary("ejabberdctl", "ejabberd"));
+    cmd.arg("--config-dir").arg(dir);
+    cmd.arg("--spool")
+        .arg(dir.join("spool"))
+        .arg("--logs")
+        .arg(dir.join("logs"));
+    cmd.args(args).current_dir(dir).env("HOME", dir);
+    for var in INHERITED_KNOBS {
+        cmd.env_remove(var);
+    }
+    procs::run_as(&mut cmd, ids());
+    cmd
+}
+
+pub(super) fn register_cmd(dir: &Path, local: &str, password: &str) -> Command {
+    ctl(dir, &["register", local, DOMAIN, password])
+}
+
+/// Starts ejabberd, waits for its c2s port to answer, then registers the fixed accounts.
+pub(super) fn start() -> TestServer {
+    let begin = Instant::now();
+    let dir = procs::run_dir().join("ejabberd");
+    let port = procs::free_port();
+    write_state(&dir, port);
+    procs::chown_tree(&dir, ids());
+    let out = fs::File::create(dir.join("ejabberd.out")).unwrap();
+    let mut cmd = ctl(&dir, &["foreground"]);
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    // Own process group: swept at exit, so beam's helper processes go too.
+    let child = cmd
+        .process_group(0)
+        .spawn()
+        .expect("spawning ejabberdctl foreground");
+    let pid = child.id();
+    procs::track_server(child, true, Some(pidfile(&dir)));
+    let logs = ["logs/ejabberd.log", "logs/error.log", "ejabberd.out"];
+    let server = TestServer::new(ServerKind::Ejabberd, port, dir.clone(), &logs);
+    let ready = xmpp::wait_ready(port, DOMAIN, READY_TIMEOUT, || procs::tracked_exit(pid))
+        .unwrap_or_else(|e| panic!("ejabberd did not get ready: {e}\n{}", server.log_tail(40)));
+    let t = Instant::now();
+    import_accounts(&dir);
+    let registration = t.elapsed();
+    server.with_startup(Startup {
+        ready,
+        registration,
+        total: begin.elapsed(),
+    })
+}
+
+/// Registers all of [`ACCOUNTS`] with one `ejabberdctl import_piefxis` (0.5 s, where 18
+/// `register` calls take about 4 s on 2 cores), then checks they all exist.
+fn import_accounts(dir: &Path) {
+    let users: String = ACCOUNTS
+        .iter()
+        .map(|a| {
+            format!(
+                "<user name='{}' password='{}'/>",
+                xml_attr(a),
+                xml_attr(&password_for(a))
+            )
+        })
+        .collect();
+    let file = dir.join("accounts.xml");
+    let xml = format!(
+        "<?xml version='1.0' encoding='UTF-8'?><server-data xmlns='urn:xmpp:pie:0'>\
+         <host jid='{DOMAIN}'>{users}</host></server-data>"
+    );
+    fs::write(&file, xml).unwrap();
+    procs::chown_tree(&file, ids());
+    let file = file.to_str().expect("UTF-8 temp dir");
+    procs::run_all(
+        vec![ctl(dir, &["import_piefxis", file])],
+        1,
+        "ejabberdctl import_piefxis",
+    );
+    let out = ctl(dir, &["registered_users", DOMAIN])
+        .output()
+        .expect("ejabberdctl");
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let missing: Vec<_> = ACCOUNTS
+        .iter()
+        .filter(|a| !listed.lines().any(|l| l == **a))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ejabberd import missed {missing:?}; registered: {listed}"
+    );
+}
+
+fn xml_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+}

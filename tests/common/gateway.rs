@@ -1,0 +1,137 @@
+//! The gateway binary under test, run as a child process against one test server.
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{procs, TestServer};
+
+/// How long the gateway may take to accept on its HTTP port.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running gateway. Dropping it sends SIGTERM, waits up to 5 s, then SIGKILLs, by PID; if
+/// the dropping thread is panicking (a failed assertion), the log's tail is printed first.
+pub struct TestGateway {
+    /// Where its HTTP API listens (127.0.0.1, a free port).
+    pub addr: SocketAddr,
+    child: Child,
+    log_path: PathBuf,
+    /// Set once the log has been shown (a startup failure's message carries it already).
+    log_shown: bool,
+}
+
+impl TestGateway {
+    /// `--listen 127.0.0.1:<free> --upstream 127.0.0.1:<c2s> --upstream-ca <ca> --domain
+    /// domain.com` followed by `extra_args` (clap takes the last of a repeated flag).
+    pub fn start(server: &TestServer, extra_args: &[&str]) -> TestGateway {
+        Self::start_with_env(server, extra_args, &[])
+    }
+
+    /// As [`start`](Self::start), with extra environment variables. The caller's `XRG_*`
+    /// variables are removed first, so a developer's shell cannot change what a test runs.
+    pub fn start_with_env(server: &TestServer, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let logs = procs::run_dir().join("gateways");
+        fs::create_dir_all(&logs).unwrap();
+        let log_path = logs.join(format!("gateway-{n}-{}.log", server.kind));
+        let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()));
+        let mut cmd = command(server, addr, extra_args, env);
+        let log = fs::File::create(&log_path).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawning the gateway binary");
+        procs::track_pid(child.id());
+        let mut gw = TestGateway {
+            addr,
+            child,
+            log_path,
+            log_shown: false,
+        };
+        gw.wait_listening();
+        gw
+    }
+
+    /// Its stdout and stderr so far (tracing at `RUST_LOG=info`).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; `None` if it is still running.
+    /// For shutdown tests; a later drop is then a no-op.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        procs::signal(self.child.id() as i32, libc::SIGTERM);
+        procs::wait_until(&mut self.child, Instant::now() + timeout);
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn wait_listening(&mut self) {
+        let start = Instant::now();
+        self.log_shown = true; // Until it listens, any panic here prints the log itself.
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the gateway exited at startup ({status}):\n{}",
+                    self.log_tail(40)
+                );
+            }
+            if start.elapsed() > START_TIMEOUT {
+                panic!(
+                    "the gateway did not listen on {} within {START_TIMEOUT:?}:\n{}",
+                    self.addr,
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        self.log_shown = false;
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        procs::tail(&self.log_path, n)
+    }
+}
+
+fn command(server: &TestServer, addr: SocketAddr, extra: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xmpp-rest-gateway"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("XRG_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "info").envs(env.iter().copied());
+    cmd.arg("--listen").arg(addr.to_string());
+    cmd.arg("--upstream").arg(server.c2s_addr().to_string());
+    cmd.arg("--upstream-ca").arg(&server.ca_pem);
+    cmd.arg("--domain").arg(&server.domain);
+    cmd.args(extra);
+    cmd
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.log_shown {
+            eprintln!(
+                "[harness] gateway {} log:\n{}",
+                self.addr,
+                self.log_tail(60)
+            );
+        }
+        if self.terminate(procs::STOP_GRACE).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        procs::untrack_pid(self.child.id());
+    }
+}

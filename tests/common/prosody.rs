@@ -1,0 +1,126 @@
+//! Prosody 0.12 from Debian, run as the `prosody` user from a config the harness writes into
+//! its own state directory. Accounts are registered with `prosodyctl` before the server starts:
+//! internal storage is one file per account, so the calls run side by side safely.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{password_for, pki, procs, xmpp, ServerKind, Startup, TestServer, ACCOUNTS, DOMAIN};
+
+/// Startup budget; Prosody is normally ready in well under a second.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Close to Debian's stock prosody.cfg.lua where the gateway can tell (SCRAM storage, smacks,
+/// limits at 10kb/s, admin_adhoc), but loopback-only, s2s-less and in the state directory.
+/// `unlimited_jids` exempts the admin from `limits` as a deployment guide would say to.
+const CONFIG: &str = r#"-- Written by the xmpp-rest-gateway e2e harness. Started with -F (foreground): 0.12
+-- deprecates the `daemonize` option in favour of the command-line flag.
+admins = { "admin@domain.com", "admin2@domain.com" }
+modules_enabled = {
+	"roster"; "saslauth"; "tls"; "disco"; "ping"; "admin_adhoc"; "smacks"; "limits";
+	"uptime"; "version"; "posix";
+}
+-- No server-to-server: nothing leaves the machine, stanzas for other domains bounce.
+modules_disabled = { "s2s"; "s2s_auth_certs"; }
+interfaces = { "127.0.0.1" }
+local_interfaces = { "127.0.0.1" }
+c2s_ports = { @PORT@ }
+c2s_direct_tls_ports = { }
+legacy_ssl_ports = { }
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = false
+limits = { c2s = { rate = "10kb/s"; }; }
+unlimited_jids = { "admin@domain.com", "admin2@domain.com" }
+authentication = "internal_hashed"
+storage = "internal"
+data_path = "@DIR@/data"
+pidfile = "@DIR@/prosody.pid"
+certificates = "@DIR@/certs"
+log = { info = "@DIR@/prosody.log"; }
+VirtualHost "domain.com"
+"#;
+
+/// Writes config, certificate and key (named so `certificates` finds them for domain.com).
+fn write_state(dir: &Path, port: u16) {
+    let pki = pki::shared();
+    fs::create_dir_all(dir.join("data")).unwrap();
+    fs::create_dir_all(dir.join("certs")).unwrap();
+    let certs = dir.join("certs");
+    fs::copy(&pki.server_cert, certs.join(format!("{DOMAIN}.crt"))).unwrap();
+    let key = certs.join(format!("{DOMAIN}.key"));
+    fs::copy(&pki.server_key, &key).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let dir_str = dir.to_str().expect("UTF-8 temp dir");
+    let config = CONFIG
+        .replace("@PORT@", &port.to_string())
+        .replace("@DIR@", dir_str);
+    fs::write(config_path(dir), config).unwrap();
+}
+
+fn config_path(dir: &Path) -> PathBuf {
+    dir.join("prosody.cfg.lua")
+}
+
+fn ids() -> Option<(u32, u32)> {
+    procs::system_user("prosody", "prosody")
+}
+
+/// `prosodyctl --config … register LOCAL domain.com PASSWORD`, as the prosody user.
+pub(super) fn register_cmd(dir: &Path, local: &str, password: &str) -> Command {
+    let mut cmd = Command::new(procs::find_binary("prosodyctl", "prosody"));
+    cmd.arg("--config")
+        .arg(config_path(dir))
+        .args(["register", local, DOMAIN, password]);
+    procs::run_as(&mut cmd, ids());
+    cmd
+}
+
+/// Registers the fixed accounts, starts Prosody and waits for its c2s port to answer.
+pub(super) fn start() -> TestServer {
+    let begin = Instant::now();
+    let binary = procs::find_binary("prosody", "prosody");
+    let dir = procs::run_dir().join("prosody");
+    let port = procs::free_port();
+    write_state(&dir, port);
+    procs::chown_tree(&dir, ids());
+    let t = Instant::now();
+    let cmds = ACCOUNTS
+        .iter()
+        .map(|a| register_cmd(&dir, a, &password_for(a)))
+        .collect();
+    procs::run_all(cmds, 32, "prosodyctl register");
+    let registration = t.elapsed();
+    let out = fs::File::create(dir.join("prosody.out")).unwrap();
+    let mut cmd = Command::new(binary);
+    cmd.arg("-F")
+        .arg("--config")
+        .arg(config_path(&dir))
+        .current_dir(&dir);
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    // Own process group: a Ctrl-C meant for cargo must not reach it before the harness does.
+    let child = procs::run_as(&mut cmd, ids())
+        .process_group(0)
+        .spawn()
+        .expect("spawning prosody");
+    let pid = child.id();
+    procs::track_server(child, false, None);
+    let server = TestServer::new(
+        ServerKind::Prosody,
+        port,
+        dir,
+        &["prosody.log", "prosody.out"],
+    );
+    let ready = xmpp::wait_ready(port, DOMAIN, READY_TIMEOUT, || procs::tracked_exit(pid))
+        .unwrap_or_else(|e| panic!("Prosody did not get ready: {e}\n{}", server.log_tail(40)));
+    server.with_startup(Startup {
+        ready,
+        registration,
+        total: begin.elapsed(),
+    })
+}

@@ -1,0 +1,445 @@
+//! End-to-end: the gateway binary against real Prosody and ejabberd (started once per test
+//! binary by the harness), driven over HTTP as an operator's curl would. Every behaviour is
+//! checked on both servers; each test uses accounts of its own so that tests can run at once.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::doc::{assert_json_eq, assert_xml_eq, parse_xml};
+use common::victim::Victim;
+use common::{basic, http, HttpResponse, ServerKind, TestGateway, TestServer};
+
+const SEED_REQUEST_XML: &str = include_str!("fixtures/seed/request.xml");
+const SEED_REQUEST_JSON: &str = include_str!("fixtures/seed/request.json");
+const SEED_CONNECTED_XML: &str = include_str!("fixtures/seed/response-connected.xml");
+const SEED_CONNECTED_JSON: &str = include_str!("fixtures/seed/response-connected.json");
+const SEED_OFFLINE_XML: &str = include_str!("fixtures/seed/response-not-connected.xml");
+const SEED_OFFLINE_JSON: &str = include_str!("fixtures/seed/response-not-connected.json");
+
+const SEED_PATH: &str = "/rest/adhoc/sess-man@domain.com";
+const END_USER_SESSION: &str = "http://jabber.org/protocol/admin#end-user-session";
+/// How long a kicked client may take to see its stream end.
+const KICK_SEEN: Duration = Duration::from_secs(5);
+
+/// Runs one scenario as a test per server.
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn prosody() {
+                super::$name(super::ServerKind::Prosody).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ejabberd() {
+                super::$name(super::ServerKind::Ejabberd).await
+            }
+        }
+    )*};
+}
+
+on_both_servers!(
+    seed_responses_on_both_formats,
+    several_resources_are_all_reported,
+    a_full_jid_ends_that_resource_only,
+    several_accounts_in_one_request,
+    an_admin_ends_its_own_other_sessions_and_keeps_serving,
+    wrong_password_is_401_and_throttled_to_429,
+    a_non_admin_is_403,
+    a_warm_session_serves_without_logging_in_again,
+    a_changed_password_is_tried_with_a_fresh_login,
+    field_checks_name_the_field,
+    errors_follow_the_status_table,
+    a_generic_command_maps_its_result_form,
+    the_command_list_is_served,
+    upstream_tls_is_verified_against_the_ca,
+    sigterm_finishes_and_closes_upstream_streams,
+);
+
+async fn server(kind: ServerKind) -> &'static TestServer {
+    tokio::task::spawn_blocking(move || common::server(kind))
+        .await
+        .expect("server start")
+}
+
+/// One gateway per server shared by the tests that need no special flags: ejabberd caps an
+/// account at ten streams, and every gateway keeps one for the admin.
+async fn gateway(kind: ServerKind) -> &'static TestGateway {
+    static PROSODY: OnceLock<TestGateway> = OnceLock::new();
+    static EJABBERD: OnceLock<TestGateway> = OnceLock::new();
+    let s = server(kind).await;
+    let cell = match kind {
+        ServerKind::Prosody => &PROSODY,
+        ServerKind::Ejabberd => &EJABBERD,
+    };
+    cell.get_or_init(|| TestGateway::start(s, &[]))
+}
+
+fn admin() -> String {
+    basic("admin@domain.com", "adminpass")
+}
+
+/// POSTs `body` as `content_type` to `path` with `auth`.
+async fn post(gw: &TestGateway, path: &str, auth: &str, ct: &str, body: &str) -> HttpResponse {
+    http(
+        gw.addr,
+        "POST",
+        path,
+        &[("authorization", auth), ("content-type", ct)],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// end-user-session for `jids` as the admin, in JSON.
+async fn end_sessions(gw: &TestGateway, jids: &[String]) -> HttpResponse {
+    let body = serde_json::json!({"command": {"node": END_USER_SESSION,
+        "fields": [{"var": "accountjids", "value": jids}]}});
+    post(gw, SEED_PATH, &admin(), "application/json", &body.to_string()).await
+}
+
+/// The `Notes` lines of a JSON end-user-session answer.
+fn notes(r: &HttpResponse) -> Vec<String> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    let fields = doc["command"]["fields"].as_array().expect("fields").clone();
+    match fields.as_slice() {
+        [] => vec![],
+        [notes] => {
+            assert_eq!(notes["var"], "Notes");
+            assert_eq!(notes["type"], "text-multi");
+            notes["value"]
+                .as_array()
+                .expect("an array")
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        }
+        other => panic!("unexpected fields {other:?}"),
+    }
+}
+
+fn line(bare: &str, resource: &str) -> String {
+    format!("Operation successful for user {bare}/{resource}")
+}
+
+fn error_of(r: &HttpResponse) -> serde_json::Value {
+    r.json()["error"].clone()
+}
+
+async fn seed_responses_on_both_formats(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let victim = Victim::connect(s, "test", "resource").await;
+    let r = post(gw, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/xml"));
+    assert_xml_eq(&r.body, SEED_CONNECTED_XML.as_bytes());
+    assert!(victim.closed_within(KICK_SEEN).await, "the victim's stream is still open");
+
+    let r = post(gw, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
+    assert_xml_eq(&r.body, SEED_OFFLINE_XML.as_bytes());
+
+    let victim = Victim::connect(s, "test", "resource").await;
+    let r = post(gw, SEED_PATH, &admin(), "application/json", SEED_REQUEST_JSON).await;
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_json_eq(&r.body, SEED_CONNECTED_JSON.as_bytes());
+    assert!(victim.closed_within(KICK_SEEN).await, "the victim's stream is still open");
+
+    let r = post(gw, SEED_PATH, &admin(), "application/json", SEED_REQUEST_JSON).await;
+    assert_json_eq(&r.body, SEED_OFFLINE_JSON.as_bytes());
+}
+
+async fn several_resources_are_all_reported(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let mut victims = Vec::new();
+    for r in ["laptop", "phone", "tablet"] {
+        victims.push(Victim::connect(s, "user1", r).await);
+    }
+    let mut got = notes(&end_sessions(gw, &[s.jid("user1")]).await);
+    got.sort();
+    let want: Vec<String> = ["laptop", "phone", "tablet"]
+        .iter()
+        .map(|r| line(&s.jid("user1"), r))
+        .collect();
+    assert_eq!(got, want);
+    for v in &victims {
+        assert!(v.closed_within(KICK_SEEN).await, "{} still open", v.jid);
+    }
+}
+
+async fn a_full_jid_ends_that_resource_only(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let first = Victim::connect(s, "user2", "res1").await;
+    let second = Victim::connect(s, "user2", "res2").await;
+    let got = notes(&end_sessions(gw, &[format!("{}/res1", s.jid("user2"))]).await);
+    assert_eq!(got, vec![line(&s.jid("user2"), "res1")]);
+    assert!(first.closed_within(KICK_SEEN).await);
+    assert!(!second.closed_within(Duration::from_millis(500)).await, "res2 was ended too");
+    second.close().await;
+}
+
+async fn several_accounts_in_one_request(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let a = Victim::connect(s, "user3", "r1").await;
+    let b = Victim::connect(s, "user4", "r2").await;
+    let jids = [s.jid("user3"), s.jid("user5"), s.jid("user4"), s.jid("nobody")];
+    let got = notes(&end_sessions(gw, &jids).await);
+    assert_eq!(got, vec![line(&s.jid("user3"), "r1"), line(&s.jid("user4"), "r2")]);
+    assert!(a.closed_within(KICK_SEEN).await && b.closed_within(KICK_SEEN).await);
+}
+
+async fn an_admin_ends_its_own_other_sessions_and_keeps_serving(kind: ServerKind) {
+    let s = server(kind).await;
+    // admin2 is an admin of its own, so that ending its sessions touches no other test.
+    let gw = TestGateway::start(s, &[]);
+    let auth = basic("admin2@domain.com", &s.password("admin2"));
+    let phone = Victim::connect(s, "admin2", "phone").await;
+    let body = serde_json::json!({"command": {"node": END_USER_SESSION,
+        "fields": [{"var": "accountjids", "value": [s.jid("admin2")]}]}});
+    let r = post(&gw, SEED_PATH, &auth, "application/json", &body.to_string()).await;
+    assert_eq!(notes(&r), vec![line(&s.jid("admin2"), "phone")]);
+    assert!(phone.closed_within(KICK_SEEN).await);
+    // The gateway's own stream survived: the next request needs no login.
+    let r = post(&gw, SEED_PATH, &auth, "application/json", &body.to_string()).await;
+    assert_eq!(notes(&r), Vec::<String>::new());
+    assert_eq!(gw.log().matches("logged in").count(), 1, "{}", gw.log());
+}
+
+async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = TestGateway::start(s, &["--throttle-pair", "3"]);
+    let wrong = basic("throttle1@domain.com", "wrong");
+    for _ in 0..3 {
+        let r = post(&gw, SEED_PATH, &wrong, "application/xml", SEED_REQUEST_XML).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(r.header("www-authenticate").unwrap().starts_with("Basic realm="));
+        let e = parse_xml(&r.body);
+        assert_eq!(e.child("condition").unwrap().text, "unauthorized");
+    }
+    // Locked for the pair, whatever the password, and the upstream is not asked.
+    let right = basic("throttle1@domain.com", &s.password("throttle1"));
+    let r = post(&gw, SEED_PATH, &right, "application/xml", SEED_REQUEST_XML).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 300);
+    assert_eq!(gw.log().matches("login refused").count(), 3, "{}", gw.log());
+    // Other accounts from the same address are not locked out.
+    let r = post(&gw, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Passwords reach no log.
+    assert!(!gw.log().contains(&s.password("throttle1")));
+    assert!(!gw.log().contains("adminpass"));
+}
+
+async fn a_non_admin_is_403(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let auth = basic("nonadmin@domain.com", &s.password("nonadmin"));
+    let r = post(gw, SEED_PATH, &auth, "application/json", SEED_REQUEST_JSON).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(error_of(&r)["condition"], "forbidden");
+    assert!(error_of(&r)["text"].as_str().is_some_and(|t| !t.is_empty()));
+}
+
+async fn a_warm_session_serves_without_logging_in_again(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = TestGateway::start(s, &[]);
+    let auth = basic("Admin@Domain.com", "adminpass");
+    for _ in 0..5 {
+        let r = post(&gw, SEED_PATH, &auth, "application/xml", SEED_REQUEST_XML).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(gw.log().matches("logged in").count(), 1, "{}", gw.log());
+}
+
+async fn a_changed_password_is_tried_with_a_fresh_login(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = TestGateway::start(s, &["--reauth-interval", "1"]);
+    let body = SEED_REQUEST_XML.replace("test@domain.com", "user6@domain.com");
+    let ok = post(&gw, SEED_PATH, &admin(), "application/xml", &body).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    // Another password for a warm account is a fresh login (refused), not the warm session.
+    let wrong = basic("admin@domain.com", "not-the-password");
+    let r = post(&gw, SEED_PATH, &wrong, "application/xml", &body).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // Past the re-auth interval even the right password is proved again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = post(&gw, SEED_PATH, &admin(), "application/xml", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.log().matches("logged in").count(), 2, "{}", gw.log());
+}
+
+async fn field_checks_name_the_field(kind: ServerKind) {
+    let gw = gateway(kind).await;
+    let bad_jid = r#"{"command": {"node": "http://jabber.org/protocol/admin#end-user-session",
+        "fields": [{"var": "accountjids", "value": ["@@bad jid"]}]}}"#;
+    let r = post(gw, SEED_PATH, &admin(), "application/json", bad_jid).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(error_of(&r)["field"], "accountjids");
+    let unknown = r#"{"command": {"node": "http://jabber.org/protocol/admin#user-stats",
+        "fields": [{"var": "accountjid", "value": "user7@domain.com"},
+                   {"var": "colour", "value": "blue"}]}}"#;
+    let r = post(gw, SEED_PATH, &admin(), "application/json", unknown).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(error_of(&r)["field"], "colour");
+    let missing = r#"{"command": {"node": "http://jabber.org/protocol/admin#user-stats",
+        "fields": [{"var": "FORM_TYPE", "value": "http://jabber.org/protocol/admin"}]}}"#;
+    let r = post(gw, SEED_PATH, &admin(), "application/json", missing).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(error_of(&r)["field"], "accountjid");
+}
+
+async fn errors_follow_the_status_table(kind: ServerKind) {
+    let gw = gateway(kind).await;
+    let a = admin();
+    let json = "application/json";
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &str, u16, &str)> = vec![
+        ("POST", SEED_PATH, vec![("content-type", json)], "{not json", 400, "bad-request"),
+        ("POST", SEED_PATH, vec![("content-type", json)], r#"{"command":{}}"#, 400, "bad-request"),
+        ("POST", "/rest/adhoc/a@b@c", vec![("content-type", json)], SEED_REQUEST_JSON, 400, "bad-request"),
+        ("POST", "/rest/adhoc/sess-man@domain.com%2Fres", vec![("content-type", json)], SEED_REQUEST_JSON, 400, "bad-request"),
+        ("POST", SEED_PATH, vec![("content-type", "text/plain"), ("accept", json)], "x", 415, "unsupported-media-type"),
+        ("POST", SEED_PATH, vec![("content-type", json), ("accept", "text/html")], SEED_REQUEST_JSON, 406, "not-acceptable"),
+        ("PUT", SEED_PATH, vec![("content-type", json)], SEED_REQUEST_JSON, 405, "method-not-allowed"),
+        ("POST", "/rest/nothing", vec![("content-type", json)], SEED_REQUEST_JSON, 404, "not-found"),
+        ("POST", SEED_PATH, vec![("content-type", json)],
+         r#"{"command":{"node":"http://jabber.org/protocol/admin#no-such-command","fields":[{"var":"x","value":"y"}]}}"#,
+         404, "item-not-found"),
+    ];
+    for (method, path, mut headers, body, status, condition) in cases {
+        headers.push(("authorization", &a));
+        let r = http(gw.addr, method, path, &headers, body.as_bytes()).await;
+        assert_eq!(r.status, status, "{method} {path} {body}: {}", r.text());
+        let e = error_of(&r);
+        assert_eq!(e["condition"], condition, "{method} {path}: {}", r.text());
+        assert_eq!(e["status"], status);
+    }
+    // A DTD is refused before anything is expanded, with an XML error body.
+    let dtd = "<!DOCTYPE c [<!ENTITY a \"b\">]><command><node>&a;</node></command>";
+    let r = post(gw, SEED_PATH, &a, "application/xml", dtd).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(parse_xml(&r.body).child("status").unwrap().text, "400");
+    // A body over --max-body.
+    let big = format!("<command><node>{}</node></command>", "x".repeat(300 * 1024));
+    let r = post(gw, SEED_PATH, &a, "application/xml", &big).await;
+    assert_eq!(r.status, 413);
+    // No credentials.
+    let r = http(gw.addr, "POST", SEED_PATH, &[("content-type", json)], b"{}").await;
+    assert_eq!(r.status, 401);
+    // The server's own refusals: ejabberd answers conflict (409), Prosody an error note (422).
+    let add = r#"{"command":{"node":"http://jabber.org/protocol/admin#add-user","fields":[
+        {"var":"accountjid","value":"user8@domain.com"},
+        {"var":"password","value":"p"},{"var":"password-verify","value":"p"}]}}"#;
+    let r = post(gw, SEED_PATH, &a, json, add).await;
+    let want = if kind == ServerKind::Ejabberd { 409 } else { 422 };
+    assert_eq!(r.status, want, "{}", r.text());
+    assert!(!r.text().contains("\"p\""), "a submitted password was echoed: {}", r.text());
+}
+
+async fn a_generic_command_maps_its_result_form(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let v = Victim::connect(s, "user9", "desk").await;
+    let body = format!(
+        r#"{{"command":{{"node":"http://jabber.org/protocol/admin#user-stats",
+            "fields":[{{"var":"accountjid","value":"{}"}}]}}}}"#,
+        s.jid("user9")
+    );
+    for _ in 0..2 {
+        // The second time, the learnt form is submitted in the first IQ.
+        let r = post(gw, SEED_PATH, &admin(), "application/json", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let doc = r.json();
+        let fields = doc["command"]["fields"].as_array().unwrap();
+        let res = fields
+            .iter()
+            .find(|f| f["var"] == "onlineresources")
+            .expect("onlineresources");
+        assert_eq!(res["type"], "text-multi");
+        assert_eq!(res["value"], serde_json::json!(["desk"]));
+        assert!(res["label"].is_string());
+        assert!(doc["command"].get("status").is_none());
+    }
+    // A command asked without fields answers its form, executing.
+    let ask = r#"{"command":{"node":"http://jabber.org/protocol/admin#user-stats"}}"#;
+    let r = post(gw, SEED_PATH, &admin(), "application/json", ask).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["command"]["status"], "executing");
+    let jid = doc["command"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["var"] == "accountjid")
+        .expect("accountjid")
+        .clone();
+    assert_eq!(jid["type"], "jid-single");
+    assert_eq!(jid["required"], true);
+    v.close().await;
+}
+
+async fn the_command_list_is_served(kind: ServerKind) {
+    let gw = gateway(kind).await;
+    let r = http(
+        gw.addr,
+        "GET",
+        "/rest/adhoc/sess-man@domain.com?type=application/json",
+        &[("authorization", &admin())],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert!(items.iter().any(|i| i["node"] == END_USER_SESSION), "{items:?}");
+    assert!(items.iter().all(|i| i["jid"] == "sess-man@domain.com"));
+}
+
+async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
+    let s = server(kind).await;
+    // Trusting another CA, the server's certificate does not verify: no login, 502.
+    let other_ca = other_ca();
+    let untrusted = TestGateway::start(s, &["--upstream-ca", other_ca.to_str().unwrap()]);
+    let r = post(&untrusted, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(parse_xml(&r.body).child("condition").unwrap().text, "upstream-unavailable");
+    assert!(untrusted.log().contains("UnknownIssuer"), "{}", untrusted.log());
+    // With the harness CA (as every other test runs), TLS verifies for domain.com on 127.0.0.1.
+    let r = post(gateway(kind).await, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A CA certificate that signed nothing the servers use.
+fn other_ca() -> std::path::PathBuf {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("xrg-other-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args(["-nodes", "-keyout", "key.pem", "-out", "ca.pem", "-days", "1"])
+            .args(["-subj", "/CN=not the harness CA"])
+            .current_dir(&dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        dir.join("ca.pem")
+    })
+    .clone()
+}
+
+async fn sigterm_finishes_and_closes_upstream_streams(kind: ServerKind) {
+    let s = server(kind).await;
+    let mut gw = TestGateway::start(s, &[]);
+    let body = SEED_REQUEST_XML.replace("test@domain.com", "user10@domain.com");
+    let r = post(&gw, SEED_PATH, &admin(), "application/xml", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = gw.terminate(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    assert!(gw.log().contains("all upstream streams closed"), "{}", gw.log());
+}
