@@ -59,7 +59,12 @@ pub struct Cli {
 
     /// Localparts of URL JIDs that stand for the server itself, like Tigase's session manager
     /// (`sess-man@domain` -> `domain`). Repeatable; comma-separated in the environment.
-    #[arg(long = "alias", env = "XRG_ALIAS", default_value = "sess-man", value_delimiter = ',')]
+    #[arg(
+        long = "alias",
+        env = "XRG_ALIAS",
+        default_value = "sess-man",
+        value_delimiter = ','
+    )]
     pub aliases: Vec<String>,
 
     /// Seconds to wait for the upstream's TCP connect, TLS and login.
@@ -96,7 +101,11 @@ pub struct Cli {
     pub throttle_window: u64,
 
     /// Proxy address whose X-Forwarded-For header names the client. Repeatable.
-    #[arg(long = "trusted-proxy", env = "XRG_TRUSTED_PROXY", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "XRG_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<IpAddr>,
 }
 
@@ -144,8 +153,12 @@ impl Cli {
     /// Checks the flags together and builds the [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let bad = |m: String| Err(ConfigError(m));
-        let (host, port) = split_host_port(&self.upstream)
-            .ok_or_else(|| ConfigError(format!("--upstream {:?}: expected HOST:PORT", self.upstream)))?;
+        let (host, port) = split_host_port(&self.upstream).ok_or_else(|| {
+            ConfigError(format!(
+                "--upstream {:?}: expected HOST:PORT",
+                self.upstream
+            ))
+        })?;
         if self.tls_cert.is_none() && !self.listen.ip().is_loopback() && !self.insecure_http {
             return bad(format!(
                 "--listen {} is not a loopback address: give --tls-cert and --tls-key, or \
@@ -189,7 +202,12 @@ impl Cli {
             None => None,
         };
         let mut aliases = Vec::new();
-        for a in self.aliases.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+        for a in self
+            .aliases
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+        {
             let node = jid::NodePart::new(a)
                 .map_err(|_| ConfigError(format!("--alias {a:?} is not a localpart")))?;
             aliases.push(node.to_string());
@@ -224,7 +242,10 @@ impl Cli {
 fn split_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() || host.contains(':') && host.parse::<IpAddr>().is_err() {
         return None;
     }
@@ -233,7 +254,10 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
 
 fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -253,7 +277,10 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!((c.upstream.host.as_str(), c.upstream.port), ("127.0.0.1", 5222));
+        assert_eq!(
+            (c.upstream.host.as_str(), c.upstream.port),
+            ("127.0.0.1", 5222)
+        );
         assert_eq!(c.upstream.tls, UpstreamTls::Starttls);
         assert_eq!(c.aliases, vec!["sess-man"]);
         assert_eq!(c.max_body, 262_144);
@@ -262,13 +289,21 @@ mod tests {
 
     #[test]
     fn public_listen_without_tls_is_refused() {
-        assert!(parse(&["--listen", "0.0.0.0:8080"]).unwrap_err().contains("--tls-cert"));
+        assert!(parse(&["--listen", "0.0.0.0:8080"])
+            .unwrap_err()
+            .contains("--tls-cert"));
         assert!(parse(&["--listen", "0.0.0.0:8080", "--insecure-http"]).is_ok());
     }
 
     #[test]
     fn plaintext_upstream_only_on_loopback() {
-        assert!(parse(&["--upstream", "xmpp.example.org:5222", "--upstream-tls", "none"]).is_err());
+        assert!(parse(&[
+            "--upstream",
+            "xmpp.example.org:5222",
+            "--upstream-tls",
+            "none"
+        ])
+        .is_err());
         assert!(parse(&["--upstream", "[::1]:5222", "--upstream-tls", "none"]).is_ok());
         assert!(parse(&["--upstream", "localhost:5222", "--upstream-tls", "none"]).is_ok());
     }

@@ -96,7 +96,14 @@ async fn post(gw: &TestGateway, path: &str, auth: &str, ct: &str, body: &str) ->
 async fn end_sessions(gw: &TestGateway, jids: &[String]) -> HttpResponse {
     let body = serde_json::json!({"command": {"node": END_USER_SESSION,
         "fields": [{"var": "accountjids", "value": jids}]}});
-    post(gw, SEED_PATH, &admin(), "application/json", &body.to_string()).await
+    post(
+        gw,
+        SEED_PATH,
+        &admin(),
+        "application/json",
+        &body.to_string(),
+    )
+    .await
 }
 
 /// The `Notes` lines of a JSON end-user-session answer.
@@ -136,18 +143,38 @@ async fn seed_responses_on_both_formats(kind: ServerKind) {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/xml"));
     assert_xml_eq(&r.body, SEED_CONNECTED_XML.as_bytes());
-    assert!(victim.closed_within(KICK_SEEN).await, "the victim's stream is still open");
+    assert!(
+        victim.closed_within(KICK_SEEN).await,
+        "the victim's stream is still open"
+    );
 
     let r = post(gw, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
     assert_xml_eq(&r.body, SEED_OFFLINE_XML.as_bytes());
 
     let victim = Victim::connect(s, "test", "resource").await;
-    let r = post(gw, SEED_PATH, &admin(), "application/json", SEED_REQUEST_JSON).await;
+    let r = post(
+        gw,
+        SEED_PATH,
+        &admin(),
+        "application/json",
+        SEED_REQUEST_JSON,
+    )
+    .await;
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_json_eq(&r.body, SEED_CONNECTED_JSON.as_bytes());
-    assert!(victim.closed_within(KICK_SEEN).await, "the victim's stream is still open");
+    assert!(
+        victim.closed_within(KICK_SEEN).await,
+        "the victim's stream is still open"
+    );
 
-    let r = post(gw, SEED_PATH, &admin(), "application/json", SEED_REQUEST_JSON).await;
+    let r = post(
+        gw,
+        SEED_PATH,
+        &admin(),
+        "application/json",
+        SEED_REQUEST_JSON,
+    )
+    .await;
     assert_json_eq(&r.body, SEED_OFFLINE_JSON.as_bytes());
 }
 
@@ -178,7 +205,10 @@ async fn a_full_jid_ends_that_resource_only(kind: ServerKind) {
     let got = notes(&end_sessions(gw, &[format!("{}/res1", s.jid("user2"))]).await);
     assert_eq!(got, vec![line(&s.jid("user2"), "res1")]);
     assert!(first.closed_within(KICK_SEEN).await);
-    assert!(!second.closed_within(Duration::from_millis(500)).await, "res2 was ended too");
+    assert!(
+        !second.closed_within(Duration::from_millis(500)).await,
+        "res2 was ended too"
+    );
     second.close().await;
 }
 
@@ -187,9 +217,17 @@ async fn several_accounts_in_one_request(kind: ServerKind) {
     let gw = gateway(kind).await;
     let a = Victim::connect(s, "user3", "r1").await;
     let b = Victim::connect(s, "user4", "r2").await;
-    let jids = [s.jid("user3"), s.jid("user5"), s.jid("user4"), s.jid("nobody")];
+    let jids = [
+        s.jid("user3"),
+        s.jid("user5"),
+        s.jid("user4"),
+        s.jid("nobody"),
+    ];
     let got = notes(&end_sessions(gw, &jids).await);
-    assert_eq!(got, vec![line(&s.jid("user3"), "r1"), line(&s.jid("user4"), "r2")]);
+    assert_eq!(
+        got,
+        vec![line(&s.jid("user3"), "r1"), line(&s.jid("user4"), "r2")]
+    );
     assert!(a.closed_within(KICK_SEEN).await && b.closed_within(KICK_SEEN).await);
 }
 
@@ -217,7 +255,10 @@ async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
     for _ in 0..3 {
         let r = post(&gw, SEED_PATH, &wrong, "application/xml", SEED_REQUEST_XML).await;
         assert_eq!(r.status, 401, "{}", r.text());
-        assert!(r.header("www-authenticate").unwrap().starts_with("Basic realm="));
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic realm="));
         let e = parse_xml(&r.body);
         assert_eq!(e.child("condition").unwrap().text, "unauthorized");
     }
@@ -229,7 +270,14 @@ async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
     assert!(retry > 0 && retry <= 300);
     assert_eq!(gw.log().matches("login refused").count(), 3, "{}", gw.log());
     // Other accounts from the same address are not locked out.
-    let r = post(&gw, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
+    let r = post(
+        &gw,
+        SEED_PATH,
+        &admin(),
+        "application/xml",
+        SEED_REQUEST_XML,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // Passwords reach no log.
     assert!(!gw.log().contains(&s.password("throttle1")));
@@ -298,18 +346,88 @@ async fn errors_follow_the_status_table(kind: ServerKind) {
     let gw = gateway(kind).await;
     let a = admin();
     let json = "application/json";
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &str, u16, &str)> = vec![
-        ("POST", SEED_PATH, vec![("content-type", json)], "{not json", 400, "bad-request"),
-        ("POST", SEED_PATH, vec![("content-type", json)], r#"{"command":{}}"#, 400, "bad-request"),
-        ("POST", "/rest/adhoc/a@b@c", vec![("content-type", json)], SEED_REQUEST_JSON, 400, "bad-request"),
-        ("POST", "/rest/adhoc/sess-man@domain.com%2Fres", vec![("content-type", json)], SEED_REQUEST_JSON, 400, "bad-request"),
-        ("POST", SEED_PATH, vec![("content-type", "text/plain"), ("accept", json)], "x", 415, "unsupported-media-type"),
-        ("POST", SEED_PATH, vec![("content-type", json), ("accept", "text/html")], SEED_REQUEST_JSON, 406, "not-acceptable"),
-        ("PUT", SEED_PATH, vec![("content-type", json)], SEED_REQUEST_JSON, 405, "method-not-allowed"),
-        ("POST", "/rest/nothing", vec![("content-type", json)], SEED_REQUEST_JSON, 404, "not-found"),
-        ("POST", SEED_PATH, vec![("content-type", json)],
-         r#"{"command":{"node":"http://jabber.org/protocol/admin#no-such-command","fields":[{"var":"x","value":"y"}]}}"#,
-         404, "item-not-found"),
+    // method, path, headers, body, status, condition
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        &'a str,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            SEED_PATH,
+            vec![("content-type", json)],
+            "{not json",
+            400,
+            "bad-request",
+        ),
+        (
+            "POST",
+            SEED_PATH,
+            vec![("content-type", json)],
+            r#"{"command":{}}"#,
+            400,
+            "bad-request",
+        ),
+        (
+            "POST",
+            "/rest/adhoc/a@b@c",
+            vec![("content-type", json)],
+            SEED_REQUEST_JSON,
+            400,
+            "bad-request",
+        ),
+        (
+            "POST",
+            "/rest/adhoc/sess-man@domain.com%2Fres",
+            vec![("content-type", json)],
+            SEED_REQUEST_JSON,
+            400,
+            "bad-request",
+        ),
+        (
+            "POST",
+            SEED_PATH,
+            vec![("content-type", "text/plain"), ("accept", json)],
+            "x",
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "POST",
+            SEED_PATH,
+            vec![("content-type", json), ("accept", "text/html")],
+            SEED_REQUEST_JSON,
+            406,
+            "not-acceptable",
+        ),
+        (
+            "PUT",
+            SEED_PATH,
+            vec![("content-type", json)],
+            SEED_REQUEST_JSON,
+            405,
+            "method-not-allowed",
+        ),
+        (
+            "POST",
+            "/rest/nothing",
+            vec![("content-type", json)],
+            SEED_REQUEST_JSON,
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            SEED_PATH,
+            vec![("content-type", json)],
+            r#"{"command":{"node":"http://jabber.org/protocol/admin#no-such-command","fields":[{"var":"x","value":"y"}]}}"#,
+            404,
+            "item-not-found",
+        ),
     ];
     for (method, path, mut headers, body, status, condition) in cases {
         headers.push(("authorization", &a));
@@ -336,9 +454,17 @@ async fn errors_follow_the_status_table(kind: ServerKind) {
         {"var":"accountjid","value":"user8@domain.com"},
         {"var":"password","value":"p"},{"var":"password-verify","value":"p"}]}}"#;
     let r = post(gw, SEED_PATH, &a, json, add).await;
-    let want = if kind == ServerKind::Ejabberd { 409 } else { 422 };
+    let want = if kind == ServerKind::Ejabberd {
+        409
+    } else {
+        422
+    };
     assert_eq!(r.status, want, "{}", r.text());
-    assert!(!r.text().contains("\"p\""), "a submitted password was echoed: {}", r.text());
+    assert!(
+        !r.text().contains("\"p\""),
+        "a submitted password was echoed: {}",
+        r.text()
+    );
 }
 
 async fn a_generic_command_maps_its_result_form(kind: ServerKind) {
@@ -395,7 +521,10 @@ async fn the_command_list_is_served(kind: ServerKind) {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let items = r.json()["items"].as_array().unwrap().clone();
-    assert!(items.iter().any(|i| i["node"] == END_USER_SESSION), "{items:?}");
+    assert!(
+        items.iter().any(|i| i["node"] == END_USER_SESSION),
+        "{items:?}"
+    );
     assert!(items.iter().all(|i| i["jid"] == "sess-man@domain.com"));
 }
 
@@ -404,13 +533,33 @@ async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
     // Trusting another CA, the server's certificate does not verify: no login, 502.
     let other_ca = other_ca();
     let untrusted = TestGateway::start(s, &["--upstream-ca", other_ca.to_str().unwrap()]);
-    let r = post(&untrusted, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
+    let r = post(
+        &untrusted,
+        SEED_PATH,
+        &admin(),
+        "application/xml",
+        SEED_REQUEST_XML,
+    )
+    .await;
     assert_eq!(r.status, 502, "{}", r.text());
-    assert_eq!(parse_xml(&r.body).child("condition").unwrap().text, "upstream-unavailable");
-    assert!(untrusted.log().contains("UnknownIssuer"), "{}", untrusted.log());
+    assert_eq!(
+        parse_xml(&r.body).child("condition").unwrap().text,
+        "upstream-unavailable"
+    );
+    assert!(
+        untrusted.log().contains("UnknownIssuer"),
+        "{}",
+        untrusted.log()
+    );
     // With the harness CA (as every other test runs), TLS verifies for domain.com on 127.0.0.1.
-    let r = post(gateway(kind).await, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML)
-        .await;
+    let r = post(
+        gateway(kind).await,
+        SEED_PATH,
+        &admin(),
+        "application/xml",
+        SEED_REQUEST_XML,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -421,13 +570,26 @@ fn other_ca() -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("xrg-other-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = std::process::Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-            .args(["-nodes", "-keyout", "key.pem", "-out", "ca.pem", "-days", "1"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes", "-keyout", "key.pem", "-out", "ca.pem", "-days", "1",
+            ])
             .args(["-subj", "/CN=not the harness CA"])
             .current_dir(&dir)
             .output()
             .expect("openssl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir.join("ca.pem")
     })
     .clone()
@@ -441,5 +603,9 @@ async fn sigterm_finishes_and_closes_upstream_streams(kind: ServerKind) {
     assert_eq!(r.status, 200, "{}", r.text());
     let status = gw.terminate(Duration::from_secs(10)).expect("exited");
     assert!(status.success(), "{status:?}\n{}", gw.log());
-    assert!(gw.log().contains("all upstream streams closed"), "{}", gw.log());
+    assert!(
+        gw.log().contains("all upstream streams closed"),
+        "{}",
+        gw.log()
+    );
 }

@@ -186,7 +186,11 @@ fn plan(
             Some(r) if bare == own_bare && r == own.resource() => {}
             Some(r) => kicks.push(Kick {
                 jid: jid.clone(),
-                ended: online.iter().filter(|o| *o == r.as_str()).cloned().collect(),
+                ended: online
+                    .iter()
+                    .filter(|o| *o == r.as_str())
+                    .cloned()
+                    .collect(),
             }),
             None if bare == own_bare => {
                 for r in online.iter().filter(|r| *r != own.resource().as_str()) {
@@ -328,7 +332,10 @@ mod tests {
         }
         let r = req(vec![("accountjids", FieldValue::List(vec![]))]);
         assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
-        let r = req(vec![("accountjids", FieldValue::Single("domain.com".into()))]);
+        let r = req(vec![(
+            "accountjids",
+            FieldValue::Single("domain.com".into()),
+        )]);
         assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
     }
 }

@@ -120,7 +120,12 @@ mod tests {
         Form {
             type_: "form".into(),
             fields: vec![
-                field("FORM_TYPE", "hidden", false, &["http://jabber.org/protocol/admin"]),
+                field(
+                    "FORM_TYPE",
+                    "hidden",
+                    false,
+                    &["http://jabber.org/protocol/admin"],
+                ),
                 field("accountjids", "jid-multi", true, &[]),
                 field("details", "boolean", false, &[]),
                 field("note", "fixed", false, &["read me"]),
@@ -143,7 +148,11 @@ mod tests {
 
     #[test]
     fn fills_with_form_type_and_defaults() {
-        let f = fill(&form(), &[c("accountjids", FieldValue::List(vec!["a@b".into()]))]).unwrap();
+        let f = fill(
+            &form(),
+            &[c("accountjids", FieldValue::List(vec!["a@b".into()]))],
+        )
+        .unwrap();
         let vars: Vec<_> = f.fields.iter().map(|f| f.var.clone().unwrap()).collect();
         assert_eq!(vars, ["FORM_TYPE", "accountjids", "max_items"]);
         assert_eq!(f.type_, "submit");
@@ -154,13 +163,25 @@ mod tests {
         let cases = [
             (vec![], "accountjids"),
             (vec![c("accountjids", one("@@bad jid"))], "accountjids"),
-            (vec![c("accountjids", one("a@b")), c("nope", one("x"))], "nope"),
-            (vec![c("accountjids", one("a@b")), c("max_items", one("7"))], "max_items"),
-            (vec![c("accountjids", one("a@b")), c("details", one("yes"))], "details"),
+            (
+                vec![c("accountjids", one("a@b")), c("nope", one("x"))],
+                "nope",
+            ),
+            (
+                vec![c("accountjids", one("a@b")), c("max_items", one("7"))],
+                "max_items",
+            ),
+            (
+                vec![c("accountjids", one("a@b")), c("details", one("yes"))],
+                "details",
+            ),
             (
                 vec![
                     c("accountjids", one("a@b")),
-                    c("max_items", FieldValue::List(vec!["25".into(), "50".into()])),
+                    c(
+                        "max_items",
+                        FieldValue::List(vec!["25".into(), "50".into()]),
+                    ),
                 ],
                 "max_items",
             ),

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use super::xep0050::{CommandRequestIq, Status};
-use super::{
-    cancel_in_background, form, send, to_response, CommandError, FormMemory, Target,
-};
+use super::{cancel_in_background, form, send, to_response, CommandError, FormMemory, Target};
 use crate::rest::{self, CommandRequest, CommandResponse};
 use crate::upstream::AdminSession;
 

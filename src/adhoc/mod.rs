@@ -10,8 +10,8 @@ pub mod xep0050;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::parsers::disco::{DiscoItemsQuery, DiscoItemsResult};
+use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 
 use crate::rest::{self, CommandRequest, CommandResponse};
@@ -210,7 +210,7 @@ pub async fn list_commands(
                 .collect())
         }
         IqReply::Result(None) => Ok(Vec::new()),
-        IqReply::Error(e, _) => Err(e.into()),
+        IqReply::Error(e) => Err((*e).into()),
     }
 }
 
@@ -228,11 +228,14 @@ async fn send(
     to: &Jid,
     cmd: CommandRequestIq<'_>,
 ) -> Result<CommandReply, CommandError> {
-    match session.iq(to.clone(), IqKind::Set, cmd.to_element()).await? {
+    match session
+        .iq(to.clone(), IqKind::Set, cmd.to_element())
+        .await?
+    {
         IqReply::Result(Some(payload)) => CommandReply::parse(&payload)
             .ok_or_else(|| CommandError::Malformed(format!("<{}/>", payload.name()))),
         IqReply::Result(None) => Err(CommandError::Malformed("an empty result".into())),
-        IqReply::Error(e, _) => Err(e.into()),
+        IqReply::Error(e) => Err((*e).into()),
     }
 }
 

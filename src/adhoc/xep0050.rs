@@ -94,7 +94,9 @@ impl CommandReply {
             actions: actions_el
                 .map(|a| a.children().map(|c| c.name().to_string()).collect())
                 .unwrap_or_default(),
-            default_action: actions_el.and_then(|a| a.attr("execute")).map(str::to_string),
+            default_action: actions_el
+                .and_then(|a| a.attr("execute"))
+                .map(str::to_string),
             notes: el
                 .children()
                 .filter(|c| c.is("note", NS_COMMANDS))
@@ -195,11 +197,11 @@ impl Field {
         if let Some(t) = &self.type_ {
             b = b.attr(name("type"), t.as_str());
         }
-        b.append_all(
-            self.values
-                .iter()
-                .map(|v| Element::builder("value", NS_DATA).append(v.as_str()).build()),
-        )
+        b.append_all(self.values.iter().map(|v| {
+            Element::builder("value", NS_DATA)
+                .append(v.as_str())
+                .build()
+        }))
         .build()
     }
 }
@@ -266,13 +268,15 @@ mod tests {
 
     #[test]
     fn parses_an_executing_stage_with_its_form() {
-        let e = el("<command xmlns='http://jabber.org/protocol/commands' node='n' \
+        let e = el(
+            "<command xmlns='http://jabber.org/protocol/commands' node='n' \
             sessionid='s1' status='executing'><actions execute='complete'><next/><complete/>\
             </actions><x xmlns='jabber:x:data' type='form'><title>T</title>\
             <instructions>I</instructions><field type='hidden' var='FORM_TYPE'><value>x</value>\
             </field><field type='list-single' var='max' label='Max'><required/><desc>d</desc>\
             <value>25</value><option label='25'><value>25</value></option><option>\
-            <value>50</value></option></field></x></command>");
+            <value>50</value></option></field></x></command>",
+        );
         let r = CommandReply::parse(&e).unwrap();
         assert_eq!(r.status, Status::Executing);
         assert_eq!(r.sessionid.as_deref(), Some("s1"));
@@ -289,11 +293,13 @@ mod tests {
 
     #[test]
     fn parses_notes_and_reported_tables() {
-        let e = el("<command xmlns='http://jabber.org/protocol/commands' node='n' \
+        let e = el(
+            "<command xmlns='http://jabber.org/protocol/commands' node='n' \
             status='completed'><note type='warn'>a &amp; b</note><note>c</note>\
             <x xmlns='jabber:x:data' type='result'><reported><field var='jid' label='JID'/>\
             </reported><item><field var='jid'><value>a@b</value></field></item>\
-            <item><field var='jid'><value>c@d</value></field></item></x></command>");
+            <item><field var='jid'><value>c@d</value></field></item></x></command>",
+        );
         let r = CommandReply::parse(&e).unwrap();
         assert_eq!(r.status, Status::Completed);
         assert_eq!(r.notes[0].text, "a & b");

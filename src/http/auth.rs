@@ -41,7 +41,9 @@ pub fn credentials(headers: &HeaderMap, domain: Option<&str>) -> Result<Credenti
         .decode(encoded)
         .ok()
         .and_then(|d| String::from_utf8(d).ok())
-        .ok_or_else(|| ApiError::unauthorized("the Basic credentials are not valid base64 UTF-8"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Basic credentials are not valid base64 UTF-8")
+        })?;
     let (user, password) = decoded
         .split_once(':')
         .ok_or_else(|| ApiError::unauthorized("the Basic credentials have no password"))?;
@@ -100,7 +102,10 @@ mod tests {
     fn basic(user_pass: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         let v = base64::engine::general_purpose::STANDARD.encode(user_pass);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {v}")).unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {v}")).unwrap(),
+        );
         h
     }
 
@@ -114,7 +119,10 @@ mod tests {
     #[test]
     fn a_localpart_takes_the_default_domain_or_is_refused() {
         assert_eq!(
-            credentials(&basic("admin:x"), Some("example.org")).unwrap().account.as_str(),
+            credentials(&basic("admin:x"), Some("example.org"))
+                .unwrap()
+                .account
+                .as_str(),
             "admin@example.org"
         );
         let e = credentials(&basic("admin:x"), None).unwrap_err();
@@ -124,12 +132,22 @@ mod tests {
 
     #[test]
     fn full_jids_missing_and_malformed_headers_are_401() {
-        for h in [basic("admin@example.org/res:x"), basic("admin@example.org"), basic("a@b:")] {
+        for h in [
+            basic("admin@example.org/res:x"),
+            basic("admin@example.org"),
+            basic("a@b:"),
+        ] {
             assert_eq!(credentials(&h, None).unwrap_err().status, 401);
         }
-        assert_eq!(credentials(&HeaderMap::new(), None).unwrap_err().status, 401);
+        assert_eq!(
+            credentials(&HeaderMap::new(), None).unwrap_err().status,
+            401
+        );
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(credentials(&h, None).unwrap_err().status, 401);
     }
 
@@ -142,7 +160,10 @@ mod tests {
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7, 10.0.0.2"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.2"),
+        );
         let proxy: IpAddr = "10.0.0.2".parse().unwrap();
         let peer = SocketAddr::new(proxy, 1234);
         assert_eq!(client_addr(peer, &h, &[proxy]).to_string(), "203.0.113.7");

@@ -63,7 +63,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route(
             "/rest/adhoc/{jid}",
-            post(post_command).get(get_commands).fallback(method_not_allowed),
+            post(post_command)
+                .get(get_commands)
+                .fallback(method_not_allowed),
         )
         .fallback(any(not_found))
         .with_state(gw)
@@ -124,7 +126,10 @@ pub async fn serve(
     drop(listener);
     // Requests in flight finish (bounded by the request timeout), idle connections close.
     let grace = gw.cfg.request_timeout + Duration::from_secs(2);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish in time");
     }
     gw.pool.close_all().await;
@@ -150,7 +155,9 @@ fn response_format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, A
 
 /// The format for an error body when negotiation itself failed: what the body spoke, else XML.
 fn fallback_format(headers: &HeaderMap) -> Format {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     negotiate::body_format(ct).unwrap_or(Format::Xml)
 }
 
@@ -211,7 +218,9 @@ async fn handle_post(
             "the gateway is at its limit of requests in flight",
         )
     })?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let body_format = negotiate::body_format(ct).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -221,8 +230,8 @@ async fn handle_post(
     })?;
     let body = read_body(body, headers, gw.cfg.max_body).await?;
     let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
-    let request =
-        rest::decode_request(body_format, &body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let request = rest::decode_request(body_format, &body)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
         let session = authenticate(gw, peer, headers, &creds).await?;
@@ -267,7 +276,12 @@ async fn get_commands(
     finish("GET", started, format, result)
 }
 
-fn finish(method: &str, started: Instant, format: Format, r: Result<Response, ApiError>) -> Response {
+fn finish(
+    method: &str,
+    started: Instant,
+    format: Format,
+    r: Result<Response, ApiError>,
+) -> Response {
     let resp = r.unwrap_or_else(|e| e.into_response_in(format));
     tracing::info!(
         method,
@@ -280,7 +294,8 @@ fn finish(method: &str, started: Instant, format: Format, r: Result<Response, Ap
 
 fn document(format: Format, body: Vec<u8>) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, content_type(format));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(format));
     resp
 }
 

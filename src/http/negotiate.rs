@@ -43,10 +43,18 @@ pub fn response_format(
             (true, false) => return Ok(Format::Xml),
             (false, true) => return Ok(Format::Json),
             (true, true) if xml.explicit != json.explicit => {
-                return Ok(if xml.explicit { Format::Xml } else { Format::Json });
+                return Ok(if xml.explicit {
+                    Format::Xml
+                } else {
+                    Format::Json
+                });
             }
             (true, true) if xml.q != json.q => {
-                return Ok(if xml.q > json.q { Format::Xml } else { Format::Json });
+                return Ok(if xml.q > json.q {
+                    Format::Xml
+                } else {
+                    Format::Json
+                });
             }
             _ => {}
         }
@@ -97,7 +105,10 @@ fn preference(accept: &str, types: &[&str]) -> Preference {
         }
     }
     match best {
-        Some((s, q)) => Preference { q, explicit: s == 2 },
+        Some((s, q)) => Preference {
+            q,
+            explicit: s == 2,
+        },
         None => Preference {
             q: 0.0,
             explicit: false,
@@ -128,13 +139,19 @@ mod tests {
     fn curl_default_accept_is_no_preference() {
         assert_eq!(f(None, Some("*/*"), Some("application/json")), Ok(Json));
         assert_eq!(f(None, Some("*/*"), Some("application/xml")), Ok(Xml));
-        assert_eq!(f(None, None, Some("application/json; charset=utf-8")), Ok(Json));
+        assert_eq!(
+            f(None, None, Some("application/json; charset=utf-8")),
+            Ok(Json)
+        );
         assert_eq!(f(None, None, None), Ok(Xml));
     }
 
     #[test]
     fn query_type_wins_and_other_values_are_406() {
-        assert_eq!(f(Some("application/json"), Some("application/xml"), None), Ok(Json));
+        assert_eq!(
+            f(Some("application/json"), Some("application/xml"), None),
+            Ok(Json)
+        );
         assert!(f(Some("text/html"), None, None).is_err());
     }
 
@@ -142,19 +159,44 @@ mod tests {
     fn accept_with_q_values() {
         let ct = Some("application/xml");
         assert_eq!(f(None, Some("application/json"), ct), Ok(Json));
-        assert_eq!(f(None, Some("application/xml;q=0.5, application/json"), ct), Ok(Json));
-        assert_eq!(f(None, Some("application/json;q=0.2, application/xml;q=0.9"), None), Ok(Xml));
+        assert_eq!(
+            f(None, Some("application/xml;q=0.5, application/json"), ct),
+            Ok(Json)
+        );
+        assert_eq!(
+            f(
+                None,
+                Some("application/json;q=0.2, application/xml;q=0.9"),
+                None
+            ),
+            Ok(Xml)
+        );
         assert_eq!(f(None, Some("application/json;q=0.1, */*"), ct), Ok(Json));
         assert_eq!(f(None, Some("text/*"), Some("application/json")), Ok(Xml));
-        assert_eq!(f(None, Some("application/json, application/xml"), ct), Ok(Xml));
-        assert_eq!(f(None, Some("application/json, text/xml"), Some("application/json")), Ok(Json));
+        assert_eq!(
+            f(None, Some("application/json, application/xml"), ct),
+            Ok(Xml)
+        );
+        assert_eq!(
+            f(
+                None,
+                Some("application/json, text/xml"),
+                Some("application/json")
+            ),
+            Ok(Json)
+        );
         assert_eq!(f(None, Some("*/*, application/json;q=0"), ct), Ok(Xml));
     }
 
     #[test]
     fn accept_admitting_neither_is_406() {
         assert!(f(None, Some("text/html"), None).is_err());
-        assert!(f(None, Some("application/json;q=0, application/xml;q=0"), None).is_err());
+        assert!(f(
+            None,
+            Some("application/json;q=0, application/xml;q=0"),
+            None
+        )
+        .is_err());
     }
 
     #[test]

@@ -153,7 +153,10 @@ mod tests {
             t.failed(&jid(&format!("u{i}@x")), ip);
         }
         let fresh = jid("fresh@x");
-        assert!(t.check_pair(&fresh, ip).is_ok(), "warm sessions still served");
+        assert!(
+            t.check_pair(&fresh, ip).is_ok(),
+            "warm sessions still served"
+        );
         assert!(t.check_login(&fresh, ip).is_err());
     }
 }

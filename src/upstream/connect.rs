@@ -146,7 +146,10 @@ impl Connector {
         tcp: TcpStream,
         domain: &str,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-        let connector = self.tls.as_ref().ok_or_else(|| UpstreamError::Tls("no TLS".into()))?;
+        let connector = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| UpstreamError::Tls("no TLS".into()))?;
         let name = ServerName::try_from(domain.to_owned())
             .map_err(|e| UpstreamError::Tls(format!("{domain}: {e}")))?;
         connector
@@ -171,12 +174,11 @@ fn client_config(cfg: &UpstreamConfig) -> Result<ClientConfig, UpstreamError> {
             let pem = std::fs::read(path)
                 .map_err(|e| UpstreamError::Config(format!("{}: {e}", path.display())))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| {
-                    UpstreamError::Config(format!("{}: {e}", path.display()))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    UpstreamError::Config(format!("{}: {e}", path.display()))
-                })?;
+                let cert =
+                    cert.map_err(|e| UpstreamError::Config(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| UpstreamError::Config(format!("{}: {e}", path.display())))?;
             }
             if roots.is_empty() {
                 return Err(UpstreamError::Config(format!(
@@ -350,7 +352,10 @@ mod tests {
 
     #[test]
     fn plain_only_without_scram() {
-        assert_eq!(choose_mechanisms(&set(&["PLAIN"])).unwrap(), set(&["PLAIN"]));
+        assert_eq!(
+            choose_mechanisms(&set(&["PLAIN"])).unwrap(),
+            set(&["PLAIN"])
+        );
     }
 
     #[test]

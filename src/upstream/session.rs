@@ -26,7 +26,9 @@ use super::UpstreamError;
 #[derive(Debug, Clone)]
 pub enum IqReply {
     Result(Option<Element>),
-    Error(StanzaError, Option<Element>),
+    /// The error; the echoed request some servers add (ejabberd's, passwords included) is
+    /// dropped here so that nothing downstream can leak it.
+    Error(Box<StanzaError>),
 }
 
 /// Whether an IQ reads or changes.
@@ -57,7 +59,9 @@ pub struct AdminSession {
 
 impl std::fmt::Debug for AdminSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminSession").field("jid", &self.jid).finish()
+        f.debug_struct("AdminSession")
+            .field("jid", &self.jid)
+            .finish()
     }
 }
 
@@ -224,8 +228,18 @@ impl Driver {
                         let id = self.fresh_id();
                         let (from, to, id2) = (None, Some(to), id.clone());
                         let iq = match kind {
-                            IqKind::Get => Iq::Get { from, to, id: id2, payload },
-                            IqKind::Set => Iq::Set { from, to, id: id2, payload },
+                            IqKind::Get => Iq::Get {
+                                from,
+                                to,
+                                id: id2,
+                                payload,
+                            },
+                            IqKind::Set => Iq::Set {
+                                from,
+                                to,
+                                id: id2,
+                                payload,
+                            },
                         };
                         self.pending.insert(id, reply);
                         self.feed(Stanza::Iq(iq)).await?;
@@ -306,10 +320,8 @@ impl Driver {
                 self.resolve(&id, Ok(IqReply::Result(payload)));
                 Ok(())
             }
-            Iq::Error {
-                id, error, payload, ..
-            } => {
-                self.resolve(&id, Ok(IqReply::Error(error, payload)));
+            Iq::Error { id, error, .. } => {
+                self.resolve(&id, Ok(IqReply::Error(Box::new(error))));
                 Ok(())
             }
             Iq::Get {

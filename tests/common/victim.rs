@@ -54,7 +54,9 @@ impl Victim {
 
     /// Whether the server ended this session within `limit`.
     pub async fn closed_within(&self, limit: Duration) -> bool {
-        tokio::time::timeout(limit, self.session.closed()).await.is_ok()
+        tokio::time::timeout(limit, self.session.closed())
+            .await
+            .is_ok()
     }
 
     /// Whether the session is still up.
