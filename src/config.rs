@@ -87,6 +87,11 @@ pub struct Cli {
     #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
     pub reauth_interval: u64,
 
+    /// Seconds a kept multi-stage command (`?keep=1`) may sit idle before the gateway cancels
+    /// it and forgets its sessionid.
+    #[arg(long, env = "XRG_COMMAND_IDLE", default_value_t = 300)]
+    pub command_idle: u64,
+
     /// Failed logins per account and client address within --throttle-window before 429.
     #[arg(long, env = "XRG_THROTTLE_PAIR", default_value_t = 5)]
     pub throttle_pair: u32,
@@ -121,6 +126,7 @@ pub struct Config {
     pub max_body: usize,
     pub max_in_flight: usize,
     pub reauth_interval: Duration,
+    pub command_idle: Duration,
     pub throttle: ThrottleConfig,
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -179,6 +185,7 @@ impl Cli {
             ("--connect-timeout", self.connect_timeout),
             ("--request-timeout", self.request_timeout),
             ("--reauth-interval", self.reauth_interval),
+            ("--command-idle", self.command_idle),
             ("--throttle-window", self.throttle_window),
         ] {
             if v == 0 {
@@ -228,6 +235,7 @@ impl Cli {
             max_body: self.max_body,
             max_in_flight: self.max_in_flight,
             reauth_interval: Duration::from_secs(self.reauth_interval),
+            command_idle: Duration::from_secs(self.command_idle),
             throttle: ThrottleConfig {
                 pair: self.throttle_pair,
                 wide: self.throttle_wide.max(self.throttle_pair),

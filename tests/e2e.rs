@@ -55,6 +55,11 @@ on_both_servers!(
     the_command_list_is_served,
     upstream_tls_is_verified_against_the_ca,
     sigterm_finishes_and_closes_upstream_streams,
+    a_form_is_discovered_and_cancelled_by_default,
+    a_kept_command_runs_stage_by_stage,
+    a_kept_command_can_be_cancelled,
+    foreign_unknown_and_expired_sessionids_are_404,
+    the_command_list_follows_the_account,
 );
 
 async fn server(kind: ServerKind) -> &'static TestServer {
@@ -608,4 +613,189 @@ async fn sigterm_finishes_and_closes_upstream_streams(kind: ServerKind) {
         "{}",
         gw.log()
     );
+}
+
+const USER_STATS: &str = "http://jabber.org/protocol/admin#user-stats";
+
+fn field<'a>(doc: &'a serde_json::Value, var: &str) -> &'a serde_json::Value {
+    doc["command"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["var"] == var)
+        .unwrap_or_else(|| panic!("no field {var} in {doc}"))
+}
+
+async fn post_json(
+    gw: &TestGateway,
+    path: &str,
+    auth: &str,
+    body: serde_json::Value,
+) -> HttpResponse {
+    post(gw, path, auth, "application/json", &body.to_string()).await
+}
+
+async fn a_form_is_discovered_and_cancelled_by_default(kind: ServerKind) {
+    let gw = gateway(kind).await;
+    let ask = serde_json::json!({"command": {"node": END_USER_SESSION}});
+    let r = post_json(gw, SEED_PATH, &admin(), ask).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["command"]["status"], "executing");
+    assert!(doc["command"].get("sessionid").is_none());
+    assert!(doc["command"]["title"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    assert_eq!(field(&doc, "FORM_TYPE")["type"], "hidden");
+    let jid_field = if kind == ServerKind::Prosody {
+        "accountjids"
+    } else {
+        "accountjid"
+    };
+    assert_eq!(field(&doc, jid_field)["required"], true);
+    assert!(field(&doc, jid_field)["label"].is_string());
+}
+
+async fn a_kept_command_runs_stage_by_stage(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let v = Victim::connect(s, "user11", "bench").await;
+    let path = format!("{SEED_PATH}?keep=1");
+    let ask = serde_json::json!({"command": {"node": USER_STATS}});
+    let r = post_json(gw, &path, &admin(), ask).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["command"]["status"], "executing");
+    let sid = doc["command"]["sessionid"]
+        .as_str()
+        .expect("a sessionid")
+        .to_string();
+    assert_eq!(
+        sid.len(),
+        32,
+        "the gateway's own id, not the server's: {sid}"
+    );
+    assert!(doc["command"]["actions"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+    // A typo costs one retry, not the session.
+    let typo = serde_json::json!({"command": {"sessionid": sid,
+        "fields": [{"var": "acountjid", "value": s.jid("user11")}]}});
+    let r = post_json(gw, SEED_PATH, &admin(), typo).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(error_of(&r)["field"], "acountjid");
+    let next = serde_json::json!({"command": {"sessionid": sid, "action": "complete",
+        "fields": [{"var": "accountjid", "value": s.jid("user11")}]}});
+    let r = post_json(gw, SEED_PATH, &admin(), next.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert!(doc["command"].get("status").is_none(), "{doc}");
+    assert!(doc["command"].get("sessionid").is_none(), "{doc}");
+    assert_eq!(
+        field(&doc, "onlineresources")["value"],
+        serde_json::json!(["bench"])
+    );
+    // Completed: the id is gone.
+    let r = post_json(gw, SEED_PATH, &admin(), next).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    v.close().await;
+}
+
+async fn a_kept_command_can_be_cancelled(kind: ServerKind) {
+    let gw = gateway(kind).await;
+    let ask = serde_json::json!({"command": {"node": END_USER_SESSION}});
+    let r = post_json(gw, &format!("{SEED_PATH}?keep=1"), &admin(), ask).await;
+    let sid = r.json()["command"]["sessionid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cancel = serde_json::json!({"command": {"sessionid": sid, "action": "cancel"}});
+    let r = post_json(gw, SEED_PATH, &admin(), cancel.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["command"]["status"], "canceled");
+    let r = post_json(gw, SEED_PATH, &admin(), cancel).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+async fn foreign_unknown_and_expired_sessionids_are_404(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = TestGateway::start(s, &["--command-idle", "1"]);
+    let ask = serde_json::json!({"command": {"node": USER_STATS}});
+    let admin2 = basic("admin2@domain.com", &s.password("admin2"));
+    let r = post_json(&gw, &format!("{SEED_PATH}?keep=1"), &admin2, ask.clone()).await;
+    let sid = r.json()["command"]["sessionid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let go = |sid: &str| {
+        serde_json::json!({"command": {"sessionid": sid,
+            "fields": [{"var": "accountjid", "value": "user12@domain.com"}]}})
+    };
+    let foreign = post_json(&gw, SEED_PATH, &admin(), go(&sid)).await;
+    let unknown = post_json(
+        &gw,
+        SEED_PATH,
+        &admin(),
+        go("0123456789abcdef0123456789abcdef"),
+    )
+    .await;
+    assert_eq!((foreign.status, unknown.status), (404, 404));
+    assert_eq!(
+        error_of(&foreign),
+        error_of(&unknown),
+        "answers must not differ"
+    );
+    // The owner still has it; once idle past --command-idle it is gone.
+    let r = post_json(&gw, &format!("{SEED_PATH}?keep=1"), &admin2, ask).await;
+    let sid2 = r.json()["command"]["sessionid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_json(&gw, SEED_PATH, &admin2, go(&sid)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = post_json(&gw, SEED_PATH, &admin2, go(&sid2)).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+async fn the_command_list_follows_the_account(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let auth = basic("nonadmin@domain.com", &s.password("nonadmin"));
+    let r = http(
+        gw.addr,
+        "GET",
+        "/rest/adhoc/domain.com",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/xml"));
+    let items = parse_xml(&r.body);
+    assert_eq!(items.name, "items");
+    let nodes: Vec<&str> = items
+        .children
+        .iter()
+        .map(|i| i.child("node").unwrap().text.as_str())
+        .collect();
+    assert!(
+        !nodes.is_empty() && !nodes.contains(&END_USER_SESSION),
+        "{nodes:?}"
+    );
+    assert!(items
+        .children
+        .iter()
+        .all(|i| i.child("jid").unwrap().text == "domain.com"));
+    // A target the server does not serve is an error with a body, not a hang.
+    let r = http(
+        gw.addr,
+        "GET",
+        "/rest/adhoc/elsewhere.example?type=application/json",
+        &[("authorization", &admin())],
+        b"",
+    )
+    .await;
+    assert!([403, 404, 502].contains(&r.status), "{}", r.text());
+    assert!(error_of(&r)["condition"].is_string());
 }

@@ -3,24 +3,22 @@
 //! and submitted with its sessionid, and remembered so that the next request for the same
 //! stream, target and node submits in its first IQ (one round trip).
 
-use std::sync::Arc;
-
+use super::xep0050::CommandReply;
 use super::xep0050::{CommandRequestIq, Status};
-use super::{cancel_in_background, form, send, to_response, CommandError, FormMemory, Target};
+use super::{cancel_in_background, form, send, to_response, Call, CommandError, Memory};
 use crate::rest::{self, CommandRequest, CommandResponse};
-use crate::upstream::AdminSession;
 
-/// Runs `node` at `target` with the client's fields.
+/// Runs `node` at the call's target with the client's fields.
 pub async fn run(
-    session: &Arc<AdminSession>,
-    target: &Target,
+    call: &Call<'_>,
     node: &str,
     req: &CommandRequest,
-    memory: &FormMemory,
+    memory: &Memory,
 ) -> Result<CommandResponse, CommandError> {
+    let (session, target, forms) = (call.session, call.target, &memory.forms);
     let stream = session.jid();
     if !req.fields.is_empty() {
-        if let Some(known) = memory.get(stream, &target.to, node) {
+        if let Some(known) = forms.get(stream, &target.to, node) {
             let submit = form::fill(&known, &req.fields)?;
             let cmd = CommandRequestIq {
                 node,
@@ -30,10 +28,10 @@ pub async fn run(
             };
             let reply = send(session, &target.to, cmd).await.inspect_err(|e| {
                 if matches!(e, CommandError::Xmpp { .. }) {
-                    memory.forget(stream, &target.to, node);
+                    forms.forget(stream, &target.to, node);
                 }
             })?;
-            return finish(session, target, reply);
+            return finish(call, memory, reply);
         }
     }
     let first = CommandRequestIq {
@@ -52,8 +50,7 @@ pub async fn run(
     let sid = reply.sessionid.clone().unwrap_or_default();
     if req.fields.is_empty() {
         // A request without fields asks for the form itself.
-        cancel_in_background(session, &target.to, node, &sid);
-        return to_response(target, &reply);
+        return finish(call, memory, reply);
     }
     let submit = match form::fill(stage, &req.fields) {
         Ok(s) => s,
@@ -70,24 +67,28 @@ pub async fn run(
     };
     let done = send(session, &target.to, second).await?;
     if done.status == Status::Completed && !done.notes.iter().any(|n| n.type_ == "error") {
-        memory.put(stream, &target.to, node, stage.clone());
+        forms.put(stream, &target.to, node, stage.clone());
     }
-    finish(session, target, done)
+    finish(call, memory, done)
 }
 
-/// Maps the last answer; a command still executing after the submission is a further stage,
-/// shown to the client and cancelled upstream (multi-stage sessions are a separate feature).
+/// Maps the last answer. A command still executing is kept open for a client that asked
+/// (`?keep=1`); for any other it is cancelled upstream, so nothing is left open.
 fn finish(
-    session: &Arc<AdminSession>,
-    target: &Target,
-    reply: super::xep0050::CommandReply,
+    call: &Call<'_>,
+    memory: &Memory,
+    reply: CommandReply,
 ) -> Result<CommandResponse, CommandError> {
-    if reply.status == Status::Executing {
-        if let Some(sid) = &reply.sessionid {
-            cancel_in_background(session, &target.to, &reply.node, sid);
-        }
+    if reply.status != Status::Executing {
+        return to_response(call.target, &reply);
     }
-    to_response(target, &reply)
+    if call.keep {
+        return memory.stages.keep(call, &reply);
+    }
+    if let Some(sid) = &reply.sessionid {
+        cancel_in_background(call.session, &call.target.to, &reply.node, sid);
+    }
+    to_response(call.target, &reply)
 }
 
 /// Fields sent to a command that took none are named in a `warn` note, not silently lost.

@@ -5,6 +5,7 @@
 pub mod end_user_session;
 pub mod form;
 pub mod generic;
+pub mod stages;
 pub mod xep0050;
 
 use std::collections::HashMap;
@@ -46,6 +47,12 @@ pub enum CommandError {
     /// The request itself is wrong (no node, bad action, …).
     #[error("{0}")]
     BadRequest(String),
+    /// A `sessionid` that is unknown, expired, or not this account's.
+    #[error("no such command session")]
+    UnknownSession,
+    /// The account holds as many open command sessions as it may.
+    #[error("too many open command sessions (at most {0} per account)")]
+    TooManyStages(usize),
     /// The command completed but said it failed (`<note type='error'>`).
     #[error("{0}")]
     Failed(String),
@@ -109,11 +116,33 @@ impl Target {
     }
 }
 
-/// What the gateway learns across requests: forms, and the sessions it ended lately.
-#[derive(Default)]
+/// What the gateway keeps across requests: forms learnt, sessions it ended lately, and the
+/// command sessions clients keep open.
 pub struct Memory {
     pub forms: FormMemory,
     pub kicks: end_user_session::RecentKicks,
+    pub stages: stages::Stages,
+}
+
+impl Memory {
+    /// `command_idle`: how long a kept command session may sit unused.
+    pub fn new(command_idle: std::time::Duration) -> Self {
+        Self {
+            forms: FormMemory::default(),
+            kicks: end_user_session::RecentKicks::default(),
+            stages: stages::Stages::new(command_idle),
+        }
+    }
+}
+
+/// One request's context: who asks, on which stream, about what.
+pub struct Call<'a> {
+    pub session: &'a Arc<AdminSession>,
+    /// The authenticated account.
+    pub account: &'a BareJid,
+    pub target: &'a Target,
+    /// `?keep=1`: a command left executing stays open for the client (multi-stage).
+    pub keep: bool,
 }
 
 /// Forms learnt from servers, so that a later request for the same stream, target and node
@@ -153,29 +182,40 @@ impl FormMemory {
     }
 }
 
-/// Runs the command a client asked for on `session`.
+/// Runs the command a client asked for.
 pub async fn run(
-    session: &Arc<AdminSession>,
-    target: &Target,
+    call: &Call<'_>,
     req: &CommandRequest,
     memory: &Memory,
 ) -> Result<CommandResponse, CommandError> {
+    if req.sessionid.as_deref().is_some_and(|s| !s.is_empty()) {
+        return memory.stages.resume(call, req).await;
+    }
     let node = req
         .node
         .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| CommandError::BadRequest("the command has no node".into()))?;
-    let result = if node == END_USER_SESSION && !req.fields.is_empty() {
-        end_user_session::run(session, target, req, &memory.kicks).await
+    if req
+        .action
+        .as_deref()
+        .is_some_and(|a| !a.is_empty() && a != "execute")
+    {
+        return Err(CommandError::BadRequest(
+            "an action other than execute needs the sessionid of a kept command".into(),
+        ));
+    }
+    let result = if node == END_USER_SESSION && !req.fields.is_empty() && !call.keep {
+        end_user_session::run(call.session, call.target, req, &memory.kicks).await
     } else {
-        generic::run(session, target, node, req, &memory.forms).await
+        generic::run(call, node, req, memory).await
     };
     match result {
         Err(CommandError::Xmpp { condition, .. })
             if matches!(
                 condition.as_str(),
                 "service-unavailable" | "feature-not-implemented"
-            ) && !is_listed(session, target, node).await =>
+            ) && !is_listed(call.session, call.target, node).await =>
         {
             Err(CommandError::NodeNotOffered(node.to_string()))
         }

@@ -126,6 +126,16 @@ impl From<CommandError> for ApiError {
                 e
             }
             CommandError::BadRequest(t) => Self::bad_request(t),
+            CommandError::UnknownSession => Self::new(
+                StatusCode::NOT_FOUND,
+                "item-not-found",
+                "no such command session (unknown, expired, or not this account's)",
+            ),
+            CommandError::TooManyStages(n) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "resource-constraint",
+                format!("too many open command sessions (at most {n} per account)"),
+            ),
             CommandError::Failed(t) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "command-failed", t)
             }

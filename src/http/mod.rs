@@ -46,7 +46,7 @@ impl Gateway {
         Self {
             throttle: LoginThrottle::new(cfg.throttle),
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
-            memory: Memory::default(),
+            memory: Memory::new(cfg.command_idle),
             pool,
             cfg,
         }
@@ -138,12 +138,7 @@ pub async fn serve(
 
 /// The response format for a request, from its query, `Accept` and `Content-Type`.
 fn response_format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
-    let type_param = query.and_then(|q| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == "type").then(|| percent_decode(v))
-        })
-    });
+    let type_param = query_param(query, "type");
     let h = |name| headers.get(name).and_then(|v| v.to_str().ok());
     negotiate::response_format(
         type_param.as_deref(),
@@ -151,6 +146,14 @@ fn response_format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, A
         h(header::CONTENT_TYPE),
     )
     .map_err(|e| ApiError::new(StatusCode::NOT_ACCEPTABLE, "not-acceptable", e.0))
+}
+
+/// The value of `name` in a query string, percent-decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_decode(v))
+    })
 }
 
 /// The format for an error body when negotiation itself failed: what the body spoke, else XML.
@@ -199,7 +202,14 @@ async fn post_command(
         Err(e) => return e.into_response_in(fallback_format(&headers)),
     };
     let started = Instant::now();
-    let result = handle_post(&gw, peer, path, &headers, body, format).await;
+    let keep = match query_param(query.as_deref(), "keep").as_deref() {
+        None | Some("0" | "false") => false,
+        Some("" | "1" | "true") => true,
+        Some(_) => {
+            return ApiError::bad_request("keep takes 1 or 0").into_response_in(format);
+        }
+    };
+    let result = handle_post(&gw, peer, path, &headers, body, format, keep).await;
     finish("POST", started, format, result)
 }
 
@@ -210,6 +220,7 @@ async fn handle_post(
     headers: &HeaderMap,
     body: Body,
     format: Format,
+    keep: bool,
 ) -> Result<Response, ApiError> {
     let _permit = gw.in_flight.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
@@ -235,7 +246,13 @@ async fn handle_post(
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
         let session = authenticate(gw, peer, headers, &creds).await?;
-        let doc = adhoc::run(&session, &target, &request, &gw.memory).await?;
+        let call = adhoc::Call {
+            session: &session,
+            account: &creds.account,
+            target: &target,
+            keep,
+        };
+        let doc = adhoc::run(&call, &request, &gw.memory).await?;
         Ok::<_, ApiError>(doc)
     };
     let doc = timed(gw.cfg.request_timeout, work).await?;
