@@ -34,8 +34,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let password = std::env::var("HOLD_PASSWORD").map_err(|_| "set HOLD_PASSWORD")?;
     // Reuse the gateway's own flag checks for the upstream settings.
-    let mut cli = vec!["hold".to_string(), "--upstream".into(), args.upstream.clone()];
-    cli.extend(["--upstream-tls".into(), format!("{:?}", args.upstream_tls).to_lowercase()]);
+    let mut cli = vec![
+        "hold".to_string(),
+        "--upstream".into(),
+        args.upstream.clone(),
+    ];
+    cli.extend([
+        "--upstream-tls".into(),
+        format!("{:?}", args.upstream_tls).to_lowercase(),
+    ]);
     if let Some(ca) = &args.upstream_ca {
         cli.extend(["--upstream-ca".into(), ca.display().to_string()]);
     }
@@ -46,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let logged_in = connector
             .login(&bare, &password, args.jid.resource().as_str())
             .await?;
-        let session = AdminSession::start(logged_in);
+        let session = AdminSession::start(logged_in, 16);
         session.send_presence(Presence::new(Type::None)).await?;
         println!("online as {}", session.jid());
         tokio::select! {

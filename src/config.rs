@@ -87,6 +87,14 @@ pub struct Cli {
     #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
     pub reauth_interval: u64,
 
+    /// IQs awaiting an answer at once on one account's stream; further requests queue.
+    #[arg(long, env = "XRG_SESSION_IN_FLIGHT", default_value_t = 64)]
+    pub session_in_flight: usize,
+
+    /// Accounts with a warm stream at once; beyond it the least recently used is closed.
+    #[arg(long, env = "XRG_MAX_SESSIONS", default_value_t = 256)]
+    pub max_sessions: usize,
+
     /// Seconds a kept multi-stage command (`?keep=1`) may sit idle before the gateway cancels
     /// it and forgets its sessionid.
     #[arg(long, env = "XRG_COMMAND_IDLE", default_value_t = 300)]
@@ -125,7 +133,7 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_body: usize,
     pub max_in_flight: usize,
-    pub reauth_interval: Duration,
+    pub pool: PoolConfig,
     pub command_idle: Duration,
     pub throttle: ThrottleConfig,
     pub trusted_proxies: Vec<IpAddr>,
@@ -140,6 +148,14 @@ pub struct UpstreamConfig {
     pub tls: UpstreamTls,
     pub ca: Option<PathBuf>,
     pub connect_timeout: Duration,
+}
+
+/// The warm sessions: how many, how busy, how long a password proof lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    pub reauth_interval: Duration,
+    pub max_sessions: usize,
+    pub session_in_flight: usize,
 }
 
 /// The failed-login budgets.
@@ -192,8 +208,20 @@ impl Cli {
                 return bad(format!("{name} must be at least 1 second"));
             }
         }
-        if self.max_in_flight == 0 || self.max_body == 0 || self.throttle_pair == 0 {
-            return bad("--max-in-flight, --max-body and --throttle-pair must be positive".into());
+        if [
+            self.max_in_flight,
+            self.max_body,
+            self.session_in_flight,
+            self.max_sessions,
+        ]
+        .contains(&0)
+            || self.throttle_pair == 0
+        {
+            return bad(
+                "--max-in-flight, --max-body, --session-in-flight, --max-sessions and \
+                 --throttle-pair must be positive"
+                    .into(),
+            );
         }
         if self.connect_timeout > self.request_timeout {
             return bad("--connect-timeout must not exceed --request-timeout".into());
@@ -234,7 +262,11 @@ impl Cli {
             request_timeout: Duration::from_secs(self.request_timeout),
             max_body: self.max_body,
             max_in_flight: self.max_in_flight,
-            reauth_interval: Duration::from_secs(self.reauth_interval),
+            pool: PoolConfig {
+                reauth_interval: Duration::from_secs(self.reauth_interval),
+                max_sessions: self.max_sessions,
+                session_in_flight: self.session_in_flight,
+            },
             command_idle: Duration::from_secs(self.command_idle),
             throttle: ThrottleConfig {
                 pair: self.throttle_pair,
@@ -292,7 +324,7 @@ mod tests {
         assert_eq!(c.upstream.tls, UpstreamTls::Starttls);
         assert_eq!(c.aliases, vec!["sess-man"]);
         assert_eq!(c.max_body, 262_144);
-        assert_eq!(c.reauth_interval, Duration::from_secs(300));
+        assert_eq!(c.pool.reauth_interval, Duration::from_secs(300));
     }
 
     #[test]

@@ -66,7 +66,7 @@ async fn run(cfg: Config) -> ExitCode {
         upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
         "xmpp-rest-gateway listening"
     );
-    let pool = SessionPool::new(connector, cfg.reauth_interval);
+    let pool = SessionPool::new(connector, cfg.pool);
     let gw = Arc::new(Gateway::new(cfg, pool));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
     ExitCode::SUCCESS

@@ -22,16 +22,21 @@ use std::time::{Duration, Instant};
 use futures_util::future::try_join_all;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 
-use super::xep0050::{CommandRequestIq, Field, Form};
-use super::{send, CommandError, Target, END_USER_SESSION, USER_STATS};
+use tokio_xmpp::minidom::Element;
+
+use super::xep0050::{CommandReply, CommandRequestIq, Field, Form};
+use super::{command_reply, CommandError, Target, END_USER_SESSION, USER_STATS};
 use crate::adhoc::form::FieldError;
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
-use crate::upstream::AdminSession;
+use crate::upstream::{AdminSession, IqKind};
 
 const FORM_TYPE_ADMIN: &str = "http://jabber.org/protocol/admin";
 
-/// One session to end, and the line it earns when it was online.
+/// One command to send, and the resources it ends that were online.
 struct Kick {
+    /// The JID the client named (an account's other sessions become several kicks).
+    requested: Jid,
+    /// The JID the command names.
     jid: Jid,
     /// The resources this command ends that were online, in the server's order.
     ended: Vec<String>,
@@ -50,6 +55,13 @@ pub struct RecentKicks {
 }
 
 impl RecentKicks {
+    fn has_any(&self, account: &BareJid) -> bool {
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        ended
+            .get(account)
+            .is_some_and(|v| v.iter().any(|(_, at)| at.elapsed() < REMEMBER_ENDED))
+    }
+
     fn recently_ended(&self, account: &BareJid, resource: &str) -> bool {
         let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         ended.get(account).is_some_and(|v| {
@@ -85,22 +97,16 @@ pub async fn run(
             accounts.push(j.to_bare());
         }
     }
-    let online = try_join_all(
-        accounts
-            .iter()
-            .map(|a| settled_resources(session, &target.to, a, recent)),
-    )
+    let ended = try_join_all(accounts.iter().map(|account| {
+        let of_account: Vec<&Jid> = jids.iter().filter(|j| j.to_bare() == *account).collect();
+        end_account(session, &target.to, account, of_account, recent)
+    }))
     .await?;
-    let kicks = plan(session, &jids, &accounts, &online);
-    try_join_all(
-        kicks
-            .iter()
-            .map(|k| end_session(session, &target.to, &k.jid)),
-    )
-    .await?;
-    for k in &kicks {
-        recent.record(&k.jid.to_bare(), &k.ended);
-    }
+    // Lines in the order of the JIDs given, then the server's order of resources.
+    let kicks: Vec<&Kick> = jids
+        .iter()
+        .flat_map(|j| ended.iter().flatten().filter(move |k| k.requested == *j))
+        .collect();
     let lines: Vec<String> = kicks
         .iter()
         .flat_map(|k| {
@@ -126,6 +132,49 @@ pub async fn run(
         fields,
         ..CommandResponse::default()
     })
+}
+
+/// Ends the requested sessions of one account and says which resources each ended.
+///
+/// Usually in one round trip: user-stats and the end-user-session commands go back to back
+/// on the stream, and since the server handles a stream's stanzas in order, the listing is
+/// what the commands then end. The account the gateway is logged in as (whose own resource
+/// must be spared) and an account with a session ended lately (which may still be listed
+/// while it closes) take the careful path: list first, then end.
+async fn end_account(
+    session: &AdminSession,
+    to: &Jid,
+    account: &BareJid,
+    jids: Vec<&Jid>,
+    recent: &RecentKicks,
+) -> Result<Vec<Kick>, CommandError> {
+    let kicks = if *account != session.jid().to_bare() && !recent.has_any(account) {
+        let mut batch = vec![user_stats_iq(to, account)];
+        batch.extend(jids.iter().map(|j| end_session_iq(to, j)));
+        let mut replies = session.iqs(batch).await?.into_iter();
+        let listing = replies
+            .next()
+            .ok_or_else(|| CommandError::Malformed("no user-stats answer".into()))?;
+        let online = online_resources(command_reply(listing)?);
+        for reply in replies {
+            check_ended(command_reply(reply)?)?;
+        }
+        jids.iter()
+            .flat_map(|j| plan(session, j, &online))
+            .collect()
+    } else {
+        let online = settled_resources(session, to, account, recent).await?;
+        let kicks: Vec<Kick> = jids
+            .iter()
+            .flat_map(|j| plan(session, j, &online))
+            .collect();
+        try_join_all(kicks.iter().map(|k| end_session(session, to, &k.jid))).await?;
+        kicks
+    };
+    for k in &kicks {
+        recent.record(account, &k.ended);
+    }
+    Ok(kicks)
 }
 
 /// The JIDs the client named, in order, without repeats; each must be an account JID.
@@ -161,54 +210,39 @@ fn requested_jids(req: &CommandRequest) -> Result<Vec<Jid>, CommandError> {
     Ok(jids)
 }
 
-/// Which commands to send, and which lines each earns. The gateway's own resource is spared:
-/// its own account's other sessions are ended one full JID at a time.
-fn plan(
-    session: &AdminSession,
-    jids: &[Jid],
-    accounts: &[BareJid],
-    online: &[Vec<String>],
-) -> Vec<Kick> {
+/// The commands `jid` needs, and the lines each earns, given the account's online resources.
+/// The gateway's own resource is spared: its own account's other sessions are ended one full
+/// JID at a time.
+fn plan(session: &AdminSession, jid: &Jid, online: &[String]) -> Vec<Kick> {
     let own = session.jid();
-    let own_bare = own.to_bare();
-    let resources_of = |bare: &BareJid| -> &[String] {
-        accounts
-            .iter()
-            .position(|a| a == bare)
-            .map(|i| online[i].as_slice())
-            .unwrap_or_default()
+    let bare = jid.to_bare();
+    let kick = |jid: Jid, ended: Vec<String>| Kick {
+        requested: jid.clone(),
+        jid,
+        ended,
     };
-    let mut kicks = Vec::new();
-    for jid in jids {
-        let bare = jid.to_bare();
-        let online = resources_of(&bare);
-        match jid.resource() {
-            Some(r) if bare == own_bare && r == own.resource() => {}
-            Some(r) => kicks.push(Kick {
-                jid: jid.clone(),
-                ended: online
-                    .iter()
-                    .filter(|o| *o == r.as_str())
-                    .cloned()
-                    .collect(),
-            }),
-            None if bare == own_bare => {
-                for r in online.iter().filter(|r| *r != own.resource().as_str()) {
-                    if let Ok(full) = bare.with_resource_str(r) {
-                        kicks.push(Kick {
-                            jid: Jid::from(full),
-                            ended: vec![r.clone()],
-                        });
-                    }
-                }
-            }
-            None => kicks.push(Kick {
-                jid: jid.clone(),
-                ended: online.to_vec(),
-            }),
-        }
+    match jid.resource() {
+        Some(r) if bare == own.to_bare() && r == own.resource() => vec![],
+        Some(r) => vec![kick(
+            jid.clone(),
+            online
+                .iter()
+                .filter(|o| *o == r.as_str())
+                .cloned()
+                .collect(),
+        )],
+        None if bare == own.to_bare() => online
+            .iter()
+            .filter(|r| *r != own.resource().as_str())
+            .filter_map(|r| bare.with_resource_str(r).ok().map(|f| (r, f)))
+            .map(|(r, full)| Kick {
+                requested: jid.clone(),
+                jid: Jid::from(full),
+                ended: vec![r.clone()],
+            })
+            .collect(),
+        None => vec![kick(jid.clone(), online.to_vec())],
     }
-    kicks
 }
 
 /// The account's online resources, re-read for a short while as long as it still lists a
@@ -221,7 +255,7 @@ async fn settled_resources(
 ) -> Result<Vec<String>, CommandError> {
     let started = Instant::now();
     loop {
-        let online = online_resources(session, to, account).await?;
+        let online = fetch_online(session, to, account).await?;
         let closing = online.iter().any(|r| recent.recently_ended(account, r));
         if !closing || started.elapsed() >= SETTLE_FOR {
             return Ok(online);
@@ -230,13 +264,30 @@ async fn settled_resources(
     }
 }
 
-/// The account's online resources, from user-stats (`onlineresources`). An account the server
-/// does not know has none (Prosody answers an error note, ejabberd empty statistics).
-async fn online_resources(
+/// The account's online resources, from user-stats.
+async fn fetch_online(
     session: &AdminSession,
     to: &Jid,
     account: &BareJid,
 ) -> Result<Vec<String>, CommandError> {
+    let (to, kind, payload) = user_stats_iq(to, account);
+    Ok(online_resources(command_reply(
+        session.iq(to, kind, payload).await,
+    )?))
+}
+
+/// The online resources user-stats lists (`onlineresources`). An account the server does not
+/// know has none (Prosody answers an error note, ejabberd empty statistics).
+fn online_resources(reply: CommandReply) -> Vec<String> {
+    reply
+        .form
+        .as_ref()
+        .and_then(|f| f.field("onlineresources"))
+        .map(|f| f.values.iter().filter(|v| !v.is_empty()).cloned().collect())
+        .unwrap_or_default()
+}
+
+fn user_stats_iq(to: &Jid, account: &BareJid) -> (Jid, IqKind, Element) {
     let form = admin_form(vec![field("accountjid", "jid-single", account.as_str())]);
     let cmd = CommandRequestIq {
         node: USER_STATS,
@@ -244,17 +295,11 @@ async fn online_resources(
         sessionid: None,
         form: Some(&form),
     };
-    let reply = send(session, to, cmd).await?;
-    Ok(reply
-        .form
-        .as_ref()
-        .and_then(|f| f.field("onlineresources"))
-        .map(|f| f.values.iter().filter(|v| !v.is_empty()).cloned().collect())
-        .unwrap_or_default())
+    (to.clone(), IqKind::Set, cmd.to_element())
 }
 
-/// Ends the sessions of `jid` (an account, or one resource of it).
-async fn end_session(session: &AdminSession, to: &Jid, jid: &Jid) -> Result<(), CommandError> {
+/// Both field names: `accountjids` (XEP-0133, Prosody) and `accountjid` (ejabberd).
+fn end_session_iq(to: &Jid, jid: &Jid) -> (Jid, IqKind, Element) {
     let form = admin_form(vec![
         field("accountjids", "jid-multi", jid.as_str()),
         field("accountjid", "jid-single", jid.as_str()),
@@ -265,7 +310,17 @@ async fn end_session(session: &AdminSession, to: &Jid, jid: &Jid) -> Result<(), 
         sessionid: None,
         form: Some(&form),
     };
-    let reply = send(session, to, cmd).await?;
+    (to.clone(), IqKind::Set, cmd.to_element())
+}
+
+/// Ends the sessions of `jid` (an account, or one resource of it).
+async fn end_session(session: &AdminSession, to: &Jid, jid: &Jid) -> Result<(), CommandError> {
+    let (to, kind, payload) = end_session_iq(to, jid);
+    check_ended(command_reply(session.iq(to, kind, payload).await)?)
+}
+
+/// An end-user-session answer that reports failure in an error note is a failure.
+fn check_ended(reply: CommandReply) -> Result<(), CommandError> {
     match reply.notes.iter().find(|n| n.type_ == "error") {
         Some(n) => Err(CommandError::Failed(n.text.clone())),
         None => Ok(()),

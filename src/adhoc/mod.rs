@@ -268,10 +268,12 @@ async fn send(
     to: &Jid,
     cmd: CommandRequestIq<'_>,
 ) -> Result<CommandReply, CommandError> {
-    match session
-        .iq(to.clone(), IqKind::Set, cmd.to_element())
-        .await?
-    {
+    command_reply(session.iq(to.clone(), IqKind::Set, cmd.to_element()).await)
+}
+
+/// Reads the answer to a `<command/>` IQ.
+fn command_reply(reply: Result<IqReply, UpstreamError>) -> Result<CommandReply, CommandError> {
+    match reply? {
         IqReply::Result(Some(payload)) => CommandReply::parse(&payload)
             .ok_or_else(|| CommandError::Malformed(format!("<{}/>", payload.name()))),
         IqReply::Result(None) => Err(CommandError::Malformed("an empty result".into())),

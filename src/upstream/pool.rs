@@ -7,27 +7,54 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ring::hmac;
 use tokio_xmpp::parsers::jid::BareJid;
 
 use super::{AdminSession, Connector, UpstreamError};
+use crate::config::PoolConfig;
 
 /// The warm sessions of every account that used the gateway.
 pub struct SessionPool {
     connector: Connector,
-    reauth: Duration,
+    cfg: PoolConfig,
     key: hmac::Key,
     accounts: Mutex<HashMap<BareJid, Arc<AccountSlot>>>,
     logins: AtomicU64,
 }
 
 /// One account's session and the lock that keeps its logins one at a time.
-#[derive(Default)]
 struct AccountSlot {
     login: tokio::sync::Mutex<()>,
     warm: Mutex<Option<Warm>>,
+    /// When a request last used the account (for closing the least recently used).
+    used: Mutex<Instant>,
+}
+
+impl Default for AccountSlot {
+    fn default() -> Self {
+        Self {
+            login: tokio::sync::Mutex::new(()),
+            warm: Mutex::new(None),
+            used: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl AccountSlot {
+    fn touch(&self) {
+        if let Ok(mut u) = self.used.lock() {
+            *u = Instant::now();
+        }
+    }
+
+    fn last_used(&self) -> Instant {
+        self.used
+            .lock()
+            .map(|u| *u)
+            .unwrap_or_else(|_| Instant::now())
+    }
 }
 
 struct Warm {
@@ -38,12 +65,12 @@ struct Warm {
 }
 
 impl SessionPool {
-    pub fn new(connector: Connector, reauth: Duration) -> Self {
+    pub fn new(connector: Connector, cfg: PoolConfig) -> Self {
         let rng = ring::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness");
         Self {
             connector,
-            reauth,
+            cfg,
             key,
             accounts: Mutex::new(HashMap::new()),
             logins: AtomicU64::new(0),
@@ -65,9 +92,13 @@ impl SessionPool {
     ) -> Option<Arc<AdminSession>> {
         let warm = slot.warm.lock().ok()?;
         let w = warm.as_ref()?;
-        let fresh = w.proved_at.elapsed() < self.reauth;
+        let fresh = w.proved_at.elapsed() < self.cfg.reauth_interval;
         let same = hmac::verify(&self.key, &secret(account, password), w.proof.as_ref()).is_ok();
-        (fresh && same && w.session.is_alive()).then(|| w.session.clone())
+        let usable = fresh && same && w.session.is_alive();
+        if usable {
+            slot.touch();
+        }
+        usable.then(|| w.session.clone())
     }
 
     /// Logs in as `account` (one login at a time per account; a login that another request
@@ -86,7 +117,7 @@ impl SessionPool {
         self.logins.fetch_add(1, Ordering::Relaxed);
         let logged_in = self.connector.login(account, password, &resource).await?;
         tracing::info!(jid = %logged_in.jid, "logged in");
-        let session = Arc::new(AdminSession::start(logged_in));
+        let session = Arc::new(AdminSession::start(logged_in, self.cfg.session_in_flight));
         let warm = Warm {
             session: session.clone(),
             proof: hmac::sign(&self.key, &secret(account, password)),
@@ -96,7 +127,39 @@ impl SessionPool {
         if let Ok(mut w) = slot.warm.lock() {
             *w = Some(warm);
         }
+        slot.touch();
+        self.evict_beyond_limit(account);
         Ok(session)
+    }
+
+    /// Closes the least recently used accounts' streams while more than `max_sessions` are
+    /// warm (never `keep`'s). Requests in flight on them finish first: they hold the session.
+    fn evict_beyond_limit(&self, keep: &BareJid) {
+        let evicted: Vec<Arc<AccountSlot>> = {
+            let Ok(mut accounts) = self.accounts.lock() else {
+                return;
+            };
+            let mut out = Vec::new();
+            while accounts.len() > self.cfg.max_sessions {
+                let oldest = accounts
+                    .iter()
+                    .filter(|(a, _)| *a != keep)
+                    .min_by_key(|(_, s)| s.last_used())
+                    .map(|(a, _)| a.clone());
+                match oldest.and_then(|a| accounts.remove(&a)) {
+                    Some(slot) => out.push(slot),
+                    None => break,
+                }
+            }
+            out
+        };
+        for slot in evicted {
+            let session = slot.warm.lock().ok().and_then(|mut w| w.take());
+            if let Some(w) = session {
+                tracing::info!(jid = %w.session.jid(), "closing the least recently used session");
+                tokio::spawn(async move { w.session.close().await });
+            }
+        }
     }
 
     /// How many logins the pool has attempted since start.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
@@ -38,13 +38,17 @@ pub enum IqKind {
     Set,
 }
 
+/// One IQ to send, and where its answer goes.
+struct OutIq {
+    to: Jid,
+    kind: IqKind,
+    payload: Element,
+    reply: Waiter,
+}
+
 enum Outgoing {
-    Iq {
-        to: Jid,
-        kind: IqKind,
-        payload: Element,
-        reply: oneshot::Sender<Result<IqReply, UpstreamError>>,
-    },
+    /// IQs written back to back, in this order, in one flush.
+    Iqs(Vec<OutIq>),
     Presence(Presence),
     Close(oneshot::Sender<()>),
 }
@@ -53,6 +57,8 @@ enum Outgoing {
 pub struct AdminSession {
     jid: FullJid,
     tx: mpsc::Sender<Outgoing>,
+    /// IQs awaiting an answer at once on this stream; further ones queue here.
+    in_flight: Semaphore,
     alive: Arc<AtomicBool>,
     closed: watch::Receiver<bool>,
 }
@@ -66,8 +72,9 @@ impl std::fmt::Debug for AdminSession {
 }
 
 impl AdminSession {
-    /// Takes over a logged-in stream and starts the task that drives it.
-    pub fn start(logged_in: LoggedIn) -> Self {
+    /// Takes over a logged-in stream and starts the task that drives it; at most
+    /// `max_in_flight` IQs await answers at once, later ones wait their turn.
+    pub fn start(logged_in: LoggedIn, max_in_flight: usize) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let alive = Arc::new(AtomicBool::new(true));
         let (closed_tx, closed) = watch::channel(false);
@@ -87,6 +94,7 @@ impl AdminSession {
         Self {
             jid: logged_in.jid,
             tx,
+            in_flight: Semaphore::new(max_in_flight.max(2)),
             alive,
             closed,
         }
@@ -110,18 +118,46 @@ impl AdminSession {
         kind: IqKind,
         payload: Element,
     ) -> Result<IqReply, UpstreamError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Outgoing::Iq {
+        let mut replies = self.iqs(vec![(to, kind, payload)]).await?;
+        replies
+            .pop()
+            .unwrap_or_else(|| Err(UpstreamError::Closed("no answer".into())))
+    }
+
+    /// Sends IQs back to back in this order (the server handles a stream's stanzas in
+    /// order) and waits for all their answers: several round trips' work in about one.
+    pub async fn iqs(
+        &self,
+        requests: Vec<(Jid, IqKind, Element)>,
+    ) -> Result<Vec<Result<IqReply, UpstreamError>>, UpstreamError> {
+        let closed = || UpstreamError::Closed("the stream is closed".into());
+        let n = u32::try_from(requests.len()).unwrap_or(u32::MAX);
+        let _permits = self.in_flight.acquire_many(n).await.map_err(|_| closed())?;
+        let mut receivers = Vec::with_capacity(requests.len());
+        let mut batch = Vec::with_capacity(requests.len());
+        for (to, kind, payload) in requests {
+            let (reply, rx) = oneshot::channel();
+            receivers.push(rx);
+            batch.push(OutIq {
                 to,
                 kind,
                 payload,
                 reply,
-            })
+            });
+        }
+        self.tx
+            .send(Outgoing::Iqs(batch))
             .await
-            .map_err(|_| UpstreamError::Closed("the stream is closed".into()))?;
-        rx.await
-            .map_err(|_| UpstreamError::Closed("the stream closed before the answer".into()))?
+            .map_err(|_| closed())?;
+        let mut replies = Vec::with_capacity(receivers.len());
+        for rx in receivers {
+            replies.push(rx.await.unwrap_or_else(|_| {
+                Err(UpstreamError::Closed(
+                    "the stream closed before the answer".into(),
+                ))
+            }));
+        }
+        Ok(replies)
     }
 
     /// Sends a presence (the gateway's own sessions never do; test clients do).
@@ -216,33 +252,9 @@ impl Driver {
         let mut next = Some(first);
         while let Some(out) = next.take() {
             match out {
-                Outgoing::Iq {
-                    to,
-                    kind,
-                    payload,
-                    reply,
-                } => {
-                    if reply.is_closed() {
-                        // The client hung up before the IQ left: do not send it at all.
-                    } else {
-                        let id = self.fresh_id();
-                        let (from, to, id2) = (None, Some(to), id.clone());
-                        let iq = match kind {
-                            IqKind::Get => Iq::Get {
-                                from,
-                                to,
-                                id: id2,
-                                payload,
-                            },
-                            IqKind::Set => Iq::Set {
-                                from,
-                                to,
-                                id: id2,
-                                payload,
-                            },
-                        };
-                        self.pending.insert(id, reply);
-                        self.feed(Stanza::Iq(iq)).await?;
+                Outgoing::Iqs(batch) => {
+                    for out in batch {
+                        self.feed_iq(out).await?;
                     }
                 }
                 Outgoing::Presence(p) => self.feed(Stanza::Presence(p)).await?,
@@ -259,6 +271,31 @@ impl Driver {
         SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
             .await
             .map_err(|e| UpstreamError::Stream(e.to_string()))
+    }
+
+    async fn feed_iq(&mut self, out: OutIq) -> Result<(), UpstreamError> {
+        if out.reply.is_closed() {
+            // The client hung up before the IQ left: it is not sent at all.
+            return Ok(());
+        }
+        let id = self.fresh_id();
+        let (from, to, iq_id) = (None, Some(out.to), id.clone());
+        let iq = match out.kind {
+            IqKind::Get => Iq::Get {
+                from,
+                to,
+                id: iq_id,
+                payload: out.payload,
+            },
+            IqKind::Set => Iq::Set {
+                from,
+                to,
+                id: iq_id,
+                payload: out.payload,
+            },
+        };
+        self.pending.insert(id, out.reply);
+        self.feed(Stanza::Iq(iq)).await
     }
 
     async fn feed(&mut self, stanza: Stanza) -> Result<(), UpstreamError> {

@@ -41,7 +41,7 @@ impl Victim {
             .login(&account, password, resource)
             .await
             .unwrap_or_else(|e| panic!("{} victim {local}/{resource}: {e}", server.kind));
-        let session = AdminSession::start(logged_in);
+        let session = AdminSession::start(logged_in, 16);
         session
             .send_presence(Presence::new(Type::None))
             .await
