@@ -109,6 +109,12 @@ pub struct Cli {
     #[arg(long, env = "XRG_THROTTLE_WIDE", default_value_t = 15)]
     pub throttle_wide: u32,
 
+    /// Failed logins of the whole gateway within an hour before logins that need the upstream
+    /// are refused with 429: keep it below ejabberd's mod_fail2ban limit (20 per address per
+    /// hour; every login through the gateway comes from its one address).
+    #[arg(long, env = "XRG_THROTTLE_TOTAL", default_value_t = 15)]
+    pub throttle_total: u32,
+
     /// Seconds a failed login counts against its budgets.
     #[arg(long, env = "XRG_THROTTLE_WINDOW", default_value_t = 300)]
     pub throttle_window: u64,
@@ -163,6 +169,8 @@ pub struct PoolConfig {
 pub struct ThrottleConfig {
     pub pair: u32,
     pub wide: u32,
+    /// Over an hour, whoever failed.
+    pub total: u32,
     pub window: Duration,
 }
 
@@ -271,6 +279,7 @@ impl Cli {
             throttle: ThrottleConfig {
                 pair: self.throttle_pair,
                 wide: self.throttle_wide.max(self.throttle_pair),
+                total: self.throttle_total.max(1),
                 window: Duration::from_secs(self.throttle_window),
             },
             trusted_proxies: self.trusted_proxies,

@@ -2,7 +2,10 @@
 //! failed logins against the XMPP server (ejabberd's mod_fail2ban would ban the gateway's own
 //! address, locking every admin out). The account-and-address pair is checked before anything
 //! else; the looser per-address and per-account budgets only for logins that would need the
-//! upstream, so an admin whose credentials match a warm session is still served.
+//! upstream, so an admin whose credentials match a warm session is still served. A last budget
+//! counts every failed login of the gateway over an hour: mod_fail2ban counts per source
+//! address, and every login through the gateway comes from the gateway's one address, so it
+//! must stay below fail2ban's 20 per hour whoever fails.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -18,7 +21,11 @@ enum Key {
     Pair(BareJid, IpAddr),
     Addr(IpAddr),
     Account(BareJid),
+    Total,
 }
+
+/// The span of the total budget: mod_fail2ban's default ban lifetime, over which it counts.
+const TOTAL_WINDOW: Duration = Duration::from_secs(3600);
 
 /// The failed logins of the last window, per key.
 pub struct LoginThrottle {
@@ -39,16 +46,22 @@ impl LoginThrottle {
 
     /// `Err(retry_after)` when this account has failed too often from this address.
     pub fn check_pair(&self, account: &BareJid, addr: IpAddr) -> Result<(), Duration> {
-        self.check(&[(Key::Pair(account.clone(), addr), self.cfg.pair)])
+        self.check(&[(
+            Key::Pair(account.clone(), addr),
+            self.cfg.pair,
+            self.cfg.window,
+        )])
     }
 
     /// `Err(retry_after)` when a login for this account or from this address would exceed
     /// the looser budgets.
     pub fn check_login(&self, account: &BareJid, addr: IpAddr) -> Result<(), Duration> {
+        let window = self.cfg.window;
         self.check(&[
-            (Key::Pair(account.clone(), addr), self.cfg.pair),
-            (Key::Addr(addr), self.cfg.wide),
-            (Key::Account(account.clone()), self.cfg.wide),
+            (Key::Pair(account.clone(), addr), self.cfg.pair, window),
+            (Key::Addr(addr), self.cfg.wide, window),
+            (Key::Account(account.clone()), self.cfg.wide, window),
+            (Key::Total, self.cfg.total, TOTAL_WINDOW),
         ])
     }
 
@@ -58,17 +71,21 @@ impl LoginThrottle {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if f.len() >= SWEEP_AT {
             let window = self.cfg.window;
-            f.retain(|_, v| v.back().is_some_and(|t| now.duration_since(*t) < window));
+            f.retain(|k, v| {
+                *k == Key::Total || v.back().is_some_and(|t| now.duration_since(*t) < window)
+            });
         }
         for key in [
             Key::Pair(account.clone(), addr),
             Key::Addr(addr),
             Key::Account(account.clone()),
+            Key::Total,
         ] {
             let q = f.entry(key).or_default();
             q.push_back(now);
             // More than the largest budget is never needed to decide.
-            while q.len() > self.cfg.wide.max(self.cfg.pair) as usize {
+            let largest = self.cfg.wide.max(self.cfg.pair).max(self.cfg.total);
+            while q.len() > largest as usize {
                 q.pop_front();
             }
         }
@@ -80,12 +97,12 @@ impl LoginThrottle {
         f.remove(&Key::Pair(account.clone(), addr));
     }
 
-    fn check(&self, budgets: &[(Key, u32)]) -> Result<(), Duration> {
+    fn check(&self, budgets: &[(Key, u32, Duration)]) -> Result<(), Duration> {
         let now = Instant::now();
-        let window = self.cfg.window;
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let mut wait = Duration::ZERO;
-        for (key, limit) in budgets {
+        for (key, limit, window) in budgets {
+            let window = *window;
             let Some(q) = f.get_mut(key) else { continue };
             while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
                 q.pop_front();
@@ -113,6 +130,7 @@ mod tests {
         LoginThrottle::new(ThrottleConfig {
             pair: 3,
             wide: 5,
+            total: 8,
             window: Duration::from_secs(60),
         })
     }
@@ -143,6 +161,24 @@ mod tests {
             t.failed(&a, "10.0.0.1".parse().unwrap());
         }
         assert!(t.check_pair(&a, "10.0.0.2".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_total_budget_covers_sprays_from_many_addresses() {
+        let t = throttle();
+        for i in 0..8u8 {
+            t.failed(&jid(&format!("u{i}@x")), IpAddr::from([10, 0, 1, i]));
+        }
+        let (fresh, ip) = (jid("fresh@x"), IpAddr::from([10, 0, 2, 1]));
+        let wait = t.check_login(&fresh, ip).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(3500),
+            "counted over an hour: {wait:?}"
+        );
+        assert!(
+            t.check_pair(&fresh, ip).is_ok(),
+            "warm sessions still served"
+        );
     }
 
     #[test]

@@ -82,22 +82,44 @@ impl Connector {
         password: &str,
         resource: &str,
     ) -> Result<LoggedIn, UpstreamError> {
-        let work = self.login_inner(account, password, resource);
-        match tokio::time::timeout(self.cfg.connect_timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::Unreachable(format!(
-                "no login within {:?}",
-                self.cfg.connect_timeout
-            ))),
-        }
+        self.within_timeout(async {
+            let mut stream = self.authenticate_inner(account, password).await?;
+            let jid = bind(&mut stream, resource).await?;
+            Ok(LoggedIn { stream, jid })
+        })
+        .await
     }
 
-    async fn login_inner(
+    /// Connects, secures and authenticates as `account`, without binding a resource (what a
+    /// client resuming a XEP-0198 session needs), within the connect timeout.
+    pub async fn authenticate(
         &self,
         account: &BareJid,
         password: &str,
-        resource: &str,
-    ) -> Result<LoggedIn, UpstreamError> {
+    ) -> Result<Stream, UpstreamError> {
+        self.within_timeout(self.authenticate_inner(account, password))
+            .await
+    }
+
+    async fn within_timeout<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        tokio::time::timeout(self.cfg.connect_timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(UpstreamError::Unreachable(format!(
+                    "no login within {:?}",
+                    self.cfg.connect_timeout
+                )))
+            })
+    }
+
+    async fn authenticate_inner(
+        &self,
+        account: &BareJid,
+        password: &str,
+    ) -> Result<Stream, UpstreamError> {
         let domain = account.domain().as_str();
         let tcp = TcpStream::connect((self.cfg.host.as_str(), self.cfg.port))
             .await
@@ -128,15 +150,14 @@ impl Connector {
         let stream = tokio_xmpp::client_login(stream, mechanisms, creds)
             .await
             .map_err(login_err)?;
-        let (_, mut stream) = stream
+        let (_, stream) = stream
             .send_header(header(domain))
             .await
             .map_err(stream_err)?
             .recv_features::<FallibleStreamElement>()
             .await
             .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
-        let jid = bind(&mut stream, resource).await?;
-        Ok(LoggedIn { stream, jid })
+        Ok(stream)
     }
 
     /// TLS handshake verifying the certificate against the account's domain (also when the
