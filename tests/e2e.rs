@@ -61,6 +61,7 @@ on_both_servers!(
     foreign_unknown_and_expired_sessionids_are_404,
     the_command_list_follows_the_account,
     https_is_served_with_tls_cert_and_key,
+    a_hibernating_session_is_ended_and_reported,
 );
 
 async fn server(kind: ServerKind) -> &'static TestServer {
@@ -936,4 +937,24 @@ async fn https_is_served_with_tls_cert_and_key(kind: ServerKind) {
     // Plain HTTP to the HTTPS port gets no answer.
     let plain = common::try_http(gw.addr, "GET", SEED_PATH, &[], b"").await;
     assert!(plain.map(|r| r.status != 200).unwrap_or(true));
+}
+
+async fn a_hibernating_session_is_ended_and_reported(kind: ServerKind) {
+    let s = server(kind).await;
+    let gw = gateway(kind).await;
+    let sleepy = common::victim::Hibernated::start(s, "user12", "sleepy").await;
+    // The server keeps the vanished session, listed, until it is ended.
+    let stats = serde_json::json!({"command": {"node": USER_STATS,
+        "fields": [{"var": "accountjid", "value": s.jid("user12")}]}});
+    let r = post_json(gw, SEED_PATH, &admin(), stats).await;
+    assert_eq!(
+        field(&r.json(), "onlineresources")["value"],
+        serde_json::json!(["sleepy"])
+    );
+    let got = notes(&end_sessions(gw, &[s.jid("user12")]).await);
+    assert_eq!(got, vec![line(&s.jid("user12"), &sleepy.resource)]);
+    assert!(
+        !sleepy.resume(s, "user12").await,
+        "the ended session was resumed"
+    );
 }

@@ -69,3 +69,112 @@ impl Victim {
         self.session.close().await;
     }
 }
+
+/// A stream-management session left hibernating: its client vanished without closing the
+/// stream, so the server keeps it (listed, resumable) for a while.
+pub struct Hibernated {
+    pub resource: String,
+    previd: tokio_xmpp::parsers::sm::StreamId,
+}
+
+fn connector(server: &TestServer) -> Connector {
+    Connector::new(UpstreamConfig {
+        host: "127.0.0.1".into(),
+        port: server.c2s_port,
+        tls: UpstreamTls::Starttls,
+        ca: Some(server.ca_pem.clone()),
+        connect_timeout: Duration::from_secs(10),
+    })
+    .expect("connector")
+}
+
+/// The next stream-management element, skipping anything else (with a time limit).
+async fn next_sm(stream: &mut xmpp_rest_gateway::upstream::connect::Stream) -> sm::Nonza {
+    use futures_util::StreamExt;
+    use tokio_xmpp::xmlstream::{FallibleStreamElement, StreamElementError, XmppStreamElement};
+    let wait = async {
+        loop {
+            match stream.next().await {
+                Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::SM(n)))) => return n,
+                // xmpp-parsers 0.23 insists on `h`, which Prosody leaves out of a `<failed/>`
+                // for an unknown session.
+                Some(Ok(FallibleStreamElement::Err(StreamElementError::InvalidNonza {
+                    qname,
+                    ..
+                }))) if qname.1.as_str() == "failed" => {
+                    return sm::Nonza::Failed(sm::Failed {
+                        h: None,
+                        error: None,
+                    })
+                }
+                Some(Ok(_)) => {}
+                Some(Err(tokio_xmpp::xmlstream::ReadError::SoftTimeout)) => {}
+                other => panic!("stream ended before a stream-management answer: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("a stream-management answer")
+}
+
+async fn send(stream: &mut xmpp_rest_gateway::upstream::connect::Stream, el: XmppStreamElement) {
+    use futures_util::SinkExt;
+    stream.send(&el).await.expect("send");
+}
+
+use tokio_xmpp::parsers::sm;
+use tokio_xmpp::xmlstream::XmppStreamElement;
+
+impl Hibernated {
+    /// Logs in as `local/resource`, enables resumable stream management, sends presence and
+    /// drops the connection without closing the stream.
+    pub async fn start(server: &TestServer, local: &str, resource: &str) -> Hibernated {
+        let account = server.jid(local).parse().expect("account JID");
+        let mut logged_in = connector(server)
+            .login(&account, &server.password(local), resource)
+            .await
+            .expect("login");
+        let stream = &mut logged_in.stream;
+        send(
+            stream,
+            XmppStreamElement::SM(sm::Nonza::Enable(sm::Enable::new().with_resume())),
+        )
+        .await;
+        let previd = match next_sm(stream).await {
+            sm::Nonza::Enabled(e) if e.resume => e.id.expect("a resumption id"),
+            other => panic!("stream management not enabled: {other:?}"),
+        };
+        let presence = tokio_xmpp::Stanza::Presence(Presence::new(Type::None));
+        send(stream, XmppStreamElement::Stanza(presence)).await;
+        send(stream, XmppStreamElement::SM(sm::Nonza::Ack(sm::A::new(0)))).await;
+        drop(logged_in); // TCP closed, no </stream:stream>: the server hibernates the session
+        Hibernated {
+            resource: resource.to_string(),
+            previd,
+        }
+    }
+
+    /// Tries to resume the session; `true` if the server resumed it.
+    pub async fn resume(&self, server: &TestServer, local: &str) -> bool {
+        let account = server.jid(local).parse().expect("account JID");
+        let mut stream = connector(server)
+            .authenticate(&account, &server.password(local))
+            .await
+            .expect("authenticate");
+        let resume = sm::Resume {
+            h: 0,
+            previd: self.previd.clone(),
+        };
+        send(
+            &mut stream,
+            XmppStreamElement::SM(sm::Nonza::Resume(resume)),
+        )
+        .await;
+        match next_sm(&mut stream).await {
+            sm::Nonza::Resumed(_) => true,
+            sm::Nonza::Failed(_) => false,
+            other => panic!("unexpected answer to resume: {other:?}"),
+        }
+    }
+}
