@@ -433,7 +433,7 @@ async fn errors_follow_the_status_table(kind: ServerKind) {
             vec![("content-type", json)],
             r#"{"command":{"node":"http://jabber.org/protocol/admin#no-such-command","fields":[{"var":"x","value":"y"}]}}"#,
             404,
-            "item-not-found",
+            "service-unavailable",
         ),
     ];
     for (method, path, mut headers, body, status, condition) in cases {

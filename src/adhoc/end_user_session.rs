@@ -107,15 +107,17 @@ pub async fn run(
         .iter()
         .flat_map(|j| ended.iter().flatten().filter(move |k| k.requested == *j))
         .collect();
-    let lines: Vec<String> = kicks
-        .iter()
-        .flat_map(|k| {
-            let bare = k.jid.to_bare();
-            k.ended
-                .iter()
-                .map(move |r| format!("Operation successful for user {bare}/{r}"))
-        })
-        .collect();
+    // One line per session: `u@d` and `u@d/r` in one request end `r` once.
+    let mut lines: Vec<String> = Vec::new();
+    for k in kicks {
+        let bare = k.jid.to_bare();
+        for r in &k.ended {
+            let line = format!("Operation successful for user {bare}/{r}");
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
+    }
     let fields = if lines.is_empty() {
         Vec::new()
     } else {

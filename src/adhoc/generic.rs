@@ -31,6 +31,10 @@ pub async fn run(
                     forms.forget(stream, &target.to, node);
                 }
             })?;
+            if reply.notes.iter().any(|n| n.type_ == "error") {
+                // Refused (Prosody's way): the form may have changed; learn it afresh.
+                forms.forget(stream, &target.to, node);
+            }
             return finish(call, memory, reply);
         }
     }
@@ -42,8 +46,9 @@ pub async fn run(
     };
     let reply = send(session, &target.to, first).await?;
     let (Status::Executing, Some(stage)) = (reply.status, reply.form.as_ref()) else {
-        // Completed (or canceled) at once: it takes no input, whatever the client sent.
-        let mut doc = to_response(target, &reply)?;
+        // Completed (or canceled, or executing with nothing to fill in) at once: it takes no
+        // input, whatever the client sent.
+        let mut doc = finish(call, memory, reply)?;
         warn_ignored_fields(&mut doc, req);
         return Ok(doc);
     };

@@ -39,8 +39,12 @@ pub enum CommandError {
     },
     /// The target does not offer this node to the account (`service-unavailable` or
     /// `feature-not-implemented` for a node it does not list).
-    #[error("no such command: {0}")]
-    NodeNotOffered(String),
+    #[error("no such command: {node}")]
+    NodeNotOffered {
+        node: String,
+        condition: String,
+        text: Option<String>,
+    },
     /// A client field does not fit the command's form.
     #[error(transparent)]
     Field(#[from] form::FieldError),
@@ -211,13 +215,18 @@ pub async fn run(
         generic::run(call, node, req, memory).await
     };
     match result {
-        Err(CommandError::Xmpp { condition, .. })
-            if matches!(
-                condition.as_str(),
-                "service-unavailable" | "feature-not-implemented"
-            ) && !is_listed(call.session, call.target, node).await =>
+        Err(CommandError::Xmpp {
+            condition, text, ..
+        }) if matches!(
+            condition.as_str(),
+            "service-unavailable" | "feature-not-implemented"
+        ) && !is_listed(call.session, call.target, node).await =>
         {
-            Err(CommandError::NodeNotOffered(node.to_string()))
+            Err(CommandError::NodeNotOffered {
+                node: node.to_string(),
+                condition,
+                text,
+            })
         }
         other => other,
     }

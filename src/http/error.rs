@@ -115,10 +115,16 @@ impl From<CommandError> for ApiError {
                 e.text = e.text.or_else(|| Some(default_text(status).into()));
                 e
             }
-            CommandError::NodeNotOffered(node) => Self::new(
+            CommandError::NodeNotOffered {
+                node,
+                condition,
+                text,
+            } => Self::new(
                 StatusCode::NOT_FOUND,
-                "item-not-found",
-                format!("the target offers no command {node:?} to this account"),
+                &condition,
+                text.unwrap_or_else(|| {
+                    format!("the target offers no command {node:?} to this account")
+                }),
             ),
             CommandError::Field(f) => {
                 let mut e = Self::bad_request(f.text);

@@ -386,7 +386,7 @@ mod tests {
         assert_eq!(value_of("25"), single("25"));
         assert_eq!(value_of("0"), single("0"));
         assert_eq!(value_of("-3"), single("-3"));
-        assert_eq!(value_of("1.50"), single("1.5"));
+        assert_eq!(value_of("1.50"), single("1.50"));
         assert_eq!(value_of("true"), single("true"));
         assert_eq!(value_of("false"), single("false"));
         assert_eq!(value_of("null"), Ok(None));
@@ -467,7 +467,6 @@ mod tests {
             r#"{"command": {}} x"#,
             "{'a': 1}",
             r#"{"a": 1,}"#,
-            "1e400",
         ] {
             assert!(
                 matches!(decode(body), Err(DecodeError::Malformed(_))),
