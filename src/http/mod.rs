@@ -202,14 +202,7 @@ async fn post_command(
         Err(e) => return e.into_response_in(fallback_format(&headers)),
     };
     let started = Instant::now();
-    let keep = match query_param(query.as_deref(), "keep").as_deref() {
-        None | Some("0" | "false") => false,
-        Some("" | "1" | "true") => true,
-        Some(_) => {
-            return ApiError::bad_request("keep takes 1 or 0").into_response_in(format);
-        }
-    };
-    let result = handle_post(&gw, peer, path, &headers, body, format, keep).await;
+    let result = handle_post(&gw, peer, path, query.as_deref(), &headers, body, format).await;
     finish("POST", started, format, result)
 }
 
@@ -217,18 +210,17 @@ async fn handle_post(
     gw: &Gateway,
     peer: Peer,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
     format: Format,
-    keep: bool,
 ) -> Result<Response, ApiError> {
-    let _permit = gw.in_flight.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the gateway is at its limit of requests in flight",
-        )
-    })?;
+    let _permit = admit(gw)?;
+    let keep = match query_param(query, "keep").as_deref() {
+        None | Some("0" | "false") => false,
+        Some("" | "1" | "true") => true,
+        Some(_) => return Err(ApiError::bad_request("keep takes 1 or 0")),
+    };
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -252,8 +244,7 @@ async fn handle_post(
             target: &target,
             keep,
         };
-        let doc = adhoc::run(&call, &request, &gw.memory).await?;
-        Ok::<_, ApiError>(doc)
+        Ok::<_, ApiError>(adhoc::run(&call, &request, &gw.memory).await?)
     };
     let doc = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_response(format, &doc)))
@@ -272,25 +263,37 @@ async fn get_commands(
         Err(e) => return e.into_response_in(fallback_format(&headers)),
     };
     let started = Instant::now();
-    let result = async {
-        let _permit = gw.in_flight.clone().try_acquire_owned().map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "the gateway is at its limit of requests in flight",
-            )
-        })?;
-        let creds = auth::credentials(&headers, gw.cfg.domain.as_deref())?;
-        let target = target(path, &gw.cfg.aliases)?;
-        let work = async {
-            let session = authenticate(&gw, peer, &headers, &creds).await?;
-            Ok::<_, ApiError>(adhoc::list_commands(&session, &target).await?)
-        };
-        let items = timed(gw.cfg.request_timeout, work).await?;
-        Ok(document(format, rest::encode_items(format, &items)))
-    }
-    .await;
+    let result = handle_get(&gw, peer, path, &headers, format).await;
     finish("GET", started, format, result)
+}
+
+async fn handle_get(
+    gw: &Gateway,
+    peer: Peer,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: &HeaderMap,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let _permit = admit(gw)?;
+    let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
+    let target = target(path, &gw.cfg.aliases)?;
+    let work = async {
+        let session = authenticate(gw, peer, headers, &creds).await?;
+        Ok::<_, ApiError>(adhoc::list_commands(&session, &target).await?)
+    };
+    let items = timed(gw.cfg.request_timeout, work).await?;
+    Ok(document(format, rest::encode_items(format, &items)))
+}
+
+/// A place among the requests in flight, or 503 at the limit.
+fn admit(gw: &Gateway) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    gw.in_flight.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the gateway is at its limit of requests in flight",
+        )
+    })
 }
 
 fn finish(
