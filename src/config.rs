@@ -100,6 +100,11 @@ pub struct Cli {
     #[arg(long, env = "XRG_COMMAND_IDLE", default_value_t = 300)]
     pub command_idle: u64,
 
+    /// Threads that run the gateway (0: one per core). With 1, everything runs on one thread,
+    /// which spends the least CPU per request where the XMPP server shares a small machine.
+    #[arg(long, env = "XRG_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
     /// Failed logins per account and client address within --throttle-window before 429.
     #[arg(long, env = "XRG_THROTTLE_PAIR", default_value_t = 5)]
     pub throttle_pair: u32,
@@ -141,6 +146,7 @@ pub struct Config {
     pub max_in_flight: usize,
     pub pool: PoolConfig,
     pub command_idle: Duration,
+    pub threads: usize,
     pub throttle: ThrottleConfig,
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -276,6 +282,7 @@ impl Cli {
                 session_in_flight: self.session_in_flight,
             },
             command_idle: Duration::from_secs(self.command_idle),
+            threads: self.threads,
             throttle: ThrottleConfig {
                 pair: self.throttle_pair,
                 wide: self.throttle_wide.max(self.throttle_pair),

@@ -8,6 +8,7 @@
 //! `ejabberdctl register` does (SCRAM-SHA-1, 4096 iterations).
 
 use std::fs;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -117,8 +118,8 @@ modules:
 
 /// `ejabberdctl.cfg` (sourced by the ejabberdctl shell script): private node, cookie and
 /// distribution port, loopback-only distribution, and a pidfile for the `beam.smp` PID.
-fn ctl_config(dir: &Path, dist_port: u16) -> String {
-    let node = format!("xrgtest-{}@localhost", std::process::id());
+fn ctl_config(dir: &Path, dist_port: u16, node_suffix: &str) -> String {
+    let node = format!("xrgtest-{}{node_suffix}@localhost", std::process::id());
     let cookie = procs::random_hex(16);
     format!(
         "ERLANG_NODE={node}\n\
@@ -142,18 +143,97 @@ fn ids() -> Option<(u32, u32)> {
 /// spawned (they outlive each `ejabberdctl` VM as orphans) and no DNS is ever asked.
 const INETRC: &str = "{lookup,[\"file\"]}.\n{host,{127,0,0,1}, [\"localhost\"]}.\n";
 
+/// How a server variant differs from the default one (see [`super::Variant`]).
+pub(super) struct Options {
+    /// The state directory's name under the run directory, and (after `-`) the node name's
+    /// suffix; the default server's are `ejabberd` and none.
+    pub name: &'static str,
+    /// `auth_password_format`: `scram` (the default, Debian's) or `plain`.
+    pub password_format: &'static str,
+    /// Whether to add `mod_http_api` on a loopback HTTP listener (`/api`), with
+    /// `api_permissions` that let the admins call `kick_user` with HTTP Basic auth.
+    pub http_api: bool,
+}
+
+/// The default server: exactly what [`CONFIG`] says.
+pub(super) const DEFAULT: Options = Options {
+    name: "ejabberd",
+    password_format: "scram",
+    http_api: false,
+};
+
+/// The HTTP listener a variant with `http_api` adds (plain HTTP, loopback only; backlog 128
+/// as for c2s, since the default of 5 drops connections under load).
+const HTTP_LISTENER: &str = r#"  -
+    port: @HTTP_PORT@
+    ip: "127.0.0.1"
+    module: ejabberd_http
+    backlog: 128
+    request_handlers:
+      /api: mod_http_api
+s2s_access: none
+"#;
+
+/// The permission that lets the admins (and only them, Basic-authenticated) call `kick_user`.
+const HTTP_API_PERMISSION: &str = r#"
+  "admin http api":
+    who:
+      access:
+        allow:
+          - acl: admin
+    what:
+      - "kick_user"
+shaper:
+"#;
+
+/// Replaces the one occurrence of `anchor` in `config`; a missing anchor is a harness bug.
+fn edit(config: String, anchor: &str, with: &str) -> String {
+    assert!(
+        config.matches(anchor).count() == 1,
+        "ejabberd config anchor {anchor:?} not found once"
+    );
+    config.replacen(anchor, with, 1)
+}
+
+/// The config of a variant: [`CONFIG`] itself for [`DEFAULT`].
+fn config_text(opts: &Options, http_port: Option<u16>) -> String {
+    let mut config = CONFIG.to_owned();
+    if opts.password_format != DEFAULT.password_format {
+        config = edit(
+            config,
+            "auth_password_format: scram\n",
+            &format!("auth_password_format: {}\n", opts.password_format),
+        );
+    }
+    if let Some(port) = http_port {
+        let listener = HTTP_LISTENER.replace("@HTTP_PORT@", &port.to_string());
+        config = edit(config, "s2s_access: none\n", &listener);
+        config = edit(config, "\nshaper:\n", HTTP_API_PERMISSION);
+        config = edit(
+            config,
+            "  mod_fail2ban: {}\n",
+            "  mod_fail2ban: {}\n  mod_http_api: {}\n",
+        );
+    }
+    config
+}
+
 /// Writes ejabberd.yml, ejabberdctl.cfg, inetrc, the CA and the key+certificate file.
-fn write_state(dir: &Path, port: u16) {
+fn write_state(dir: &Path, port: u16, opts: &Options, http_port: Option<u16>) {
     for sub in ["spool", "logs"] {
         fs::create_dir_all(dir.join(sub)).unwrap();
     }
     write_certs(dir);
     let dir_str = dir.to_str().expect("UTF-8 temp dir");
-    let config = CONFIG
+    let config = config_text(opts, http_port)
         .replace("@PORT@", &port.to_string())
         .replace("@DIR@", dir_str);
     fs::write(dir.join("ejabberd.yml"), config).unwrap();
-    let ctl = ctl_config(dir, procs::free_port());
+    let suffix = match opts.name {
+        n if n == DEFAULT.name => String::new(),
+        n => format!("-{n}"),
+    };
+    let ctl = ctl_config(dir, procs::free_port(), &suffix);
     fs::write(dir.join("ejabberdctl.cfg"), ctl).unwrap();
     fs::write(dir.join("inetrc"), INETRC).unwrap();
 }
@@ -210,10 +290,16 @@ pub(super) fn register_cmd(dir: &Path, local: &str, password: &str) -> Command {
 
 /// Starts ejabberd, waits for its c2s port to answer, then registers the fixed accounts.
 pub(super) fn start() -> TestServer {
+    start_with(&DEFAULT)
+}
+
+/// [`start`] for a variant; the HTTP API (if any) is answering when it returns.
+pub(super) fn start_with(opts: &Options) -> TestServer {
     let begin = Instant::now();
-    let dir = procs::run_dir().join("ejabberd");
+    let dir = procs::run_dir().join(opts.name);
     let port = procs::free_port();
-    write_state(&dir, port);
+    let http_port = opts.http_api.then(procs::free_port);
+    write_state(&dir, port, opts, http_port);
     procs::chown_tree(&dir, ids());
     let out = fs::File::create(dir.join("ejabberd.out")).unwrap();
     let mut cmd = ctl(&dir, &["foreground"]);
@@ -234,6 +320,13 @@ pub(super) fn start() -> TestServer {
     let t = Instant::now();
     import_accounts(&dir);
     let registration = t.elapsed();
+    let mut server = server;
+    if let Some(http_port) = http_port {
+        let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+        wait_listening(addr, READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("ejabberd's HTTP API: {e}\n{}", server.log_tail(40)));
+        server.http_api = Some(addr);
+    }
     server.with_startup(Startup {
         ready,
         registration,
@@ -279,6 +372,20 @@ fn import_accounts(dir: &Path) {
         missing.is_empty(),
         "ejabberd import missed {missing:?}; registered: {listed}"
     );
+}
+
+/// Polls a TCP connect until it succeeds or `timeout` passes.
+fn wait_listening(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > timeout => {
+                return Err(format!("{addr} not listening within {timeout:?}: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 fn xml_attr(s: &str) -> String {

@@ -103,8 +103,17 @@ impl TestGateway {
     }
 }
 
+/// The gateway binary to run: `$XRG_GATEWAY_BIN` if set (the benchmark points it at the
+/// release build), else the one Cargo built for this test binary.
+pub fn binary() -> PathBuf {
+    match std::env::var_os("XRG_GATEWAY_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_xmpp-rest-gateway")),
+    }
+}
+
 fn command(server: &TestServer, addr: SocketAddr, extra: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xmpp-rest-gateway"));
+    let mut cmd = Command::new(binary());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("XRG_") {
             cmd.env_remove(key);

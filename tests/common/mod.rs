@@ -9,7 +9,11 @@
 //! to it.
 //!
 //! Environment: `XRG_KEEP_STATE=1` keeps the state directory (configs, logs, gateway logs) and
-//! prints its path at exit.
+//! prints its path at exit; `XRG_GATEWAY_BIN=PATH` runs that gateway binary instead of the one
+//! Cargo built for the test (the benchmark's release build).
+//!
+//! Besides the two default servers, [`server_variant`] starts differently configured ones
+//! (for the benchmark); the defaults are never changed by them.
 
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
@@ -30,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use gateway::TestGateway;
+pub use gateway::{binary as gateway_binary, TestGateway};
 pub use http::{basic, http, try_http, HttpResponse};
 
 /// The one XMPP domain both servers serve (the seed document's own).
@@ -92,6 +96,9 @@ pub struct TestServer {
     /// Its config, data and logs (owned by the server's system user).
     pub state_dir: PathBuf,
     pub startup: Startup,
+    /// ejabberd's `mod_http_api` listener (plain HTTP on 127.0.0.1, `/api`), on the variants
+    /// that have one ([`Variant::EjabberdApi`], [`Variant::EjabberdPlainApi`]).
+    pub http_api: Option<SocketAddr>,
     /// Log files, relative to `state_dir`, shown when something fails.
     logs: Vec<&'static str>,
 }
@@ -105,6 +112,7 @@ impl TestServer {
             ca_pem: pki::shared().ca_pem.clone(),
             state_dir,
             startup: Startup::default(),
+            http_api: None,
             logs: logs.to_vec(),
         }
     }
@@ -139,6 +147,17 @@ impl TestServer {
             .iter()
             .map(|l| procs::tail(&self.state_dir.join(l), lines));
         tails.collect::<Vec<_>>().join("\n")
+    }
+
+    /// The PID of the running server process (Prosody's, or ejabberd's `beam.smp`), from the
+    /// pidfile it writes; `None` before it is written or after it stopped.
+    pub fn pid(&self) -> Option<u32> {
+        let file = match self.kind {
+            ServerKind::Prosody => "prosody.pid",
+            ServerKind::Ejabberd => "ejabberd.pid",
+        };
+        let text = std::fs::read_to_string(self.state_dir.join(file)).ok()?;
+        text.trim().parse().ok().filter(|p| *p > 1)
     }
 
     /// Registers one more account with the server's own tool (`prosodyctl`/`ejabberdctl`),
@@ -186,12 +205,88 @@ fn start_caught(kind: ServerKind) -> Result<TestServer, String> {
         ServerKind::Prosody => prosody::start(),
         ServerKind::Ejabberd => ejabberd::start(),
     });
-    started.map_err(|payload| {
-        let msg = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "(no message)".to_owned());
-        format!("the test {kind} server failed to start: {msg}")
-    })
+    started.map_err(|payload| failed_start(&kind.to_string(), payload))
+}
+
+/// The message a failed start is remembered by.
+fn failed_start(what: &str, payload: Box<dyn std::any::Any + Send>) -> String {
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".to_owned());
+    format!("the test {what} server failed to start: {msg}")
+}
+
+/// Servers configured otherwise than the defaults, for the benchmark (`benches/gateway.rs`).
+/// Each is a server of its own (state directory, port, Erlang node), started once per process
+/// on first use like the defaults, which they leave untouched; all have the same domain and
+/// [`ACCOUNTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Prosody as [`prosody()`] but without `unlimited_jids`: Debian's stock `limits`
+    /// (`c2s = { rate = "10kb/s" }`) throttle the admins' streams too.
+    ProsodyLimited,
+    /// ejabberd as [`ejabberd()`] (`auth_password_format: scram`), plus `mod_http_api` on a
+    /// loopback HTTP listener ([`TestServer::http_api`]) where the admins may call `kick_user`
+    /// with HTTP Basic auth.
+    EjabberdApi,
+    /// As [`Variant::EjabberdApi`] with `auth_password_format: plain`.
+    EjabberdPlainApi,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [
+        Variant::ProsodyLimited,
+        Variant::EjabberdApi,
+        Variant::EjabberdPlainApi,
+    ];
+
+    pub fn kind(self) -> ServerKind {
+        match self {
+            Variant::ProsodyLimited => ServerKind::Prosody,
+            Variant::EjabberdApi | Variant::EjabberdPlainApi => ServerKind::Ejabberd,
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Variant::ProsodyLimited => "Prosody (admin limited)",
+            Variant::EjabberdApi => "ejabberd (scram, http api)",
+            Variant::EjabberdPlainApi => "ejabberd (plain, http api)",
+        })
+    }
+}
+
+/// The variant's server, started on first call; a failed start is remembered as in
+/// [`server`].
+pub fn server_variant(variant: Variant) -> &'static TestServer {
+    static CELLS: [OnceLock<Result<TestServer, String>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let i = Variant::ALL.iter().position(|v| *v == variant).unwrap();
+    let started = CELLS[i].get_or_init(|| {
+        std::panic::catch_unwind(|| match variant {
+            Variant::ProsodyLimited => prosody::start_with(&prosody::Options {
+                name: "prosody-limited",
+                unlimited_admins: false,
+            }),
+            Variant::EjabberdApi => ejabberd::start_with(&ejabberd::Options {
+                name: "ejabberd-api",
+                password_format: "scram",
+                http_api: true,
+            }),
+            Variant::EjabberdPlainApi => ejabberd::start_with(&ejabberd::Options {
+                name: "ejabberd-plain-api",
+                password_format: "plain",
+                http_api: true,
+            }),
+        })
+        .map_err(|payload| failed_start(&variant.to_string(), payload))
+    });
+    match started {
+        Ok(server) => server,
+        Err(e) => panic!("{e}"),
+    }
 }

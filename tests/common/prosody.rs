@@ -44,8 +44,39 @@ log = { info = "@DIR@/prosody.log"; }
 VirtualHost "domain.com"
 "#;
 
+/// How a server variant differs from the default one (see [`super::Variant`]).
+pub(super) struct Options {
+    /// The state directory's name under the run directory (the default server's: `prosody`).
+    pub name: &'static str,
+    /// Whether the admins are listed in `unlimited_jids` (the default) or, as in Debian's
+    /// stock config, `limits` throttles their streams too.
+    pub unlimited_admins: bool,
+}
+
+/// The default server: exactly what [`CONFIG`] says.
+pub(super) const DEFAULT: Options = Options {
+    name: "prosody",
+    unlimited_admins: true,
+};
+
+/// The line a variant without `unlimited_admins` leaves out.
+const UNLIMITED_LINE: &str = "unlimited_jids = { \"admin@domain.com\", \"admin2@domain.com\" }\n";
+
+/// The config of a variant: [`CONFIG`] itself for [`DEFAULT`].
+fn config_text(opts: &Options) -> String {
+    assert!(
+        CONFIG.matches(UNLIMITED_LINE).count() == 1,
+        "Prosody config: the unlimited_jids line is not there once"
+    );
+    if opts.unlimited_admins {
+        CONFIG.to_owned()
+    } else {
+        CONFIG.replacen(UNLIMITED_LINE, "", 1)
+    }
+}
+
 /// Writes config, certificate and key (named so `certificates` finds them for domain.com).
-fn write_state(dir: &Path, port: u16) {
+fn write_state(dir: &Path, port: u16, opts: &Options) {
     let pki = pki::shared();
     fs::create_dir_all(dir.join("data")).unwrap();
     fs::create_dir_all(dir.join("certs")).unwrap();
@@ -55,7 +86,7 @@ fn write_state(dir: &Path, port: u16) {
     fs::copy(&pki.server_key, &key).unwrap();
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     let dir_str = dir.to_str().expect("UTF-8 temp dir");
-    let config = CONFIG
+    let config = config_text(opts)
         .replace("@PORT@", &port.to_string())
         .replace("@DIR@", dir_str);
     fs::write(config_path(dir), config).unwrap();
@@ -81,11 +112,16 @@ pub(super) fn register_cmd(dir: &Path, local: &str, password: &str) -> Command {
 
 /// Registers the fixed accounts, starts Prosody and waits for its c2s port to answer.
 pub(super) fn start() -> TestServer {
+    start_with(&DEFAULT)
+}
+
+/// [`start`] for a variant.
+pub(super) fn start_with(opts: &Options) -> TestServer {
     let begin = Instant::now();
     let binary = procs::find_binary("prosody", "prosody");
-    let dir = procs::run_dir().join("prosody");
+    let dir = procs::run_dir().join(opts.name);
     let port = procs::free_port();
-    write_state(&dir, port);
+    write_state(&dir, port, opts);
     procs::chown_tree(&dir, ids());
     let t = Instant::now();
     let cmds = ACCOUNTS
