@@ -100,6 +100,8 @@ struct Config {
     /// The gateway's `RUST_LOG`: `info` as the harness and a deployment run it (one line per
     /// request); logins are counted from its "logged in" lines, so keep those.
     gateway_log: String,
+    /// `XRG_THREADS` for the gateway (`XRG_BENCH_GATEWAY_THREADS`, default 0: one per core).
+    gateway_threads: String,
 }
 
 impl Config {
@@ -116,6 +118,8 @@ impl Config {
             warmup: secs("XRG_BENCH_WARMUP", 0.5),
             window: secs("XRG_BENCH_SECS", 3.0).max(Duration::from_millis(100)),
             gateway_log: std::env::var("XRG_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
+            gateway_threads: std::env::var("XRG_BENCH_GATEWAY_THREADS")
+                .unwrap_or_else(|_| "0".into()),
         }
     }
 }
@@ -590,7 +594,8 @@ fn json_command(node: &str, fields: serde_json::Value) -> Bytes {
 
 /// The gateway's rows on `server`, and what its process reports afterwards.
 async fn gateway_rows(cfg: &Config, server: &TestServer) -> (Vec<(String, Stats)>, GatewayFacts) {
-    let gw = TestGateway::start_with_env(server, &[], &[("RUST_LOG", &cfg.gateway_log)]);
+    let env = [("RUST_LOG", cfg.gateway_log.as_str()), ("XRG_THREADS", cfg.gateway_threads.as_str())];
+    let gw = TestGateway::start_with_env(server, &[], &env);
     let auth = basic(&server.jid(ADMIN), &server.password(ADMIN));
     let stats_req = HttpRequest {
         addr: gw.addr,
