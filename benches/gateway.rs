@@ -594,7 +594,10 @@ fn json_command(node: &str, fields: serde_json::Value) -> Bytes {
 
 /// The gateway's rows on `server`, and what its process reports afterwards.
 async fn gateway_rows(cfg: &Config, server: &TestServer) -> (Vec<(String, Stats)>, GatewayFacts) {
-    let env = [("RUST_LOG", cfg.gateway_log.as_str()), ("XRG_THREADS", cfg.gateway_threads.as_str())];
+    let env = [
+        ("RUST_LOG", cfg.gateway_log.as_str()),
+        ("XRG_THREADS", cfg.gateway_threads.as_str()),
+    ];
     let gw = TestGateway::start_with_env(server, &[], &env);
     let auth = basic(&server.jid(ADMIN), &server.password(ADMIN));
     let stats_req = HttpRequest {

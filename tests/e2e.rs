@@ -2,6 +2,7 @@
 //! binary by the harness), driven over HTTP as an operator's curl would. Every behaviour is
 //! checked on both servers; each test uses accounts of its own so that tests can run at once.
 
+#[macro_use]
 mod common;
 
 use std::sync::OnceLock;
@@ -22,22 +23,6 @@ const SEED_PATH: &str = "/rest/adhoc/sess-man@domain.com";
 const END_USER_SESSION: &str = "http://jabber.org/protocol/admin#end-user-session";
 /// How long a kicked client may take to see its stream end.
 const KICK_SEEN: Duration = Duration::from_secs(5);
-
-/// Runs one scenario as a test per server.
-macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn prosody() {
-                super::$name(super::ServerKind::Prosody).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn ejabberd() {
-                super::$name(super::ServerKind::Ejabberd).await
-            }
-        }
-    )*};
-}
 
 on_both_servers!(
     seed_responses_on_both_formats,

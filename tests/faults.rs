@@ -4,6 +4,7 @@
 //! is what a server restart looks like from the gateway); no answer (504); the concurrency limit
 //! (503); and the bound on warm sessions. No test asserts on wall-clock time.
 
+#[macro_use]
 mod common;
 
 use std::net::SocketAddr;
@@ -20,21 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 const PATH: &str = "/rest/adhoc/sess-man@domain.com";
 const USER_STATS: &str = "http://jabber.org/protocol/admin#user-stats";
 const END_USER_SESSION: &str = "http://jabber.org/protocol/admin#end-user-session";
-
-macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn prosody() {
-                super::$name(super::ServerKind::Prosody).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn ejabberd() {
-                super::$name(super::ServerKind::Ejabberd).await
-            }
-        }
-    )*};
-}
 
 on_both_servers!(
     hundreds_of_concurrent_requests_get_their_own_answers,

@@ -18,6 +18,24 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+/// Runs each named `async fn name(kind: ServerKind)` of the test file as two tests, one per
+/// server (`name::prosody`, `name::ejabberd`).
+#[allow(unused_macros)]
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn prosody() {
+                super::$name(super::ServerKind::Prosody).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ejabberd() {
+                super::$name(super::ServerKind::Ejabberd).await
+            }
+        }
+    )*};
+}
+
 pub mod doc;
 mod ejabberd;
 mod gateway;
