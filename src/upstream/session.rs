@@ -59,6 +59,8 @@ pub struct AdminSession {
     tx: mpsc::Sender<Outgoing>,
     /// IQs awaiting an answer at once on this stream; further ones queue here.
     in_flight: Semaphore,
+    /// The semaphore's size: a batch larger than it takes all of it rather than waiting forever.
+    max_in_flight: u32,
     alive: Arc<AtomicBool>,
     closed: watch::Receiver<bool>,
 }
@@ -95,6 +97,7 @@ impl AdminSession {
             jid: logged_in.jid,
             tx,
             in_flight: Semaphore::new(max_in_flight.max(2)),
+            max_in_flight: u32::try_from(max_in_flight.max(2)).unwrap_or(u32::MAX),
             alive,
             closed,
         }
@@ -131,7 +134,9 @@ impl AdminSession {
         requests: Vec<(Jid, IqKind, Element)>,
     ) -> Result<Vec<Result<IqReply, UpstreamError>>, UpstreamError> {
         let closed = || UpstreamError::Closed("the stream is closed".into());
-        let n = u32::try_from(requests.len()).unwrap_or(u32::MAX);
+        let n = u32::try_from(requests.len())
+            .unwrap_or(u32::MAX)
+            .min(self.max_in_flight);
         let _permits = self.in_flight.acquire_many(n).await.map_err(|_| closed())?;
         let mut receivers = Vec::with_capacity(requests.len());
         let mut batch = Vec::with_capacity(requests.len());
