@@ -41,8 +41,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
-use xmpp_rest_gateway::config::{UpstreamConfig, UpstreamTls};
-use xmpp_rest_gateway::upstream::{AdminSession, Connector, IqKind, IqReply};
+use xmpp_rest_gateway::upstream::{AdminSession, IqKind, IqReply};
 
 use common::{basic, ServerKind, TestGateway, TestServer, Variant};
 
@@ -431,14 +430,7 @@ fn end_user_session_iq(jid: &str) -> Element {
 }
 
 async fn direct_session(server: &TestServer) -> Arc<AdminSession> {
-    let connector = Connector::new(UpstreamConfig {
-        host: "127.0.0.1".into(),
-        port: server.c2s_port,
-        tls: UpstreamTls::Starttls,
-        ca: Some(server.ca_pem.clone()),
-        connect_timeout: Duration::from_secs(10),
-    })
-    .expect("connector");
+    let connector = common::victim::connector(server);
     let account: BareJid = server.jid(ADMIN).parse().unwrap();
     let logged_in = connector
         .login(&account, &server.password(ADMIN), "bench-direct")

@@ -289,14 +289,8 @@ impl Walk<'_> {
     }
 }
 
-async fn server(kind: ServerKind) -> &'static TestServer {
-    tokio::task::spawn_blocking(move || common::server(kind))
-        .await
-        .expect("server start")
-}
-
 async fn walk(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let started = Instant::now();
     let mut w = Walk {
         server: s,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::doc::{assert_json_eq, assert_xml_eq, parse_xml};
 use common::victim::Victim;
-use common::{basic, http, HttpResponse, ServerKind, TestGateway, TestServer};
+use common::{basic, http, HttpResponse, ServerKind, TestGateway};
 
 const SEED_REQUEST_XML: &str = include_str!("fixtures/seed/request.xml");
 const SEED_REQUEST_JSON: &str = include_str!("fixtures/seed/request.json");
@@ -49,18 +49,12 @@ on_both_servers!(
     a_hibernating_session_is_ended_and_reported,
 );
 
-async fn server(kind: ServerKind) -> &'static TestServer {
-    tokio::task::spawn_blocking(move || common::server(kind))
-        .await
-        .expect("server start")
-}
-
 /// One gateway per server shared by the tests that need no special flags: ejabberd caps an
 /// account at ten streams, and every gateway keeps one for the admin.
 async fn gateway(kind: ServerKind) -> &'static TestGateway {
     static PROSODY: OnceLock<TestGateway> = OnceLock::new();
     static EJABBERD: OnceLock<TestGateway> = OnceLock::new();
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let cell = match kind {
         ServerKind::Prosody => &PROSODY,
         ServerKind::Ejabberd => &EJABBERD,
@@ -128,50 +122,43 @@ fn error_of(r: &HttpResponse) -> serde_json::Value {
 }
 
 async fn seed_responses_on_both_formats(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
-    let victim = Victim::connect(s, "test", "resource").await;
-    let r = post(gw, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("content-type"), Some("application/xml"));
-    assert_xml_eq(&r.body, SEED_CONNECTED_XML.as_bytes());
-    assert!(
-        victim.closed_within(KICK_SEEN).await,
-        "the victim's stream is still open"
-    );
-
-    let r = post(gw, SEED_PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
-    assert_xml_eq(&r.body, SEED_OFFLINE_XML.as_bytes());
-
-    let victim = Victim::connect(s, "test", "resource").await;
-    let r = post(
-        gw,
-        SEED_PATH,
-        &admin(),
-        "application/json",
-        SEED_REQUEST_JSON,
-    )
-    .await;
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_json_eq(&r.body, SEED_CONNECTED_JSON.as_bytes());
-    assert!(
-        victim.closed_within(KICK_SEEN).await,
-        "the victim's stream is still open"
-    );
-
-    let r = post(
-        gw,
-        SEED_PATH,
-        &admin(),
-        "application/json",
-        SEED_REQUEST_JSON,
-    )
-    .await;
-    assert_json_eq(&r.body, SEED_OFFLINE_JSON.as_bytes());
+    type Compare = fn(&[u8], &[u8]);
+    let formats: [(&str, &str, &str, &str, Compare); 2] = [
+        (
+            "application/xml",
+            SEED_REQUEST_XML,
+            SEED_CONNECTED_XML,
+            SEED_OFFLINE_XML,
+            assert_xml_eq,
+        ),
+        (
+            "application/json",
+            SEED_REQUEST_JSON,
+            SEED_CONNECTED_JSON,
+            SEED_OFFLINE_JSON,
+            assert_json_eq,
+        ),
+    ];
+    for (content_type, request, connected, offline, assert_eq_parsed) in formats {
+        let victim = Victim::connect(s, "test", "resource").await;
+        let r = post(gw, SEED_PATH, &admin(), content_type, request).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some(content_type));
+        assert_eq_parsed(&r.body, connected.as_bytes());
+        assert!(
+            victim.closed_within(KICK_SEEN).await,
+            "the victim's stream is still open"
+        );
+        // At once again: the session just ended is not reported a second time.
+        let r = post(gw, SEED_PATH, &admin(), content_type, request).await;
+        assert_eq_parsed(&r.body, offline.as_bytes());
+    }
 }
 
 async fn several_resources_are_all_reported(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let mut victims = Vec::new();
     for r in ["laptop", "phone", "tablet"] {
@@ -190,7 +177,7 @@ async fn several_resources_are_all_reported(kind: ServerKind) {
 }
 
 async fn a_full_jid_ends_that_resource_only(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let first = Victim::connect(s, "user2", "res1").await;
     let second = Victim::connect(s, "user2", "res2").await;
@@ -205,7 +192,7 @@ async fn a_full_jid_ends_that_resource_only(kind: ServerKind) {
 }
 
 async fn several_accounts_in_one_request(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let a = Victim::connect(s, "user3", "r1").await;
     let b = Victim::connect(s, "user4", "r2").await;
@@ -224,7 +211,7 @@ async fn several_accounts_in_one_request(kind: ServerKind) {
 }
 
 async fn an_admin_ends_its_own_other_sessions_and_keeps_serving(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     // admin2 is an admin of its own, so that ending its sessions touches no other test.
     let gw = TestGateway::start(s, &[]);
     let auth = basic("admin2@domain.com", &s.password("admin2"));
@@ -241,7 +228,7 @@ async fn an_admin_ends_its_own_other_sessions_and_keeps_serving(kind: ServerKind
 }
 
 async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = TestGateway::start(s, &["--throttle-pair", "3"]);
     let wrong = basic("throttle1@domain.com", "wrong");
     for _ in 0..3 {
@@ -277,7 +264,7 @@ async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
 }
 
 async fn a_non_admin_is_403(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let auth = basic("nonadmin@domain.com", &s.password("nonadmin"));
     let r = post(gw, SEED_PATH, &auth, "application/json", SEED_REQUEST_JSON).await;
@@ -287,7 +274,7 @@ async fn a_non_admin_is_403(kind: ServerKind) {
 }
 
 async fn a_warm_session_serves_without_logging_in_again(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = TestGateway::start(s, &[]);
     let auth = basic("Admin@Domain.com", "adminpass");
     for _ in 0..5 {
@@ -298,7 +285,7 @@ async fn a_warm_session_serves_without_logging_in_again(kind: ServerKind) {
 }
 
 async fn a_changed_password_is_tried_with_a_fresh_login(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = TestGateway::start(s, &["--reauth-interval", "1"]);
     let body = SEED_REQUEST_XML.replace("test@domain.com", "user6@domain.com");
     let ok = post(&gw, SEED_PATH, &admin(), "application/xml", &body).await;
@@ -460,7 +447,7 @@ async fn errors_follow_the_status_table(kind: ServerKind) {
 }
 
 async fn a_generic_command_maps_its_result_form(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let v = Victim::connect(s, "user9", "desk").await;
     let body = format!(
@@ -521,7 +508,7 @@ async fn the_command_list_is_served(kind: ServerKind) {
 }
 
 async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     // Trusting another CA, the server's certificate does not verify: no login, 502.
     let other_ca = other_ca();
     let untrusted = TestGateway::start(s, &["--upstream-ca", other_ca.to_str().unwrap()]);
@@ -588,7 +575,7 @@ fn other_ca() -> std::path::PathBuf {
 }
 
 async fn sigterm_finishes_and_closes_upstream_streams(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let mut gw = TestGateway::start(s, &[]);
     let body = SEED_REQUEST_XML.replace("test@domain.com", "user10@domain.com");
     let r = post(&gw, SEED_PATH, &admin(), "application/xml", &body).await;
@@ -644,7 +631,7 @@ async fn a_form_is_discovered_and_cancelled_by_default(kind: ServerKind) {
 }
 
 async fn a_kept_command_runs_stage_by_stage(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let v = Victim::connect(s, "user11", "bench").await;
     let path = format!("{SEED_PATH}?keep=1");
@@ -705,7 +692,7 @@ async fn a_kept_command_can_be_cancelled(kind: ServerKind) {
 }
 
 async fn foreign_unknown_and_expired_sessionids_are_404(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = TestGateway::start(s, &["--command-idle", "1"]);
     let ask = serde_json::json!({"command": {"node": USER_STATS}});
     let admin2 = basic("admin2@domain.com", &s.password("admin2"));
@@ -746,7 +733,7 @@ async fn foreign_unknown_and_expired_sessionids_are_404(kind: ServerKind) {
 }
 
 async fn the_command_list_follows_the_account(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let auth = basic("nonadmin@domain.com", &s.password("nonadmin"));
     let r = http(
@@ -878,7 +865,7 @@ async fn https_is_served_with_tls_cert_and_key(kind: ServerKind) {
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let (ca, cert, key) = https_pki();
     let gw = TestGateway::start(
         s,
@@ -925,7 +912,7 @@ async fn https_is_served_with_tls_cert_and_key(kind: ServerKind) {
 }
 
 async fn a_hibernating_session_is_ended_and_reported(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let sleepy = common::victim::Hibernated::start(s, "user12", "sleepy").await;
     // The server keeps the vanished session, listed, until it is ended.

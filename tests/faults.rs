@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::victim::Victim;
-use common::{basic, http, HttpResponse, ServerKind, TestGateway, TestServer};
+use common::{basic, http, HttpResponse, ServerKind, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,12 +28,6 @@ on_both_servers!(
     no_answer_is_504_and_a_dead_upstream_502_with_503_at_the_limit,
     the_least_recently_used_session_is_closed_beyond_the_bound,
 );
-
-async fn server(kind: ServerKind) -> &'static TestServer {
-    tokio::task::spawn_blocking(move || common::server(kind))
-        .await
-        .expect("server start")
-}
 
 fn user_stats(jid: &str) -> String {
     serde_json::json!({"command": {"node": USER_STATS,
@@ -80,7 +74,7 @@ fn resources(r: &HttpResponse) -> Vec<String> {
 }
 
 async fn hundreds_of_concurrent_requests_get_their_own_answers(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = TestGateway::start(s, &[]);
     // Six accounts with two resources each, named after the account so a mix-up shows.
     let mut victims = Vec::new();
@@ -233,7 +227,7 @@ fn admin() -> String {
 }
 
 async fn an_upstream_cut_under_load_answers_everyone_then_recovers(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let proxy = Proxy::start(s.c2s_addr()).await;
     let upstream = proxy.addr.to_string();
     let gw = TestGateway::start(s, &["--upstream", &upstream, "--request-timeout", "10"]);
@@ -273,7 +267,7 @@ async fn an_upstream_cut_under_load_answers_everyone_then_recovers(kind: ServerK
 }
 
 async fn no_answer_is_504_and_a_dead_upstream_502_with_503_at_the_limit(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let proxy = Proxy::start(s.c2s_addr()).await;
     let upstream = proxy.addr.to_string();
     let args = [
@@ -316,7 +310,7 @@ async fn no_answer_is_504_and_a_dead_upstream_502_with_503_at_the_limit(kind: Se
 }
 
 async fn the_least_recently_used_session_is_closed_beyond_the_bound(kind: ServerKind) {
-    let s = server(kind).await;
+    let s = common::started(kind).await;
     let gw = TestGateway::start(s, &["--max-sessions", "1"]);
     let body = user_stats(&s.jid("user3"));
     let admin2 = basic("admin2@domain.com", &s.password("admin2"));

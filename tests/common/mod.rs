@@ -193,6 +193,13 @@ impl TestServer {
     }
 }
 
+/// [`server`] from async code: the first call's start runs on a blocking thread.
+pub async fn started(kind: ServerKind) -> &'static TestServer {
+    tokio::task::spawn_blocking(move || server(kind))
+        .await
+        .expect("server start")
+}
+
 /// The binary's Prosody, started on first call.
 pub fn prosody() -> &'static TestServer {
     server(ServerKind::Prosody)

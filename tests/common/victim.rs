@@ -28,14 +28,7 @@ impl Victim {
         password: &str,
         resource: &str,
     ) -> Victim {
-        let connector = Connector::new(UpstreamConfig {
-            host: "127.0.0.1".into(),
-            port: server.c2s_port,
-            tls: UpstreamTls::Starttls,
-            ca: Some(server.ca_pem.clone()),
-            connect_timeout: Duration::from_secs(10),
-        })
-        .expect("connector");
+        let connector = connector(server);
         let account = server.jid(local).parse().expect("account JID");
         let logged_in = connector
             .login(&account, password, resource)
@@ -77,7 +70,8 @@ pub struct Hibernated {
     previd: tokio_xmpp::parsers::sm::StreamId,
 }
 
-fn connector(server: &TestServer) -> Connector {
+/// The gateway's own upstream connector, aimed at `server` and trusting only its CA.
+pub fn connector(server: &TestServer) -> Connector {
     Connector::new(UpstreamConfig {
         host: "127.0.0.1".into(),
         port: server.c2s_port,
