@@ -45,7 +45,7 @@ struct Kick {
 /// How long an ended session is remembered, and how long a listing that still shows one is
 /// re-read before it is taken for a new session.
 const REMEMBER_ENDED: Duration = Duration::from_secs(10);
-const SETTLE_FOR: Duration = Duration::from_millis(250);
+const SETTLE_FOR: Duration = Duration::from_millis(500);
 const SETTLE_STEP: Duration = Duration::from_millis(5);
 
 /// Sessions this gateway ended lately: account -> (resource, when).
