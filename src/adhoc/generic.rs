@@ -3,8 +3,7 @@
 //! and submitted with its sessionid, and remembered so that the next request for the same
 //! stream, target and node submits in its first IQ (one round trip).
 
-use super::xep0050::CommandReply;
-use super::xep0050::{CommandRequestIq, Status};
+use super::xep0050::{CommandReply, CommandRequestIq, Status};
 use super::{cancel_in_background, form, send, to_response, Call, CommandError, Memory};
 use crate::rest::{self, CommandRequest, CommandResponse};
 
