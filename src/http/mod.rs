@@ -51,11 +51,6 @@ impl Gateway {
             cfg,
         }
     }
-
-    /// The pool of warm sessions (for the shutdown and the benchmark's login count).
-    pub fn pool(&self) -> &SessionPool {
-        &self.pool
-    }
 }
 
 /// The routes.

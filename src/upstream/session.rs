@@ -4,7 +4,7 @@
 //! handle closes the stream with `</stream:stream>`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,7 +85,7 @@ impl AdminSession {
             jid: logged_in.jid.clone(),
             rx,
             pending: HashMap::new(),
-            next_id: AtomicU64::new(1),
+            next_id: 1,
             alive: alive.clone(),
             close_requested: None,
         };
@@ -196,7 +196,7 @@ struct Driver {
     jid: FullJid,
     rx: mpsc::Receiver<Outgoing>,
     pending: HashMap<String, Waiter>,
-    next_id: AtomicU64,
+    next_id: u64,
     alive: Arc<AtomicBool>,
     close_requested: Option<oneshot::Sender<()>>,
 }
@@ -314,8 +314,9 @@ impl Driver {
         Jid::from(BareJid::from_parts(None, self.jid.domain()))
     }
 
-    fn fresh_id(&self) -> String {
-        format!("xrg{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    fn fresh_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("xrg{}", self.next_id)
     }
 
     async fn read(

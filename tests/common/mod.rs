@@ -193,6 +193,13 @@ impl TestServer {
     }
 }
 
+/// A folder of this test binary's own, removed with the harness's state at exit.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = procs::run_dir().join(name);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
 /// [`server`] from async code: the first call's start runs on a blocking thread.
 pub async fn started(kind: ServerKind) -> &'static TestServer {
     tokio::task::spawn_blocking(move || server(kind))
