@@ -75,6 +75,11 @@ pub struct Cli {
     #[arg(long, env = "XRG_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout: u64,
 
+    /// Seconds the whole request body may take to arrive once the headers are in (slower:
+    /// 408). Counted before credentials are checked or a place in flight is taken.
+    #[arg(long, env = "XRG_BODY_TIMEOUT", default_value_t = 10)]
+    pub body_timeout: u64,
+
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "XRG_MAX_BODY", default_value_t = 256 * 1024)]
     pub max_body: usize,
@@ -142,6 +147,7 @@ pub struct Config {
     pub domain: Option<String>,
     pub aliases: Vec<String>,
     pub request_timeout: Duration,
+    pub body_timeout: Duration,
     pub max_body: usize,
     pub max_in_flight: usize,
     pub pool: PoolConfig,
@@ -214,6 +220,7 @@ impl Cli {
         for (name, v) in [
             ("--connect-timeout", self.connect_timeout),
             ("--request-timeout", self.request_timeout),
+            ("--body-timeout", self.body_timeout),
             ("--reauth-interval", self.reauth_interval),
             ("--command-idle", self.command_idle),
             ("--throttle-window", self.throttle_window),
@@ -274,6 +281,7 @@ impl Cli {
             domain,
             aliases,
             request_timeout: Duration::from_secs(self.request_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
             max_body: self.max_body,
             max_in_flight: self.max_in_flight,
             pool: PoolConfig {

@@ -210,7 +210,6 @@ async fn handle_post(
     body: Body,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let _permit = admit(gw)?;
     let keep = match query_param(query, "keep").as_deref() {
         None | Some("0" | "false") => false,
         Some("" | "1" | "true") => true,
@@ -226,8 +225,11 @@ async fn handle_post(
             "send Content-Type: application/xml, text/xml or application/json",
         )
     })?;
-    let body = read_body(body, headers, gw.cfg.max_body).await?;
+    // Admission in order: the body under its own deadline, then credentials, then a place in
+    // flight, so that a client that never finishes its body holds no place.
+    let body = read_body(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
     let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
+    let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let target = target(path, &gw.cfg.aliases)?;
@@ -269,8 +271,8 @@ async fn handle_get(
     headers: &HeaderMap,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let _permit = admit(gw)?;
     let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
+    let _permit = admit(gw)?;
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
         let session = authenticate(gw, peer, headers, &creds).await?;
@@ -335,7 +337,12 @@ fn target(
     Ok(Target::resolve(&jid, aliases)?)
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -350,7 +357,16 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                format!("the request body did not arrive within {deadline:?}"),
+            )
+        })?;
+    read.map_err(|e| {
         let length_limit = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if length_limit {
