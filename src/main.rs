@@ -7,7 +7,7 @@ use clap::Parser;
 use tokio_rustls::rustls;
 use xmpp_rest_gateway::config::{Cli, Config};
 use xmpp_rest_gateway::http::{self, Gateway};
-use xmpp_rest_gateway::upstream::{Connector, SessionPool};
+use xmpp_rest_gateway::upstream::{Access, Connector, SessionPool};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,8 +66,8 @@ async fn run(cfg: Config) -> ExitCode {
         upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
         "xmpp-rest-gateway listening"
     );
-    let pool = SessionPool::new(connector, cfg.pool);
-    let gw = Arc::new(Gateway::new(cfg, pool));
+    let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
+    let gw = Arc::new(Gateway::new(cfg, access));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
     ExitCode::SUCCESS
 }

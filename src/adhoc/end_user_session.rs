@@ -14,9 +14,13 @@
 //! gateway remembers what it ended lately and, only when such a resource is listed again,
 //! looks once more a few times over a short while: gone means it was the closing session; still
 //! there means a new session under the same name, which is then ended and reported.
+//!
+//! Fan-out is bounded: at most `--max-jids` JIDs, grouped in linear time; the first account's
+//! pair of commands goes out alone, so that a caller the server refuses (a non-admin) costs it
+//! two IQs, not one per JID; the rest share the stream's in-flight bound.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
@@ -24,9 +28,10 @@ use tokio_xmpp::parsers::jid::{BareJid, Jid};
 
 use tokio_xmpp::minidom::Element;
 
+use super::address::parse_jid;
 use super::xep0050::{CommandReply, CommandRequestIq, Field, Form};
-use super::{command_reply, CommandError, Target, END_USER_SESSION, USER_STATS};
-use crate::adhoc::form::FieldError;
+use super::{command_reply, Call, CommandError, END_USER_SESSION, USER_STATS};
+use crate::adhoc::form::{too_many_jids, FieldError};
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
 use crate::upstream::{AdminSession, IqKind};
 
@@ -85,35 +90,56 @@ impl RecentKicks {
 
 /// Runs end-user-session for the JIDs in `accountjids` (or `accountjid`).
 pub async fn run(
-    session: &Arc<AdminSession>,
-    target: &Target,
+    call: &Call<'_>,
     req: &CommandRequest,
     recent: &RecentKicks,
 ) -> Result<CommandResponse, CommandError> {
-    let jids = requested_jids(req)?;
+    let (session, target) = (call.session, call.target);
+    let jids = requested_jids(req, call.max_jids)?;
+    // The accounts in the order they were first named, each with its JIDs.
     let mut accounts: Vec<BareJid> = Vec::new();
+    let mut of_account: HashMap<BareJid, Vec<&Jid>> = HashMap::new();
     for j in &jids {
-        if !accounts.contains(&j.to_bare()) {
-            accounts.push(j.to_bare());
-        }
+        of_account
+            .entry(j.to_bare())
+            .or_insert_with(|| {
+                accounts.push(j.to_bare());
+                Vec::new()
+            })
+            .push(j);
     }
-    let ended = try_join_all(accounts.iter().map(|account| {
-        let of_account: Vec<&Jid> = jids.iter().filter(|j| j.to_bare() == *account).collect();
-        end_account(session, &target.to, account, of_account, recent)
-    }))
-    .await?;
+    let Some((first, others)) = accounts.split_first() else {
+        return Err(missing_jids());
+    };
+    let jids_of = |a: &BareJid| of_account.get(a).cloned().unwrap_or_default();
+    // The first account alone: its answer tells whether the server lets the caller do this at
+    // all, and a refusal stops the fan-out here.
+    let mut ended =
+        vec![end_account(session, &target.to, first, jids_of(first), recent, true).await?];
+    ended.extend(
+        try_join_all(
+            others
+                .iter()
+                .map(|a| end_account(session, &target.to, a, jids_of(a), recent, false)),
+        )
+        .await?,
+    );
     // Lines in the order of the JIDs given, then the server's order of resources.
-    let kicks: Vec<&Kick> = jids
-        .iter()
-        .flat_map(|j| ended.iter().flatten().filter(move |k| k.requested == *j))
-        .collect();
+    let mut by_request: HashMap<&Jid, Vec<&Kick>> = HashMap::new();
+    for k in ended.iter().flatten() {
+        by_request.entry(&k.requested).or_default().push(k);
+    }
     // One line per session: `u@d` and `u@d/r` in one request end `r` once.
+    let mut seen = HashSet::new();
     let mut lines: Vec<String> = Vec::new();
-    for k in kicks {
+    for k in jids
+        .iter()
+        .flat_map(|j| by_request.get(j).into_iter().flatten())
+    {
         let bare = k.jid.to_bare();
         for r in &k.ended {
             let line = format!("Operation successful for user {bare}/{r}");
-            if !lines.contains(&line) {
+            if seen.insert(line.clone()) {
                 lines.push(line);
             }
         }
@@ -142,17 +168,20 @@ pub async fn run(
 /// on the stream, and since the server handles a stream's stanzas in order, the listing is
 /// what the commands then end. The account the gateway is logged in as (whose own resource
 /// must be spared) and an account with a session ended lately (which may still be listed
-/// while it closes) take the careful path: list first, then end.
+/// while it closes) take the careful path: list first, then end. For the `first` account of a
+/// request only user-stats and one end-user-session go out before the server has answered.
 async fn end_account(
     session: &AdminSession,
     to: &Jid,
     account: &BareJid,
     jids: Vec<&Jid>,
     recent: &RecentKicks,
+    first: bool,
 ) -> Result<Vec<Kick>, CommandError> {
     let kicks = if *account != session.jid().to_bare() && !recent.has_any(account) {
+        let (head, tail) = jids.split_at(if first { jids.len().min(1) } else { jids.len() });
         let mut batch = vec![user_stats_iq(to, account)];
-        batch.extend(jids.iter().map(|j| end_session_iq(to, j)));
+        batch.extend(head.iter().map(|j| end_session_iq(to, j)));
         let mut replies = session.iqs(batch).await?.into_iter();
         let listing = replies
             .next()
@@ -160,6 +189,12 @@ async fn end_account(
         let online = online_resources(command_reply(listing)?);
         for reply in replies {
             check_ended(command_reply(reply)?)?;
+        }
+        if !tail.is_empty() {
+            let batch = tail.iter().map(|j| end_session_iq(to, j)).collect();
+            for reply in session.iqs(batch).await? {
+                check_ended(command_reply(reply)?)?;
+            }
         }
         jids.iter()
             .flat_map(|j| plan(session, j, &online))
@@ -170,7 +205,11 @@ async fn end_account(
             .iter()
             .flat_map(|j| plan(session, j, &online))
             .collect();
-        try_join_all(kicks.iter().map(|k| end_session(session, to, &k.jid))).await?;
+        // One batch: the stream's in-flight bound paces it.
+        let batch = kicks.iter().map(|k| end_session_iq(to, &k.jid)).collect();
+        for reply in session.iqs(batch).await? {
+            check_ended(command_reply(reply)?)?;
+        }
         kicks
     };
     for k in &kicks {
@@ -179,37 +218,45 @@ async fn end_account(
     Ok(kicks)
 }
 
-/// The JIDs the client named, in order, without repeats; each must be an account JID.
-fn requested_jids(req: &CommandRequest) -> Result<Vec<Jid>, CommandError> {
+/// The JIDs the client named, in order, without repeats; each must be an account JID, and
+/// there may be at most `max_jids` of them.
+fn requested_jids(req: &CommandRequest, max_jids: usize) -> Result<Vec<Jid>, CommandError> {
     let mut jids: Vec<Jid> = Vec::new();
+    let mut seen = HashSet::new();
     for f in req
         .fields
         .iter()
         .filter(|f| f.var == "accountjids" || f.var == "accountjid")
     {
         let values = f.value.as_ref().map(|v| v.as_slice()).unwrap_or_default();
-        for v in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            let jid: Jid = v
-                .parse()
-                .ok()
-                .filter(|j: &Jid| j.node().is_some())
+        let values = values.iter().map(|v| v.trim()).filter(|v| !v.is_empty());
+        for v in values {
+            if jids.len() == max_jids {
+                return Err(too_many_jids(&f.var, max_jids).into());
+            }
+            let jid = parse_jid(v)
+                .filter(|j| j.node().is_some())
                 .ok_or_else(|| FieldError {
                     field: f.var.clone(),
                     text: format!("{v:?} is not an account JID"),
                 })?;
-            if !jids.contains(&jid) {
+            if seen.insert(jid.clone()) {
                 jids.push(jid);
             }
         }
     }
     if jids.is_empty() {
-        return Err(FieldError {
-            field: "accountjids".into(),
-            text: "a value is required".into(),
-        }
-        .into());
+        return Err(missing_jids());
     }
     Ok(jids)
+}
+
+fn missing_jids() -> CommandError {
+    FieldError {
+        field: "accountjids".into(),
+        text: "a value is required".into(),
+    }
+    .into()
 }
 
 /// The commands `jid` needs, and the lines each earns, given the account's online resources.
@@ -315,12 +362,6 @@ fn end_session_iq(to: &Jid, jid: &Jid) -> (Jid, IqKind, Element) {
     (to.clone(), IqKind::Set, cmd.to_element())
 }
 
-/// Ends the sessions of `jid` (an account, or one resource of it).
-async fn end_session(session: &AdminSession, to: &Jid, jid: &Jid) -> Result<(), CommandError> {
-    let (to, kind, payload) = end_session_iq(to, jid);
-    check_ended(command_reply(session.iq(to, kind, payload).await)?)
-}
-
 /// An end-user-session answer that reports failure in an error note is a failure.
 fn check_ended(reply: CommandReply) -> Result<(), CommandError> {
     match reply.notes.iter().find(|n| n.type_ == "error") {
@@ -372,7 +413,7 @@ mod tests {
             ("accountjid", FieldValue::Single("c@x".into())),
             ("reason", FieldValue::Single("maintenance".into())),
         ]);
-        let jids: Vec<String> = requested_jids(&r)
+        let jids: Vec<String> = requested_jids(&r, 100)
             .unwrap()
             .iter()
             .map(|j| j.to_string())
@@ -381,18 +422,47 @@ mod tests {
     }
 
     #[test]
+    fn more_jids_than_the_bound_name_the_field() {
+        let jids = |n: usize| FieldValue::List((0..n).map(|i| format!("u{i}@x")).collect());
+        assert_eq!(
+            requested_jids(&req(vec![("accountjids", jids(100))]), 100)
+                .unwrap()
+                .len(),
+            100
+        );
+        match requested_jids(&req(vec![("accountjids", jids(101))]), 100) {
+            Err(CommandError::Field(e)) => assert_eq!(e.field, "accountjids"),
+            other => panic!("{other:?}"),
+        }
+        // Repeats are one JID: they cost nothing.
+        let repeated = FieldValue::List(vec!["u@x".to_string(); 500]);
+        assert_eq!(
+            requested_jids(&req(vec![("accountjids", repeated)]), 100)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
     fn a_bad_or_missing_jid_names_the_field() {
         let r = req(vec![("accountjid", FieldValue::Single("@@bad jid".into()))]);
-        match requested_jids(&r) {
+        match requested_jids(&r, 100) {
             Err(CommandError::Field(e)) => assert_eq!(e.field, "accountjid"),
             other => panic!("{other:?}"),
         }
         let r = req(vec![("accountjids", FieldValue::List(vec![]))]);
-        assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
+        assert!(matches!(
+            requested_jids(&r, 100),
+            Err(CommandError::Field(_))
+        ));
         let r = req(vec![(
             "accountjids",
             FieldValue::Single("domain.com".into()),
         )]);
-        assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
+        assert!(matches!(
+            requested_jids(&r, 100),
+            Err(CommandError::Field(_))
+        ));
     }
 }

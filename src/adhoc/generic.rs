@@ -18,7 +18,7 @@ pub async fn run(
     let stream = session.jid();
     if !req.fields.is_empty() {
         if let Some(known) = forms.get(stream, &target.to, node) {
-            let submit = form::fill(&known, &req.fields)?;
+            let submit = form::fill(&known, &req.fields, call.max_jids)?;
             let cmd = CommandRequestIq {
                 node,
                 action: Some("execute"),
@@ -56,7 +56,7 @@ pub async fn run(
         // A request without fields asks for the form itself.
         return finish(call, memory, reply);
     }
-    let submit = match form::fill(stage, &req.fields) {
+    let submit = match form::fill(stage, &req.fields, call.max_jids) {
         Ok(s) => s,
         Err(e) => {
             cancel_in_background(session, &target.to, node, &sid);

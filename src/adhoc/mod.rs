@@ -2,6 +2,7 @@
 //! any command; `end_user_session` keeps the seed's promise for that one command apart from
 //! it. `xep0050` holds the wire types, `form` the filling and checking of forms.
 
+pub mod address;
 pub mod end_user_session;
 pub mod form;
 pub mod generic;
@@ -102,7 +103,7 @@ impl Target {
     /// a bad request. Localparts in `aliases` stand for the domain itself.
     pub fn resolve(written: &str, aliases: &[String]) -> Result<Self, CommandError> {
         let bad = || CommandError::BadRequest(format!("{written:?} is not a bare JID or domain"));
-        let jid: Jid = written.parse().map_err(|_| bad())?;
+        let jid = address::parse_jid(written).ok_or_else(bad)?;
         let bare = match jid.try_into_full() {
             Ok(_) => return Err(bad()),
             Err(bare) => bare,
@@ -147,6 +148,8 @@ pub struct Call<'a> {
     pub target: &'a Target,
     /// `?keep=1`: a command left executing stays open for the client (multi-stage).
     pub keep: bool,
+    /// JIDs a JID-list field may carry.
+    pub max_jids: usize,
 }
 
 /// Forms learnt from servers, so that a later request for the same stream, target and node
@@ -210,7 +213,7 @@ pub async fn run(
         ));
     }
     let result = if node == END_USER_SESSION && !req.fields.is_empty() && !call.keep {
-        end_user_session::run(call.session, call.target, req, &memory.kicks).await
+        end_user_session::run(call, req, &memory.kicks).await
     } else {
         generic::run(call, node, req, memory).await
     };
@@ -421,7 +424,13 @@ mod tests {
 
     #[test]
     fn resources_and_garbage_are_refused() {
-        for bad in ["sess-man@domain.com/res", "@@", "", "a@"] {
+        for bad in [
+            "sess-man@domain.com/res",
+            "@@",
+            "",
+            "a@",
+            "sess-man@example.test;x=1",
+        ] {
             assert!(Target::resolve(bad, &aliases()).is_err(), "{bad}");
         }
     }

@@ -114,7 +114,7 @@ impl Stages {
         let submission = match action.as_str() {
             "cancel" | "prev" => None,
             _ => match &stage.form {
-                Some(f) => match form::fill(f, &req.fields) {
+                Some(f) => match form::fill(f, &req.fields, call.max_jids) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         // A typo costs one retry, not the session.

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::adhoc::CommandError;
 use crate::rest::{self, ErrorBody, Format};
-use crate::upstream::UpstreamError;
+use crate::upstream::{AccessError, UpstreamError};
 
 /// An error answer: status, condition word, optional text and field, and the headers some
 /// statuses need.
@@ -37,6 +37,21 @@ impl ApiError {
 
     pub fn unauthorized(text: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", text)
+    }
+
+    /// 503 at a concurrency limit, with a short `Retry-After`.
+    pub fn overloaded(text: &str) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", text);
+        e.retry_after = Some(Duration::from_secs(1));
+        e
+    }
+
+    /// 401 for an account whose domain the XMPP server does not serve.
+    fn unknown_domain(domain: &str) -> Self {
+        Self::unauthorized(format!(
+            "the XMPP server behind this gateway does not serve the domain {domain}: the user \
+             name must be an account of a domain it serves"
+        ))
     }
 
     pub fn throttled(retry_after: Duration) -> Self {
@@ -92,11 +107,26 @@ impl From<UpstreamError> for ApiError {
             UpstreamError::AuthFailed(_) => {
                 Self::unauthorized("the XMPP server refused these credentials")
             }
+            UpstreamError::HostUnknown(domain) => Self::unknown_domain(&domain),
             other => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream-unavailable",
                 other.to_string(),
             ),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Throttled(wait) => Self::throttled(wait),
+            AccessError::Refused => Self::unauthorized("the XMPP server refused these credentials"),
+            AccessError::UnknownDomain(domain) => Self::unknown_domain(&domain),
+            AccessError::AccountBusy => Self::overloaded(
+                "this account has as many requests in flight as it may; retry shortly",
+            ),
+            AccessError::Upstream(u) => u.into(),
         }
     }
 }

@@ -5,7 +5,6 @@
 pub mod auth;
 pub mod error;
 pub mod negotiate;
-pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,16 +23,14 @@ use tokio::sync::Semaphore;
 use crate::adhoc::{self, Memory, Target};
 use crate::config::Config;
 use crate::rest::{self, Format};
-use crate::upstream::{AdminSession, SessionPool};
+use crate::upstream::{Access, Admitted};
 use error::{content_type, ApiError};
-use throttle::LoginThrottle;
 
 /// Everything a request handler needs, shared by all of them.
 pub struct Gateway {
     cfg: Config,
-    pool: SessionPool,
+    access: Access,
     memory: Memory,
-    throttle: LoginThrottle,
     in_flight: Arc<Semaphore>,
 }
 
@@ -42,12 +39,11 @@ pub struct Gateway {
 struct Peer(SocketAddr);
 
 impl Gateway {
-    pub fn new(cfg: Config, pool: SessionPool) -> Self {
+    pub fn new(cfg: Config, access: Access) -> Self {
         Self {
-            throttle: LoginThrottle::new(cfg.throttle),
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
             memory: Memory::new(cfg.command_idle),
-            pool,
+            access,
             cfg,
         }
     }
@@ -127,7 +123,7 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not finish in time");
     }
-    gw.pool.close_all().await;
+    gw.access.close_all().await;
     tracing::info!("all upstream streams closed");
 }
 
@@ -234,12 +230,13 @@ async fn handle_post(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
-        let session = authenticate(gw, peer, headers, &creds).await?;
+        let admitted = authenticate(gw, peer, headers, &creds).await?;
         let call = adhoc::Call {
-            session: &session,
+            session: &admitted.session,
             account: &creds.account,
             target: &target,
             keep,
+            max_jids: gw.cfg.max_jids,
         };
         Ok::<_, ApiError>(adhoc::run(&call, &request, &gw.memory).await?)
     };
@@ -275,8 +272,8 @@ async fn handle_get(
     let _permit = admit(gw)?;
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
-        let session = authenticate(gw, peer, headers, &creds).await?;
-        Ok::<_, ApiError>(adhoc::list_commands(&session, &target).await?)
+        let admitted = authenticate(gw, peer, headers, &creds).await?;
+        Ok::<_, ApiError>(adhoc::list_commands(&admitted.session, &target).await?)
     };
     let items = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_items(format, &items)))
@@ -284,13 +281,10 @@ async fn handle_get(
 
 /// A place among the requests in flight, or 503 at the limit.
 fn admit(gw: &Gateway) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    gw.in_flight.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the gateway is at its limit of requests in flight",
-        )
-    })
+    gw.in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::overloaded("the gateway is at its limit of requests in flight"))
 }
 
 fn finish(
@@ -350,6 +344,7 @@ async fn read_body(
             format!("the body exceeds {limit} bytes"),
         )
     };
+    unsupported_coding(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -377,39 +372,42 @@ async fn read_body(
     })
 }
 
-/// A session for these credentials: the warm one when they match it, else a fresh login,
-/// within the failed-login budgets.
+/// 501 for a body in a transfer coding other than `chunked` alone: hyper undoes `chunked`
+/// and would hand on a gzip body as if it were plain.
+fn unsupported_coding(headers: &HeaderMap) -> Result<(), ApiError> {
+    let codings: Vec<String> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if codings.is_empty() || codings == ["chunked"] {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not-implemented",
+        format!(
+            "Transfer-Encoding {:?}: only chunked is supported",
+            codings.join(", ")
+        ),
+    ))
+}
+
+/// The request's stream: the warm session of the account, or a fresh login within the
+/// failed-login budgets of the client's address.
 async fn authenticate(
     gw: &Gateway,
     peer: Peer,
     headers: &HeaderMap,
     creds: &auth::Credentials,
-) -> Result<Arc<AdminSession>, ApiError> {
+) -> Result<Admitted, ApiError> {
     let addr = auth::client_addr(peer.0, headers, &gw.cfg.trusted_proxies);
-    gw.throttle
-        .check_pair(&creds.account, addr)
-        .map_err(ApiError::throttled)?;
-    if let Some(s) = gw.pool.warm(&creds.account, &creds.password) {
-        return Ok(s);
-    }
-    gw.throttle
-        .check_login(&creds.account, addr)
-        .map_err(ApiError::throttled)?;
-    match gw.pool.login(&creds.account, &creds.password).await {
-        Ok(s) => {
-            gw.throttle.succeeded(&creds.account, addr);
-            Ok(s)
-        }
-        Err(e) => {
-            if matches!(e, crate::upstream::UpstreamError::AuthFailed(_)) {
-                tracing::info!(account = %creds.account, %addr, "login refused");
-                gw.throttle.failed(&creds.account, addr);
-            } else {
-                tracing::warn!(account = %creds.account, error = %e, "login failed");
-            }
-            Err(e.into())
-        }
-    }
+    Ok(gw
+        .access
+        .session(&creds.account, &creds.password, addr)
+        .await?)
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {

@@ -23,6 +23,8 @@ const MAX_DEPTH: usize = 8;
 pub fn decode_request(body: &[u8]) -> Result<CommandRequest, DecodeError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     check_depth(body)?;
+    serde_json::from_slice::<NoDuplicateKeys>(body)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let doc: Value =
         serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let Value::Object(mut top) = doc else {
@@ -124,6 +126,62 @@ fn check_depth(body: &[u8]) -> Result<(), DecodeError> {
         }
     }
     Ok(())
+}
+
+/// A pass over a JSON document that refuses an object naming a key twice (`serde_json::Value`
+/// would silently keep the last, so `"node"` twice would run a command the client did not
+/// mean). Depth is bounded before this runs.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !keys.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
 }
 
 fn fields_from(fields: Option<&Value>) -> Result<Vec<RequestField>, DecodeError> {
@@ -329,6 +387,23 @@ mod tests {
 
     fn decode(body: &str) -> Result<CommandRequest, DecodeError> {
         decode_request(body.as_bytes())
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        for body in [
+            r#"{"command": {"node": "a", "node": "b"}}"#,
+            r#"{"command": {"node": "a", "fields": [{"var": "x", "var": "y"}]}}"#,
+            r#"{"command": {"node": "a"}, "command": {"node": "b"}}"#,
+            r#"{"command": {"node": "a", "n\u006fde": "b"}}"#,
+        ] {
+            match decode(body) {
+                Err(DecodeError::Malformed(m)) => assert!(m.contains("twice"), "{m}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let ok = decode(r#"{"command": {"node": "a", "fields": [{"var": "x", "value": 1.50}]}}"#);
+        assert_eq!(ok.unwrap().node.as_deref(), Some("a"));
     }
 
     /// The value of the one field of `{"command": {"fields": [{"var": "v", "value": …}]}}`.

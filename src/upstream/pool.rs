@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ring::hmac;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_xmpp::parsers::jid::BareJid;
 
 use super::{AdminSession, Connector, UpstreamError};
@@ -22,6 +23,10 @@ pub struct SessionPool {
     key: hmac::Key,
     accounts: Mutex<HashMap<BareJid, Arc<AccountSlot>>>,
     logins: AtomicU64,
+    /// Fresh logins under way at once, whatever the account (each is a connection to the
+    /// server). Taken only once the account's own login turn has come, so that a queue of
+    /// one account's logins never holds every place.
+    login_places: Semaphore,
 }
 
 /// One account's session and the lock that keeps its logins one at a time.
@@ -30,19 +35,23 @@ struct AccountSlot {
     warm: Mutex<Option<Warm>>,
     /// When a request last used the account (for closing the least recently used).
     used: Mutex<Instant>,
+    /// The account's requests in flight, once their password is proved.
+    requests: Arc<Semaphore>,
+    /// When a login last went past the throttle on the strength of the proof.
+    exempted_at: Mutex<Option<Instant>>,
 }
 
-impl Default for AccountSlot {
-    fn default() -> Self {
+impl AccountSlot {
+    fn new(requests: usize) -> Self {
         Self {
             login: tokio::sync::Mutex::new(()),
             warm: Mutex::new(None),
             used: Mutex::new(Instant::now()),
+            requests: Arc::new(Semaphore::new(requests)),
+            exempted_at: Mutex::new(None),
         }
     }
-}
 
-impl AccountSlot {
     fn touch(&self) {
         if let Ok(mut u) = self.used.lock() {
             *u = Instant::now();
@@ -74,7 +83,51 @@ impl SessionPool {
             key,
             accounts: Mutex::new(HashMap::new()),
             logins: AtomicU64::new(0),
+            login_places: Semaphore::new(cfg.max_logins),
         }
+    }
+
+    /// Whether `password` is the one the account last logged in with (whatever the state of
+    /// that stream or the age of the proof).
+    pub fn proof_matches(&self, account: &BareJid, password: &str) -> bool {
+        let Some(slot) = self.existing(account) else {
+            return false;
+        };
+        let warm = slot.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.as_ref().is_some_and(|w| {
+            hmac::verify(&self.key, &secret(account, password), w.proof.as_ref()).is_ok()
+        })
+    }
+
+    /// Spends the account's exemption from the login throttle when `password` matches the
+    /// proof and no exemption was spent within the re-auth interval.
+    pub fn take_exemption(&self, account: &BareJid, password: &str) -> bool {
+        if !self.proof_matches(account, password) {
+            return false;
+        }
+        let Some(slot) = self.existing(account) else {
+            return false;
+        };
+        let mut at = slot.exempted_at.lock().unwrap_or_else(|e| e.into_inner());
+        if at.is_some_and(|t| t.elapsed() < self.cfg.reauth_interval) {
+            return false;
+        }
+        *at = Some(Instant::now());
+        true
+    }
+
+    /// Forgets the account's proof (its password no longer logs in), and the exemption with it.
+    pub fn forget_proof(&self, account: &BareJid) {
+        if let Some(slot) = self.existing(account) {
+            let old = slot.warm.lock().unwrap_or_else(|e| e.into_inner()).take();
+            *slot.exempted_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            drop(old);
+        }
+    }
+
+    /// A place among the account's requests in flight, or `None` at its limit.
+    pub fn request_place(&self, account: &BareJid) -> Option<OwnedSemaphorePermit> {
+        self.slot(account).requests.clone().try_acquire_owned().ok()
     }
 
     /// The account's live session, if `password` is the one it was opened with and that
@@ -113,10 +166,15 @@ impl SessionPool {
         if let Some(s) = self.warm_in(&slot, account, password) {
             return Ok(s);
         }
+        let _place = self
+            .login_places
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::Closed("the gateway is shutting down".into()))?;
         let resource = format!("xrg-{:016x}", rand::random::<u64>());
         self.logins.fetch_add(1, Ordering::Relaxed);
         let logged_in = self.connector.login(account, password, &resource).await?;
-        tracing::info!(jid = %logged_in.jid, "logged in");
+        tracing::info!(account = %account, "logged in");
         let session = Arc::new(AdminSession::start(logged_in, self.cfg.session_in_flight));
         let warm = Warm {
             session: session.clone(),
@@ -156,7 +214,10 @@ impl SessionPool {
         for slot in evicted {
             let session = slot.warm.lock().ok().and_then(|mut w| w.take());
             if let Some(w) = session {
-                tracing::info!(jid = %w.session.jid(), "closing the least recently used session");
+                tracing::info!(
+                    account = %w.session.jid().to_bare(),
+                    "closing the least recently used session"
+                );
                 tokio::spawn(async move { w.session.close().await });
             }
         }
@@ -182,7 +243,16 @@ impl SessionPool {
 
     fn slot(&self, account: &BareJid) -> Arc<AccountSlot> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.entry(account.clone()).or_default().clone()
+        let per_account = self.cfg.max_in_flight_per_account;
+        accounts
+            .entry(account.clone())
+            .or_insert_with(|| Arc::new(AccountSlot::new(per_account)))
+            .clone()
+    }
+
+    fn existing(&self, account: &BareJid) -> Option<Arc<AccountSlot>> {
+        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.get(account).cloned()
     }
 }
 

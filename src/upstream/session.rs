@@ -1,15 +1,20 @@
 //! One logged-in c2s stream with many IQs in flight. A single task owns the stream: it writes
-//! what callers queue, matches replies to waiters by id, answers the server's own IQs, probes
-//! an idle stream, and when the stream dies fails every waiter at once. Dropping the last
-//! handle closes the stream with `</stream:stream>`.
+//! what callers queue, matches replies to waiters, answers the server's pings, probes an idle
+//! stream, and when the stream dies fails every waiter at once. Dropping the last handle
+//! closes the stream with `</stream:stream>`.
+//!
+//! Other accounts can send stanzas to the gateway's resource, so nothing arriving is trusted
+//! for being there: a reply is accepted only from the JID its request went to, under an id
+//! nobody can guess (random per stream and per IQ); IQ requests are answered only for the
+//! server. Anything else is dropped and counted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
@@ -44,6 +49,16 @@ struct OutIq {
     kind: IqKind,
     payload: Element,
     reply: Waiter,
+    /// Its place among the stream's IQs in flight, given back when the answer comes.
+    permit: OwnedSemaphorePermit,
+}
+
+/// An IQ awaiting its answer.
+struct Pending {
+    /// Whom it was sent to: only they may answer.
+    to: Jid,
+    reply: Waiter,
+    _permit: OwnedSemaphorePermit,
 }
 
 enum Outgoing {
@@ -57,19 +72,20 @@ enum Outgoing {
 pub struct AdminSession {
     jid: FullJid,
     tx: mpsc::Sender<Outgoing>,
-    /// IQs awaiting an answer at once on this stream; further ones queue here.
-    in_flight: Semaphore,
-    /// The semaphore's size: a batch larger than it takes all of it rather than waiting forever.
-    max_in_flight: u32,
+    /// IQs awaiting an answer at once on this stream; further ones queue here, one place per
+    /// IQ, each given back when its answer comes.
+    in_flight: Arc<Semaphore>,
     alive: Arc<AtomicBool>,
+    /// Stanzas dropped because they did not come from whom the gateway asked.
+    dropped: Arc<AtomicU64>,
     closed: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for AdminSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSession")
-            .field("jid", &self.jid)
-            .finish()
+            .field("account", &self.jid.to_bare())
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,14 +95,15 @@ impl AdminSession {
     pub fn start(logged_in: LoggedIn, max_in_flight: usize) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let alive = Arc::new(AtomicBool::new(true));
+        let dropped = Arc::new(AtomicU64::new(0));
         let (closed_tx, closed) = watch::channel(false);
         let driver = Driver {
             stream: logged_in.stream,
             jid: logged_in.jid.clone(),
             rx,
             pending: HashMap::new(),
-            next_id: 1,
             alive: alive.clone(),
+            dropped: dropped.clone(),
             close_requested: None,
         };
         tokio::spawn(async move {
@@ -96,9 +113,9 @@ impl AdminSession {
         Self {
             jid: logged_in.jid,
             tx,
-            in_flight: Semaphore::new(max_in_flight.max(2)),
-            max_in_flight: u32::try_from(max_in_flight.max(2)).unwrap_or(u32::MAX),
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(2))),
             alive,
+            dropped,
             closed,
         }
     }
@@ -106,6 +123,12 @@ impl AdminSession {
     /// The full JID of this stream.
     pub fn jid(&self) -> &FullJid {
         &self.jid
+    }
+
+    /// Stanzas dropped so far because they came from someone the gateway did not ask (forged
+    /// replies, requests from other accounts).
+    pub fn dropped_stanzas(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// False once the stream is known dead or closing.
@@ -128,19 +151,34 @@ impl AdminSession {
     }
 
     /// Sends IQs back to back in this order (the server handles a stream's stanzas in
-    /// order) and waits for all their answers: several round trips' work in about one.
+    /// order) and waits for all their answers: several round trips' work in about one. Each IQ
+    /// takes a place among the stream's IQs in flight; when none is free, what is ready goes
+    /// out and the rest waits for answers, so no batch ever exceeds the bound.
     pub async fn iqs(
         &self,
         requests: Vec<(Jid, IqKind, Element)>,
     ) -> Result<Vec<Result<IqReply, UpstreamError>>, UpstreamError> {
         let closed = || UpstreamError::Closed("the stream is closed".into());
-        let n = u32::try_from(requests.len())
-            .unwrap_or(u32::MAX)
-            .min(self.max_in_flight);
-        let _permits = self.in_flight.acquire_many(n).await.map_err(|_| closed())?;
         let mut receivers = Vec::with_capacity(requests.len());
-        let mut batch = Vec::with_capacity(requests.len());
+        let mut batch = Vec::new();
         for (to, kind, payload) in requests {
+            let permit = match self.in_flight.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if !batch.is_empty() {
+                        let ready = std::mem::take(&mut batch);
+                        self.tx
+                            .send(Outgoing::Iqs(ready))
+                            .await
+                            .map_err(|_| closed())?;
+                    }
+                    self.in_flight
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| closed())?
+                }
+            };
             let (reply, rx) = oneshot::channel();
             receivers.push(rx);
             batch.push(OutIq {
@@ -148,12 +186,15 @@ impl AdminSession {
                 kind,
                 payload,
                 reply,
+                permit,
             });
         }
-        self.tx
-            .send(Outgoing::Iqs(batch))
-            .await
-            .map_err(|_| closed())?;
+        if !batch.is_empty() {
+            self.tx
+                .send(Outgoing::Iqs(batch))
+                .await
+                .map_err(|_| closed())?;
+        }
         let mut replies = Vec::with_capacity(receivers.len());
         for rx in receivers {
             replies.push(rx.await.unwrap_or_else(|_| {
@@ -195,9 +236,9 @@ struct Driver {
     stream: Stream,
     jid: FullJid,
     rx: mpsc::Receiver<Outgoing>,
-    pending: HashMap<String, Waiter>,
-    next_id: u64,
+    pending: HashMap<String, Pending>,
     alive: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
     close_requested: Option<oneshot::Sender<()>>,
 }
 
@@ -222,7 +263,7 @@ impl Driver {
                 }
             }
             End::Dead(e) => {
-                tracing::info!(jid = %self.jid, error = %e, "upstream stream ended");
+                tracing::info!(account = %self.jid.to_bare(), error = %e, "upstream stream ended");
                 self.fail_all(|| e.clone());
             }
         }
@@ -283,8 +324,8 @@ impl Driver {
             // The client hung up before the IQ left: it is not sent at all.
             return Ok(());
         }
-        let id = self.fresh_id();
-        let (from, to, iq_id) = (None, Some(out.to), id.clone());
+        let id = fresh_id();
+        let (from, to, iq_id) = (None, Some(out.to.clone()), id.clone());
         let iq = match out.kind {
             IqKind::Get => Iq::Get {
                 from,
@@ -299,7 +340,14 @@ impl Driver {
                 payload: out.payload,
             },
         };
-        self.pending.insert(id, out.reply);
+        self.pending.insert(
+            id,
+            Pending {
+                to: out.to,
+                reply: out.reply,
+                _permit: out.permit,
+            },
+        );
         self.feed(Stanza::Iq(iq)).await
     }
 
@@ -314,9 +362,13 @@ impl Driver {
         Jid::from(BareJid::from_parts(None, self.jid.domain()))
     }
 
-    fn fresh_id(&mut self) -> String {
-        self.next_id += 1;
-        format!("xrg{}", self.next_id)
+    fn drop_stanza(&self, what: &str, from: Option<&Jid>) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            account = %self.jid.to_bare(),
+            from = %from.map(|f| f.to_string()).unwrap_or_default(),
+            "{what} dropped"
+        );
     }
 
     async fn read(
@@ -327,9 +379,9 @@ impl Driver {
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(Stanza::Iq(iq))))) => {
                 self.on_iq(iq).await
             }
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => Err(
-                UpstreamError::Closed(format!("stream error from the server: {e:?}")),
-            ),
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
+                Err(super::connect::refused(e.0, ""))
+            }
             Some(Ok(FallibleStreamElement::Ok(_))) => Ok(()),
             Some(Ok(FallibleStreamElement::Err(e))) => {
                 tracing::debug!(error = %e, "unparseable stanza from the upstream ignored");
@@ -339,8 +391,8 @@ impl Driver {
             Some(Err(ReadError::SoftTimeout)) => {
                 // Silence: prove the stream is alive with a ping; the hard timeout follows
                 // if nothing comes back. Forget waiters whose clients went away meanwhile.
-                self.pending.retain(|_, w| !w.is_closed());
-                let id = self.fresh_id();
+                self.pending.retain(|_, p| !p.reply.is_closed());
+                let id = fresh_id();
                 let ping = Iq::from_get(id, Ping).with_to(self.domain());
                 self.feed(Stanza::Iq(ping)).await?;
                 SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
@@ -359,12 +411,16 @@ impl Driver {
 
     async fn on_iq(&mut self, iq: Iq) -> Result<(), UpstreamError> {
         match iq {
-            Iq::Result { id, payload, .. } => {
-                self.resolve(&id, Ok(IqReply::Result(payload)));
+            Iq::Result {
+                id, from, payload, ..
+            } => {
+                self.resolve(&id, from.as_ref(), Ok(IqReply::Result(payload)));
                 Ok(())
             }
-            Iq::Error { id, error, .. } => {
-                self.resolve(&id, Ok(IqReply::Error(Box::new(error))));
+            Iq::Error {
+                id, from, error, ..
+            } => {
+                self.resolve(&id, from.as_ref(), Ok(IqReply::Error(Box::new(error))));
                 Ok(())
             }
             Iq::Get {
@@ -373,8 +429,14 @@ impl Driver {
             | Iq::Set {
                 id, from, payload, ..
             } => {
-                // The server (or someone) asks us something: a ping gets a result, anything
-                // else service-unavailable, as RFC 6120 wants for unknown requests.
+                if !from_server(&self.jid, from.as_ref()) {
+                    // Another account probing the gateway's resource learns nothing, not even
+                    // that it is there.
+                    self.drop_stanza("an IQ request from another entity", from.as_ref());
+                    return Ok(());
+                }
+                // The server asks us something: a ping gets a result, anything else
+                // service-unavailable, as RFC 6120 wants for unknown requests.
                 let answer = if payload.is("ping", tokio_xmpp::parsers::ns::PING) {
                     Iq::empty_result(from.unwrap_or_else(|| self.domain()), id)
                 } else {
@@ -395,9 +457,18 @@ impl Driver {
         }
     }
 
-    fn resolve(&mut self, id: &str, reply: Result<IqReply, UpstreamError>) {
-        if let Some(waiter) = self.pending.remove(id) {
-            let _ = waiter.send(reply);
+    /// Answers the waiter of `id` if `from` is whom it asked; anything else is dropped.
+    fn resolve(&mut self, id: &str, from: Option<&Jid>, reply: Result<IqReply, UpstreamError>) {
+        let genuine = self
+            .pending
+            .get(id)
+            .is_some_and(|p| answers_for(&self.jid, &p.to, from));
+        if !genuine {
+            self.drop_stanza("a reply that answers no request of ours", from);
+            return;
+        }
+        if let Some(p) = self.pending.remove(id) {
+            let _ = p.reply.send(reply);
         }
     }
 
@@ -405,8 +476,10 @@ impl Driver {
     fn fail_unparseable(&mut self, e: tokio_xmpp::xmlstream::StreamElementError) {
         if let tokio_xmpp::xmlstream::StreamElementError::InvalidStanza { header, .. } = &e {
             if let Some(id) = header.id.clone() {
+                let from = header.from.as_deref().and_then(|f| f.parse::<Jid>().ok());
                 self.resolve(
                     &id,
+                    from.as_ref(),
                     Err(UpstreamError::Stream(format!("unreadable answer: {e}"))),
                 );
             }
@@ -414,8 +487,8 @@ impl Driver {
     }
 
     fn fail_all(&mut self, e: impl Fn() -> UpstreamError) {
-        for (_, w) in self.pending.drain() {
-            let _ = w.send(Err(e()));
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.send(Err(e()));
         }
     }
 
@@ -434,5 +507,85 @@ impl Driver {
             }
         })
         .await;
+    }
+}
+
+/// An IQ id nobody can guess, so that no other entity can answer in the server's name.
+fn fresh_id() -> String {
+    format!("xrg-{:032x}", rand::random::<u128>())
+}
+
+/// Whether `from` may answer an IQ that the stream `own` sent to `to`: the addressee itself;
+/// for the server's domain or the account's own bare JID (which the server answers for), also
+/// a reply without `from`.
+fn answers_for(own: &FullJid, to: &Jid, from: Option<&Jid>) -> bool {
+    match from {
+        Some(f) => f == to,
+        None => from_server(own, Some(to)),
+    }
+}
+
+/// Whether a stanza `from` comes from the server itself (its domain, the account's bare JID, or
+/// no `from`): the only party whose IQ requests the gateway answers.
+fn from_server(own: &FullJid, from: Option<&Jid>) -> bool {
+    from.is_none_or(|f| {
+        f.node().is_none() && f.resource().is_none() && f.domain() == own.domain()
+            || *f == Jid::from(own.to_bare())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn j(s: &str) -> Jid {
+        s.parse().unwrap()
+    }
+
+    fn own() -> FullJid {
+        "admin@example.org/xrg-1".parse().unwrap()
+    }
+
+    #[test]
+    fn only_the_addressee_answers() {
+        let to = j("conference.example.org");
+        assert!(answers_for(&own(), &to, Some(&to)));
+        assert!(!answers_for(&own(), &to, None));
+        assert!(!answers_for(&own(), &to, Some(&j("test@example.org/x"))));
+        assert!(!answers_for(&own(), &to, Some(&j("example.org"))));
+    }
+
+    #[test]
+    fn the_server_answers_for_its_domain_and_the_account_without_from() {
+        let domain = j("example.org");
+        assert!(answers_for(&own(), &domain, None));
+        assert!(answers_for(&own(), &domain, Some(&domain)));
+        assert!(!answers_for(&own(), &domain, Some(&j("test@example.org"))));
+        assert!(!answers_for(
+            &own(),
+            &domain,
+            Some(&j("test@example.org/res"))
+        ));
+        assert!(!answers_for(&own(), &domain, Some(&j("other.org"))));
+        let me = j("admin@example.org");
+        assert!(answers_for(&own(), &me, None));
+        assert!(answers_for(&own(), &me, Some(&me)));
+    }
+
+    #[test]
+    fn requests_are_answered_for_the_server_only() {
+        assert!(from_server(&own(), None));
+        assert!(from_server(&own(), Some(&j("example.org"))));
+        assert!(from_server(&own(), Some(&j("admin@example.org"))));
+        assert!(!from_server(&own(), Some(&j("test@example.org/x"))));
+        assert!(!from_server(&own(), Some(&j("admin@example.org/other"))));
+        assert!(!from_server(&own(), Some(&j("conference.example.org"))));
+    }
+
+    #[test]
+    fn ids_are_unpredictable() {
+        let (a, b) = (fresh_id(), fresh_id());
+        assert_ne!(a, b);
+        assert!(a.len() >= 32, "{a}");
     }
 }
