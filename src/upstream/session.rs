@@ -529,8 +529,9 @@ fn answers_for(own: &FullJid, to: &Jid, from: Option<&Jid>) -> bool {
 /// no `from`): the only party whose IQ requests the gateway answers.
 fn from_server(own: &FullJid, from: Option<&Jid>) -> bool {
     from.is_none_or(|f| {
-        f.node().is_none() && f.resource().is_none() && f.domain() == own.domain()
-            || *f == Jid::from(own.to_bare())
+        f.resource().is_none()
+            && f.domain() == own.domain()
+            && (f.node().is_none() || f.node() == own.node())
     })
 }
 

@@ -55,6 +55,7 @@ use std::time::Duration;
 
 pub use gateway::{binary as gateway_binary, TestGateway};
 pub use http::{basic, http, http_from, try_http, HttpResponse};
+pub use procs::random_hex;
 
 /// The one XMPP domain both servers serve (the seed document's own).
 pub const DOMAIN: &str = "domain.com";

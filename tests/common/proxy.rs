@@ -160,7 +160,10 @@ async fn upward(
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         let iqs = scan.iq_tags(&text);
         let joined = format!("{tail}{text}");
-        let commands = COMMANDS_NS.iter().map(|m| joined.matches(m).count()).sum::<usize>();
+        let commands = COMMANDS_NS
+            .iter()
+            .map(|m| joined.matches(m).count())
+            .sum::<usize>();
         tail = joined
             .char_indices()
             .rev()
@@ -207,11 +210,7 @@ async fn upward(
 }
 
 /// Server -> gateway: notes answers and the bound JID.
-async fn downward(
-    mut from: OwnedReadHalf,
-    to: GatewayWriter,
-    shared: Arc<Shared>,
-) {
+async fn downward(mut from: OwnedReadHalf, to: GatewayWriter, shared: Arc<Shared>) {
     let mut scan = TagScanner::default();
     let mut text_so_far = String::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -259,7 +258,9 @@ impl TagScanner {
             let Some(start) = rest.find("<iq") else {
                 // Keep a possible split "<i" for the next piece.
                 let keep = rest.len().saturating_sub(3);
-                let keep = (keep..=rest.len()).find(|i| rest.is_char_boundary(*i)).unwrap_or(rest.len());
+                let keep = (keep..=rest.len())
+                    .find(|i| rest.is_char_boundary(*i))
+                    .unwrap_or(rest.len());
                 rest = &rest[keep..];
                 break;
             };
