@@ -19,10 +19,16 @@ fn main() -> ExitCode {
         }
     };
     xmpp_rest_gateway::logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `--threads 1` runs everything on this thread; otherwise a worker per thread asked for
+    // (0: one per core).
+    let mut builder = match cfg.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if cfg.threads > 1 {
+        builder.worker_threads(cfg.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
