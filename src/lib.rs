@@ -17,6 +17,7 @@
 
 pub mod adhoc;
 pub mod config;
+pub mod expiring;
 pub mod http;
 pub mod logging;
 pub mod rest;

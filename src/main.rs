@@ -68,7 +68,9 @@ async fn run(cfg: Config) -> ExitCode {
     );
     let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
     let gw = Arc::new(Gateway::new(cfg, access));
+    let sweeper = tokio::spawn(gw.clone().sweep_every(std::time::Duration::from_secs(1)));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
+    sweeper.abort();
     ExitCode::SUCCESS
 }
 

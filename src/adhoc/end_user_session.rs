@@ -20,20 +20,19 @@
 //! two IQs, not one per JID; the rest share the stream's in-flight bound.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 
-use tokio_xmpp::minidom::Element;
-
 use super::address::parse_jid;
-use super::xep0050::{CommandReply, CommandRequestIq, Field, Form};
-use super::{command_reply, Call, CommandError, END_USER_SESSION, USER_STATS};
+use super::registry::Handler;
+use super::stream::{run_one, Answer, CommandStream, StreamFuture};
+use super::xep0050::{Command, CommandReply, Field, Form};
+use super::{Call, CommandError, END_USER_SESSION, USER_STATS};
 use crate::adhoc::form::{too_many_jids, FieldError};
+use crate::expiring::ExpiringMap;
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
-use crate::upstream::{AdminSession, IqKind};
 
 const FORM_TYPE_ADMIN: &str = "http://jabber.org/protocol/admin";
 
@@ -53,48 +52,80 @@ const REMEMBER_ENDED: Duration = Duration::from_secs(10);
 const SETTLE_FOR: Duration = Duration::from_millis(500);
 const SETTLE_STEP: Duration = Duration::from_millis(5);
 
+/// Accounts whose ended sessions are remembered at once.
+const REMEMBER_BOUND: usize = 10_000;
+
 /// Sessions this gateway ended lately: account -> (resource, when).
-#[derive(Default)]
 pub struct RecentKicks {
-    ended: Mutex<HashMap<BareJid, Vec<(String, Instant)>>>,
+    ended: ExpiringMap<BareJid, Vec<(String, Instant)>>,
+}
+
+impl Default for RecentKicks {
+    fn default() -> Self {
+        Self {
+            ended: ExpiringMap::new(REMEMBER_ENDED, REMEMBER_BOUND),
+        }
+    }
 }
 
 impl RecentKicks {
     fn has_any(&self, account: &BareJid) -> bool {
-        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        ended
+        self.ended
             .get(account)
             .is_some_and(|v| v.iter().any(|(_, at)| at.elapsed() < REMEMBER_ENDED))
     }
 
     fn recently_ended(&self, account: &BareJid, resource: &str) -> bool {
-        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        ended.get(account).is_some_and(|v| {
+        self.ended.get(account).is_some_and(|v| {
             v.iter()
                 .any(|(r, at)| r == resource && at.elapsed() < REMEMBER_ENDED)
         })
     }
 
     fn record(&self, account: &BareJid, resources: &[String]) {
+        if resources.is_empty() {
+            return;
+        }
         let now = Instant::now();
-        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        ended.retain(|_, v| {
-            v.retain(|(_, at)| at.elapsed() < REMEMBER_ENDED);
-            !v.is_empty()
+        self.ended.upsert(account.clone(), Vec::new, |list| {
+            list.retain(|(r, at)| at.elapsed() < REMEMBER_ENDED && !resources.contains(r));
+            list.extend(resources.iter().map(|r| (r.clone(), now)));
         });
-        let list = ended.entry(account.clone()).or_default();
-        list.retain(|(r, _)| !resources.contains(r));
-        list.extend(resources.iter().map(|r| (r.clone(), now)));
+    }
+}
+
+/// end-user-session's handler: with fields and not kept, the seed's semantics; otherwise
+/// (a form request, `?keep=1`) the generic path.
+#[derive(Default)]
+pub struct EndUserSession {
+    recent: RecentKicks,
+}
+
+impl Handler for EndUserSession {
+    fn takes(&self, call: &Call<'_>, req: &CommandRequest) -> bool {
+        !req.fields.is_empty() && !call.keep
+    }
+
+    fn run<'a>(
+        &'a self,
+        call: &'a Call<'_>,
+        req: &'a CommandRequest,
+    ) -> StreamFuture<'a, Result<CommandResponse, CommandError>> {
+        Box::pin(run(call, req, &self.recent))
+    }
+
+    fn sweep(&self) {
+        self.recent.ended.sweep(|_| false);
     }
 }
 
 /// Runs end-user-session for the JIDs in `accountjids` (or `accountjid`).
-pub async fn run(
+async fn run(
     call: &Call<'_>,
     req: &CommandRequest,
     recent: &RecentKicks,
 ) -> Result<CommandResponse, CommandError> {
-    let (session, target) = (call.session, call.target);
+    let (session, target) = (call.stream.as_ref(), call.target);
     let jids = requested_jids(req, call.max_jids)?;
     // The accounts in the order they were first named, each with its JIDs.
     let mut accounts: Vec<BareJid> = Vec::new();
@@ -171,7 +202,7 @@ pub async fn run(
 /// while it closes) take the careful path: list first, then end. For the `first` account of a
 /// request only user-stats and one end-user-session go out before the server has answered.
 async fn end_account(
-    session: &AdminSession,
+    session: &dyn CommandStream,
     to: &Jid,
     account: &BareJid,
     jids: Vec<&Jid>,
@@ -182,19 +213,15 @@ async fn end_account(
         let (head, tail) = jids.split_at(if first { jids.len().min(1) } else { jids.len() });
         let mut batch = vec![user_stats_iq(to, account)];
         batch.extend(head.iter().map(|j| end_session_iq(to, j)));
-        let mut replies = session.iqs(batch).await?.into_iter();
+        let mut replies = session.run(batch).await?.into_iter();
         let listing = replies
             .next()
             .ok_or_else(|| CommandError::Malformed("no user-stats answer".into()))?;
-        let online = online_resources(command_reply(listing)?);
-        for reply in replies {
-            check_ended(command_reply(reply)?)?;
-        }
+        let online = online_resources(listing?);
+        check_all_ended(replies)?;
         if !tail.is_empty() {
             let batch = tail.iter().map(|j| end_session_iq(to, j)).collect();
-            for reply in session.iqs(batch).await? {
-                check_ended(command_reply(reply)?)?;
-            }
+            check_all_ended(session.run(batch).await?)?;
         }
         jids.iter()
             .flat_map(|j| plan(session, j, &online))
@@ -207,9 +234,7 @@ async fn end_account(
             .collect();
         // One batch: the stream's in-flight bound paces it.
         let batch = kicks.iter().map(|k| end_session_iq(to, &k.jid)).collect();
-        for reply in session.iqs(batch).await? {
-            check_ended(command_reply(reply)?)?;
-        }
+        check_all_ended(session.run(batch).await?)?;
         kicks
     };
     for k in &kicks {
@@ -262,7 +287,7 @@ fn missing_jids() -> CommandError {
 /// The commands `jid` needs, and the lines each earns, given the account's online resources.
 /// The gateway's own resource is spared: its own account's other sessions are ended one full
 /// JID at a time.
-fn plan(session: &AdminSession, jid: &Jid, online: &[String]) -> Vec<Kick> {
+fn plan(session: &dyn CommandStream, jid: &Jid, online: &[String]) -> Vec<Kick> {
     let own = session.jid();
     let bare = jid.to_bare();
     let kick = |jid: Jid, ended: Vec<String>| Kick {
@@ -297,7 +322,7 @@ fn plan(session: &AdminSession, jid: &Jid, online: &[String]) -> Vec<Kick> {
 /// The account's online resources, re-read for a short while as long as it still lists a
 /// session this gateway ended lately (see the module's documentation).
 async fn settled_resources(
-    session: &AdminSession,
+    session: &dyn CommandStream,
     to: &Jid,
     account: &BareJid,
     recent: &RecentKicks,
@@ -315,14 +340,12 @@ async fn settled_resources(
 
 /// The account's online resources, from user-stats.
 async fn fetch_online(
-    session: &AdminSession,
+    session: &dyn CommandStream,
     to: &Jid,
     account: &BareJid,
 ) -> Result<Vec<String>, CommandError> {
-    let (to, kind, payload) = user_stats_iq(to, account);
-    Ok(online_resources(command_reply(
-        session.iq(to, kind, payload).await,
-    )?))
+    let (to, cmd) = user_stats_iq(to, account);
+    Ok(online_resources(run_one(session, &to, cmd).await?))
 }
 
 /// The online resources user-stats lists (`onlineresources`). An account the server does not
@@ -336,38 +359,28 @@ fn online_resources(reply: CommandReply) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn user_stats_iq(to: &Jid, account: &BareJid) -> (Jid, IqKind, Element) {
+fn user_stats_iq(to: &Jid, account: &BareJid) -> (Jid, Command) {
     let form = admin_form(vec![field("accountjid", "jid-single", account.as_str())]);
-    let cmd = CommandRequestIq {
-        node: USER_STATS,
-        action: Some("execute"),
-        sessionid: None,
-        form: Some(&form),
-    };
-    (to.clone(), IqKind::Set, cmd.to_element())
+    (to.clone(), Command::execute(USER_STATS, Some(form)))
 }
 
 /// Both field names: `accountjids` (XEP-0133, Prosody) and `accountjid` (ejabberd).
-fn end_session_iq(to: &Jid, jid: &Jid) -> (Jid, IqKind, Element) {
+fn end_session_iq(to: &Jid, jid: &Jid) -> (Jid, Command) {
     let form = admin_form(vec![
         field("accountjids", "jid-multi", jid.as_str()),
         field("accountjid", "jid-single", jid.as_str()),
     ]);
-    let cmd = CommandRequestIq {
-        node: END_USER_SESSION,
-        action: Some("execute"),
-        sessionid: None,
-        form: Some(&form),
-    };
-    (to.clone(), IqKind::Set, cmd.to_element())
+    (to.clone(), Command::execute(END_USER_SESSION, Some(form)))
 }
 
-/// An end-user-session answer that reports failure in an error note is a failure.
-fn check_ended(reply: CommandReply) -> Result<(), CommandError> {
-    match reply.notes.iter().find(|n| n.type_ == "error") {
-        Some(n) => Err(CommandError::Failed(n.text.clone())),
-        None => Ok(()),
+/// End-user-session answers: an IQ error, or an error note, is a failure.
+fn check_all_ended(answers: impl IntoIterator<Item = Answer>) -> Result<(), CommandError> {
+    for reply in answers {
+        if let Some(n) = reply?.notes.iter().find(|n| n.type_ == "error") {
+            return Err(CommandError::Failed(n.text.clone()));
+        }
     }
+    Ok(())
 }
 
 fn admin_form(mut fields: Vec<Field>) -> Form {
@@ -385,84 +398,5 @@ fn field(var: &str, type_: &str, value: &str) -> Field {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rest::{FieldValue, RequestField};
-
-    fn req(fields: Vec<(&str, FieldValue)>) -> CommandRequest {
-        CommandRequest {
-            node: Some(END_USER_SESSION.into()),
-            fields: fields
-                .into_iter()
-                .map(|(var, v)| RequestField {
-                    var: var.into(),
-                    value: Some(v),
-                })
-                .collect(),
-            ..CommandRequest::default()
-        }
-    }
-
-    #[test]
-    fn both_field_names_are_read_in_order_without_repeats() {
-        let r = req(vec![
-            (
-                "accountjids",
-                FieldValue::List(vec!["b@x".into(), "a@x/r".into(), "b@x".into()]),
-            ),
-            ("accountjid", FieldValue::Single("c@x".into())),
-            ("reason", FieldValue::Single("maintenance".into())),
-        ]);
-        let jids: Vec<String> = requested_jids(&r, 100)
-            .unwrap()
-            .iter()
-            .map(|j| j.to_string())
-            .collect();
-        assert_eq!(jids, ["b@x", "a@x/r", "c@x"]);
-    }
-
-    #[test]
-    fn more_jids_than_the_bound_name_the_field() {
-        let jids = |n: usize| FieldValue::List((0..n).map(|i| format!("u{i}@x")).collect());
-        assert_eq!(
-            requested_jids(&req(vec![("accountjids", jids(100))]), 100)
-                .unwrap()
-                .len(),
-            100
-        );
-        match requested_jids(&req(vec![("accountjids", jids(101))]), 100) {
-            Err(CommandError::Field(e)) => assert_eq!(e.field, "accountjids"),
-            other => panic!("{other:?}"),
-        }
-        // Repeats are one JID: they cost nothing.
-        let repeated = FieldValue::List(vec!["u@x".to_string(); 500]);
-        assert_eq!(
-            requested_jids(&req(vec![("accountjids", repeated)]), 100)
-                .unwrap()
-                .len(),
-            1
-        );
-    }
-
-    #[test]
-    fn a_bad_or_missing_jid_names_the_field() {
-        let r = req(vec![("accountjid", FieldValue::Single("@@bad jid".into()))]);
-        match requested_jids(&r, 100) {
-            Err(CommandError::Field(e)) => assert_eq!(e.field, "accountjid"),
-            other => panic!("{other:?}"),
-        }
-        let r = req(vec![("accountjids", FieldValue::List(vec![]))]);
-        assert!(matches!(
-            requested_jids(&r, 100),
-            Err(CommandError::Field(_))
-        ));
-        let r = req(vec![(
-            "accountjids",
-            FieldValue::Single("domain.com".into()),
-        )]);
-        assert!(matches!(
-            requested_jids(&r, 100),
-            Err(CommandError::Field(_))
-        ));
-    }
-}
+#[path = "end_user_session_tests.rs"]
+mod tests;

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::adhoc::{self, Memory, Target};
+use crate::adhoc::{self, CommandStream, Commands, Target};
 use crate::config::Config;
 use crate::rest::{self, Format};
 use crate::upstream::{Access, Admitted};
@@ -30,7 +30,7 @@ use error::{content_type, ApiError};
 pub struct Gateway {
     cfg: Config,
     access: Access,
-    memory: Memory,
+    commands: Commands,
     in_flight: Arc<Semaphore>,
 }
 
@@ -42,9 +42,23 @@ impl Gateway {
     pub fn new(cfg: Config, access: Access) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
-            memory: Memory::new(cfg.command_idle),
+            commands: Commands::new(cfg.command_idle),
             access,
             cfg,
+        }
+    }
+}
+
+impl Gateway {
+    /// The one sweeper of every cache (learnt forms, kept command sessions, recently ended
+    /// sessions, failed logins): runs until the task is dropped, which `main` does at shutdown.
+    pub async fn sweep_every(self: Arc<Self>, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.commands.sweep();
+            self.access.sweep();
         }
     }
 }
@@ -231,14 +245,15 @@ async fn handle_post(
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
         let admitted = authenticate(gw, peer, headers, &creds).await?;
+        let stream: Arc<dyn CommandStream> = admitted.session.clone();
         let call = adhoc::Call {
-            session: &admitted.session,
+            stream: &stream,
             account: &creds.account,
             target: &target,
             keep,
             max_jids: gw.cfg.max_jids,
         };
-        Ok::<_, ApiError>(adhoc::run(&call, &request, &gw.memory).await?)
+        Ok::<_, ApiError>(gw.commands.run(&call, &request).await?)
     };
     let doc = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_response(format, &doc)))
@@ -273,7 +288,8 @@ async fn handle_get(
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
         let admitted = authenticate(gw, peer, headers, &creds).await?;
-        Ok::<_, ApiError>(adhoc::list_commands(&admitted.session, &target).await?)
+        let stream: Arc<dyn CommandStream> = admitted.session.clone();
+        Ok::<_, ApiError>(adhoc::registry::list_commands(&stream, &target).await?)
     };
     let items = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_items(format, &items)))

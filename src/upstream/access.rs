@@ -126,6 +126,11 @@ impl Access {
         }
     }
 
+    /// Forgets failed-login records with nothing left in their window.
+    pub fn sweep(&self) {
+        self.throttle.sweep();
+    }
+
     /// Closes every warm session with `</stream:stream>`.
     pub async fn close_all(&self) {
         self.pool.close_all().await;

@@ -11,14 +11,14 @@
 //! successful login is exempt from all but the pair (see `upstream::access`). Failures that
 //! never reach SASL (a domain the server does not serve) count against the address only.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio_xmpp::parsers::jid::BareJid;
 
 use crate::config::ThrottleConfig;
+use crate::expiring::ExpiringMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -31,8 +31,8 @@ enum Key {
 /// The span of the total budget: mod_fail2ban's default ban lifetime, over which it counts.
 const TOTAL_WINDOW: Duration = Duration::from_secs(3600);
 
-/// Keys kept before old ones are swept, bounding memory under a spray of accounts.
-const SWEEP_AT: usize = 10_000;
+/// Keys kept at most, bounding memory under a spray of accounts (about 100 bytes each).
+const BOUND: usize = 100_000;
 
 /// Which budgets a failure is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,22 @@ pub enum Failure {
 /// The failed logins of the last window, per key, with the address that failed.
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
-    failures: Mutex<HashMap<Key, VecDeque<(Instant, IpAddr)>>>,
+    failures: ExpiringMap<Key, Failures>,
+}
+
+/// One budget's recent failures, newest last.
+struct Failures {
+    window: Duration,
+    times: VecDeque<(Instant, IpAddr)>,
+}
+
+impl Failures {
+    /// Nothing left within the window: the record can go.
+    fn spent(&self) -> bool {
+        self.times
+            .back()
+            .is_none_or(|(t, _)| t.elapsed() >= self.window)
+    }
 }
 
 /// The address a budget counts: IPv4-mapped IPv6 as IPv4, other IPv6 by its /64 (one host
@@ -67,8 +82,8 @@ pub fn bucket(addr: IpAddr) -> IpAddr {
 impl LoginThrottle {
     pub fn new(cfg: ThrottleConfig) -> Self {
         Self {
+            failures: ExpiringMap::new(TOTAL_WINDOW.max(cfg.window), BOUND),
             cfg,
-            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -110,46 +125,45 @@ impl LoginThrottle {
     /// Counts a failure against the budgets `kind` names.
     pub fn failed(&self, account: &BareJid, addr: IpAddr, kind: Failure) {
         let (now, addr) = (Instant::now(), bucket(addr));
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if f.len() >= SWEEP_AT {
-            let window = self.cfg.window;
-            f.retain(|k, v| {
-                *k == Key::Total
-                    || v.back()
-                        .is_some_and(|(t, _)| now.duration_since(*t) < window)
-            });
-        }
+        let window = self.cfg.window;
         let keys = match kind {
             Failure::Login => vec![
-                Key::Pair(account.clone(), addr),
-                Key::Addr(addr),
-                Key::Account(account.clone()),
-                Key::Total,
+                (Key::Pair(account.clone(), addr), window),
+                (Key::Addr(addr), window),
+                (Key::Account(account.clone()), window),
+                (Key::Total, TOTAL_WINDOW),
             ],
-            Failure::AddressOnly => vec![Key::Addr(addr)],
+            Failure::AddressOnly => vec![(Key::Addr(addr), window)],
         };
         // More than the largest budget is never needed to decide.
         let largest = self.cfg.wide.max(self.cfg.pair).max(self.cfg.total) as usize;
-        for key in keys {
-            let q = f.entry(key).or_default();
-            q.push_back((now, addr));
-            while q.len() > largest {
-                q.pop_front();
+        for (key, window) in keys {
+            let is_total = key == Key::Total;
+            let new = || Failures {
+                window,
+                times: VecDeque::new(),
+            };
+            let (recent, _) = self.failures.upsert(key, new, |f| {
+                f.times.push_back((now, addr));
+                while f.times.len() > largest {
+                    f.times.pop_front();
+                }
+                is_total.then(|| {
+                    f.times
+                        .iter()
+                        .filter(|(t, _)| now.duration_since(*t) < TOTAL_WINDOW)
+                        .map(|(_, a)| *a)
+                        .collect::<Vec<_>>()
+                })
+            });
+            if let Some(recent) = recent {
+                self.warn_if_total_spent(recent);
             }
-        }
-        if kind == Failure::Login {
-            self.warn_if_total_spent(&f, now);
         }
     }
 
     /// Logs once, when the gateway-wide budget becomes spent, which addresses spent it.
-    fn warn_if_total_spent(&self, f: &HashMap<Key, VecDeque<(Instant, IpAddr)>>, now: Instant) {
-        let Some(q) = f.get(&Key::Total) else { return };
-        let recent: Vec<IpAddr> = q
-            .iter()
-            .filter(|(t, _)| now.duration_since(*t) < TOTAL_WINDOW)
-            .map(|(_, a)| *a)
-            .collect();
+    fn warn_if_total_spent(&self, recent: Vec<IpAddr>) {
         if recent.len() != self.cfg.total as usize {
             return;
         }
@@ -168,29 +182,34 @@ impl LoginThrottle {
         );
     }
 
+    /// Forgets records with no failure left in their window.
+    pub fn sweep(&self) {
+        self.failures.sweep(Failures::spent);
+    }
+
     /// A successful login clears the pair's record.
     pub fn succeeded(&self, account: &BareJid, addr: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.remove(&Key::Pair(account.clone(), bucket(addr)));
+        self.failures
+            .remove(&Key::Pair(account.clone(), bucket(addr)));
     }
 
     fn check(&self, budgets: &[(Key, u32, Duration)]) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let mut wait = Duration::ZERO;
         for (key, limit, window) in budgets {
-            let window = *window;
-            let Some(q) = f.get_mut(key) else { continue };
-            while q
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) >= window)
-            {
-                q.pop_front();
-            }
-            let limit = *limit as usize;
-            if q.len() >= limit {
+            let (window, limit) = (*window, *limit as usize);
+            let decisive = self.failures.update(key, |f| {
+                while f
+                    .times
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) >= window)
+                {
+                    f.times.pop_front();
+                }
                 // Free again once the failure that keeps it at the limit leaves the window.
-                let (decisive, _) = q[q.len() - limit];
+                (f.times.len() >= limit).then(|| f.times[f.times.len() - limit].0)
+            });
+            if let Some(Some(decisive)) = decisive {
                 wait = wait.max(window.saturating_sub(now.duration_since(decisive)));
             }
         }
