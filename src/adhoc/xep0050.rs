@@ -176,10 +176,7 @@ pub struct FieldOption {
 impl Field {
     /// Whether the field takes several values (`*-multi`).
     pub fn is_multi(&self) -> bool {
-        matches!(
-            self.type_.as_deref(),
-            Some("text-multi" | "jid-multi" | "list-multi")
-        )
+        crate::rest::is_multi_type(self.type_.as_deref())
     }
 
     fn parse(el: &Element) -> Self {
