@@ -3,6 +3,7 @@
 //! requests in flight, request timeout), and the accept loop with HTTPS and graceful shutdown.
 
 pub mod auth;
+mod body;
 pub mod error;
 pub mod negotiate;
 
@@ -10,10 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::response::Response;
 use axum::routing::{any, post};
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -24,7 +25,7 @@ use crate::adhoc::{self, CommandStream, Commands, Target};
 use crate::config::Config;
 use crate::rest::{self, Format};
 use crate::upstream::{Access, Admitted};
-use error::{content_type, ApiError};
+use error::{document, ApiError};
 
 /// Everything a request handler needs, shared by all of them.
 pub struct Gateway {
@@ -150,7 +151,7 @@ fn response_format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, A
         h(header::ACCEPT),
         h(header::CONTENT_TYPE),
     )
-    .map_err(|e| ApiError::new(StatusCode::NOT_ACCEPTABLE, "not-acceptable", e.0))
+    .map_err(|e| ApiError::not_acceptable(e.0))
 }
 
 /// The value of `name` in a query string, percent-decoded.
@@ -228,16 +229,10 @@ async fn handle_post(
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let body_format = negotiate::body_format(ct).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "send Content-Type: application/xml, text/xml or application/json",
-        )
-    })?;
+    let body_format = negotiate::body_format(ct).ok_or_else(ApiError::unsupported_media_type)?;
     // Admission in order: the body under its own deadline, then credentials, then a place in
     // flight, so that a client that never finishes its body holds no place.
-    let body = read_body(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
+    let body = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
     let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
     let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)
@@ -319,24 +314,13 @@ fn finish(
     resp
 }
 
-fn document(format: Format, body: Vec<u8>) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, content_type(format));
-    resp
-}
-
 async fn timed<T>(
     limit: Duration,
     work: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("no answer from the XMPP server within {limit:?}"),
-        ))
-    })
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::timeout(limit)))
 }
 
 fn target(
@@ -345,70 +329,6 @@ fn target(
 ) -> Result<Target, ApiError> {
     let Path(jid) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Ok(Target::resolve(&jid, aliases)?)
-}
-
-async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    deadline: Duration,
-) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            format!("the body exceeds {limit} bytes"),
-        )
-    };
-    unsupported_coding(headers)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request-timeout",
-                format!("the request body did not arrive within {deadline:?}"),
-            )
-        })?;
-    read.map_err(|e| {
-        let length_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if length_limit {
-            too_large()
-        } else {
-            ApiError::bad_request("the request body could not be read")
-        }
-    })
-}
-
-/// 501 for a body in a transfer coding other than `chunked` alone: hyper undoes `chunked`
-/// and would hand on a gzip body as if it were plain.
-fn unsupported_coding(headers: &HeaderMap) -> Result<(), ApiError> {
-    let codings: Vec<String> = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .collect();
-    if codings.is_empty() || codings == ["chunked"] {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not-implemented",
-        format!(
-            "Transfer-Encoding {:?}: only chunked is supported",
-            codings.join(", ")
-        ),
-    ))
 }
 
 /// The request's stream: the warm session of the account, or a fresh login within the
@@ -429,26 +349,13 @@ async fn authenticate(
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let format =
         response_format(uri.query(), &headers).unwrap_or_else(|_| fallback_format(&headers));
-    let mut resp = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        format!("{method} is not allowed here: use GET or POST"),
-    )
-    .into_response_in(format);
-    resp.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
-    resp
+    ApiError::method_not_allowed(method.as_str(), "GET, POST").into_response_in(format)
 }
 
 async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     let format =
         response_format(uri.query(), &headers).unwrap_or_else(|_| fallback_format(&headers));
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "no such endpoint: use /rest/adhoc/{jid}",
-    )
-    .into_response_in(format)
+    ApiError::not_found().into_response_in(format)
 }
 
 #[cfg(test)]
