@@ -28,13 +28,11 @@ use tokio_xmpp::parsers::jid::{BareJid, Jid};
 use super::address::parse_jid;
 use super::registry::Handler;
 use super::stream::{run_one, Answer, CommandStream, StreamFuture};
-use super::xep0050::{Command, CommandReply, Field, Form};
-use super::{Call, CommandError, END_USER_SESSION, USER_STATS};
+use super::xep0133::{end_session_iq, online_resources, user_stats_iq};
+use super::{Call, CommandError, END_USER_SESSION};
 use crate::adhoc::form::{too_many_jids, FieldError};
 use crate::expiring::ExpiringMap;
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
-
-const FORM_TYPE_ADMIN: &str = "http://jabber.org/protocol/admin";
 
 /// One command to send, and the resources it ends that were online.
 struct Kick {
@@ -348,31 +346,6 @@ async fn fetch_online(
     Ok(online_resources(run_one(session, &to, cmd).await?))
 }
 
-/// The online resources user-stats lists (`onlineresources`). An account the server does not
-/// know has none (Prosody answers an error note, ejabberd empty statistics).
-fn online_resources(reply: CommandReply) -> Vec<String> {
-    reply
-        .form
-        .as_ref()
-        .and_then(|f| f.field("onlineresources"))
-        .map(|f| f.values.iter().filter(|v| !v.is_empty()).cloned().collect())
-        .unwrap_or_default()
-}
-
-fn user_stats_iq(to: &Jid, account: &BareJid) -> (Jid, Command) {
-    let form = admin_form(vec![field("accountjid", "jid-single", account.as_str())]);
-    (to.clone(), Command::execute(USER_STATS, Some(form)))
-}
-
-/// Both field names: `accountjids` (XEP-0133, Prosody) and `accountjid` (ejabberd).
-fn end_session_iq(to: &Jid, jid: &Jid) -> (Jid, Command) {
-    let form = admin_form(vec![
-        field("accountjids", "jid-multi", jid.as_str()),
-        field("accountjid", "jid-single", jid.as_str()),
-    ]);
-    (to.clone(), Command::execute(END_USER_SESSION, Some(form)))
-}
-
 /// End-user-session answers: an IQ error, or an error note, is a failure.
 fn check_all_ended(answers: impl IntoIterator<Item = Answer>) -> Result<(), CommandError> {
     for reply in answers {
@@ -381,20 +354,6 @@ fn check_all_ended(answers: impl IntoIterator<Item = Answer>) -> Result<(), Comm
         }
     }
     Ok(())
-}
-
-fn admin_form(mut fields: Vec<Field>) -> Form {
-    fields.insert(0, field("FORM_TYPE", "hidden", FORM_TYPE_ADMIN));
-    Form::submit(fields)
-}
-
-fn field(var: &str, type_: &str, value: &str) -> Field {
-    Field {
-        var: Some(var.into()),
-        type_: Some(type_.into()),
-        values: vec![value.into()],
-        ..Field::default()
-    }
 }
 
 #[cfg(test)]

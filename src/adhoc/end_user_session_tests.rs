@@ -81,6 +81,7 @@ fn a_bad_or_missing_jid_names_the_field() {
 mod planning {
     use super::super::*;
     use crate::adhoc::fake::{self, completed, forbidden, request, user_stats, Ctx, Fake};
+    use crate::adhoc::USER_STATS;
     use std::sync::{Arc, Mutex};
 
     /// A server where `online` lists each account's resources and end-user-session succeeds.

@@ -18,6 +18,7 @@ pub mod stages;
 pub mod stream;
 pub mod target;
 pub mod xep0050;
+pub mod xep0133;
 
 use std::sync::Arc;
 
