@@ -203,13 +203,11 @@ async fn post_command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let format = match response_format(query.as_deref(), &headers) {
-        Ok(f) => f,
-        Err(e) => return e.into_response_in(fallback_format(&headers)),
-    };
-    let started = Instant::now();
-    let result = handle_post(&gw, peer, path, query.as_deref(), &headers, body, format).await;
-    finish("POST", started, format, result)
+    let q = query.as_deref();
+    answer("POST", q, &headers, |format| {
+        handle_post(&gw, peer, path, q, &headers, body, format)
+    })
+    .await
 }
 
 async fn handle_post(
@@ -262,13 +260,10 @@ async fn get_commands(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let format = match response_format(query.as_deref(), &headers) {
-        Ok(f) => f,
-        Err(e) => return e.into_response_in(fallback_format(&headers)),
-    };
-    let started = Instant::now();
-    let result = handle_get(&gw, peer, path, &headers, format).await;
-    finish("GET", started, format, result)
+    answer("GET", query.as_deref(), &headers, |format| {
+        handle_get(&gw, peer, path, &headers, format)
+    })
+    .await
 }
 
 async fn handle_get(
@@ -298,13 +293,25 @@ fn admit(gw: &Gateway) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         .map_err(|_| ApiError::overloaded("the gateway is at its limit of requests in flight"))
 }
 
-fn finish(
+/// Negotiates the format, runs `handle` in it, answers its error in the same format, and logs
+/// the request.
+async fn answer<F>(
     method: &str,
-    started: Instant,
-    format: Format,
-    r: Result<Response, ApiError>,
-) -> Response {
-    let resp = r.unwrap_or_else(|e| e.into_response_in(format));
+    query: Option<&str>,
+    headers: &HeaderMap,
+    handle: impl FnOnce(Format) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let format = match response_format(query, headers) {
+        Ok(f) => f,
+        Err(e) => return e.into_response_in(fallback_format(headers)),
+    };
+    let started = Instant::now();
+    let resp = handle(format)
+        .await
+        .unwrap_or_else(|e| e.into_response_in(format));
     tracing::info!(
         method,
         status = resp.status().as_u16(),

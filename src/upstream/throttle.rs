@@ -238,6 +238,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// `n` failed logins, each for another account from another address.
+    fn spray(t: &LoginThrottle, n: u8) {
+        for i in 0..n {
+            let account = jid(&format!("u{i}@x"));
+            t.failed(&account, IpAddr::from([10, 0, 1, i]), Failure::Login);
+        }
+    }
+
     #[test]
     fn the_pair_locks_after_its_budget_and_a_success_clears_it() {
         let t = throttle();
@@ -265,13 +273,7 @@ mod tests {
     #[test]
     fn the_total_budget_covers_sprays_from_many_addresses() {
         let t = throttle();
-        for i in 0..8u8 {
-            t.failed(
-                &jid(&format!("u{i}@x")),
-                IpAddr::from([10, 0, 1, i]),
-                Failure::Login,
-            );
-        }
+        spray(&t, 8);
         let (fresh, ip) = (jid("fresh@x"), IpAddr::from([10, 0, 2, 1]));
         let wait = t.check_login(&fresh, ip, false).unwrap_err();
         assert!(
@@ -302,13 +304,7 @@ mod tests {
     #[test]
     fn an_exempt_login_answers_to_the_pair_alone() {
         let t = throttle();
-        for i in 0..8u8 {
-            t.failed(
-                &jid(&format!("u{i}@x")),
-                IpAddr::from([10, 0, 1, i]),
-                Failure::Login,
-            );
-        }
+        spray(&t, 8);
         let (admin, ip) = (jid("admin@x"), IpAddr::from([10, 0, 2, 1]));
         assert!(t.check_login(&admin, ip, false).is_err(), "total spent");
         assert!(
