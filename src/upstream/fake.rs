@@ -119,15 +119,20 @@ impl FakeServer {
             return std::future::pending().await;
         }
         while let Some(el) = self.next().await {
-            if let (Behaviour::Answer, XmppStreamElement::Stanza(Stanza::Iq(iq))) = (behaviour, el)
-            {
+            let delay = match behaviour {
+                Behaviour::Answer => Duration::ZERO,
+                Behaviour::AnswerAfter(d) => d,
+                _ => continue,
+            };
+            if let XmppStreamElement::Stanza(Stanza::Iq(iq)) = el {
                 if let Some(answer) = result_for(&iq) {
+                    tokio::time::sleep(delay).await;
                     self.send(answer).await;
                 }
             }
         }
         match behaviour {
-            Behaviour::Answer => self.close().await,
+            Behaviour::Answer | Behaviour::AnswerAfter(_) => self.close().await,
             _ => {
                 let _held = self;
                 std::future::pending::<()>().await;
@@ -154,6 +159,8 @@ pub(crate) fn result_for(iq: &Iq) -> Option<Iq> {
 pub(crate) enum Behaviour {
     /// Answers every IQ with an empty result and the footer with its own.
     Answer,
+    /// The same, each answer this long after its request.
+    AnswerAfter(Duration),
     /// Reads everything, answers nothing, never closes.
     Mute,
     /// Reads nothing more.

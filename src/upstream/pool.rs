@@ -22,6 +22,10 @@ use crate::config::PoolConfig;
 #[cfg(test)]
 mod tests;
 
+/// How long the requests still awaiting answers on an evicted stream may take before it
+/// closes under them: what a request may take by default (`--request-timeout`).
+pub const EVICTION_DRAIN: Duration = Duration::from_secs(30);
+
 /// How long `close_all` may take in all; streams not closed by then are dropped unclosed.
 pub const CLOSE_ALL_BOUND: Duration = Duration::from_secs(5);
 
@@ -224,8 +228,9 @@ impl<L: Login> SessionPool<L> {
     }
 
     /// Closes the least recently used accounts' streams while more than `max_sessions` are
-    /// warm (never `keep`'s); requests still awaiting an answer on them fail. Each close is
-    /// bounded by [`CLOSE_BOUND`](super::session::CLOSE_BOUND).
+    /// warm (never `keep`'s). Requests awaiting answers on them get them first, within
+    /// [`EVICTION_DRAIN`]; each close is then bounded by
+    /// [`CLOSE_BOUND`](super::session::CLOSE_BOUND).
     fn evict_beyond_limit(&self, keep: &BareJid) {
         let evicted: Vec<Arc<AccountSlot>> = {
             let Ok(mut accounts) = self.accounts.lock() else {
@@ -252,7 +257,10 @@ impl<L: Login> SessionPool<L> {
                     account = %w.session.jid().to_bare(),
                     "closing the least recently used session"
                 );
-                tokio::spawn(async move { w.session.close().await });
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(EVICTION_DRAIN, w.session.idle()).await;
+                    w.session.close().await
+                });
             }
         }
     }

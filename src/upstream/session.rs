@@ -81,6 +81,8 @@ pub struct AdminSession {
     /// IQs awaiting an answer at once on this stream; further ones queue here, one place per
     /// IQ, each given back when its answer comes.
     in_flight: Arc<Semaphore>,
+    /// How many places `in_flight` has in all.
+    places: u32,
     alive: Arc<AtomicBool>,
     /// Stanzas dropped because they did not come from whom the gateway asked.
     dropped: Arc<AtomicU64>,
@@ -101,6 +103,7 @@ impl AdminSession {
     /// Takes over a logged-in stream and starts the task that drives it; at most
     /// `max_in_flight` IQs await answers at once, later ones wait their turn.
     pub fn start(logged_in: LoggedIn, max_in_flight: usize) -> Self {
+        let places = u32::try_from(max_in_flight.max(2)).unwrap_or(u32::MAX);
         let (tx, rx) = mpsc::channel(1024);
         let alive = Arc::new(AtomicBool::new(true));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -119,7 +122,8 @@ impl AdminSession {
         Self {
             jid: logged_in.jid,
             tx,
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(2))),
+            in_flight: Arc::new(Semaphore::new(places as usize)),
+            places,
             alive,
             dropped,
             closed,
@@ -219,6 +223,11 @@ impl AdminSession {
             .send(Outgoing::Presence(presence))
             .await
             .map_err(|_| UpstreamError::Closed("the stream is closed".into()))
+    }
+
+    /// Resolves once no IQ awaits an answer on this stream; IQs sent later wait behind it.
+    pub async fn idle(&self) {
+        let _all = self.in_flight.acquire_many(self.places).await;
     }
 
     /// Resolves when the stream has ended, for whatever reason.

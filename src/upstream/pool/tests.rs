@@ -6,7 +6,7 @@ use tokio_xmpp::minidom::Element;
 use super::*;
 use crate::upstream::fake::{Behaviour, FakeUpstream};
 use crate::upstream::session::CLOSE_BOUND;
-use crate::upstream::IqKind;
+use crate::upstream::{IqKind, IqReply};
 
 fn cfg() -> PoolConfig {
     PoolConfig {
@@ -106,6 +106,30 @@ async fn beyond_max_sessions_the_least_recently_used_is_closed() {
     assert!(sa.is_alive());
     assert!(pool.warm(&a, "pw").is_some());
     assert!(pool.warm(&c, "pw").is_some());
+}
+
+#[tokio::test]
+async fn an_evicted_stream_answers_its_requests_before_it_closes() {
+    let (pool, fake) = pool(PoolConfig {
+        max_sessions: 1,
+        ..cfg()
+    });
+    fake.set_behaviour(Behaviour::AnswerAfter(Duration::from_millis(300)));
+    let a = pool.login(&acct("a@example.org"), "pw").await.unwrap();
+    let asked = tokio::spawn({
+        let a = a.clone();
+        async move {
+            let payload = Element::builder("q", "urn:xrg:test").build();
+            a.iq(fake_domain(), IqKind::Get, payload).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    pool.login(&acct("b@example.org"), "pw").await.unwrap();
+    let reply = asked.await.unwrap();
+    assert!(matches!(reply, Ok(IqReply::Result(_))), "{reply:?}");
+    timeout(CLOSE_BOUND, a.closed())
+        .await
+        .expect("a's stream closed once idle");
 }
 
 #[tokio::test]
