@@ -18,8 +18,8 @@ use tokio_xmpp::parsers::jid::{BareJid, FullJid};
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::stream_features::StreamFeatures;
 use tokio_xmpp::xmlstream::{
-    accept_stream, initiate_stream, FallibleStreamElement, ReadError, StreamHeader, XmppStream,
-    XmppStreamElement,
+    accept_stream, initiate_stream, FallibleStreamElement, ReadError, StreamHeader, Timeouts,
+    XmppStream, XmppStreamElement,
 };
 use tokio_xmpp::Stanza;
 
@@ -34,6 +34,15 @@ pub(crate) struct FakeServer {
 
 /// A stream bound as `jid` over a pipe holding `buffer` bytes each way, and the server's end.
 pub(crate) async fn logged_in(jid: &FullJid, buffer: usize) -> (LoggedIn, FakeServer) {
+    logged_in_with(jid, buffer, stream_timeouts()).await
+}
+
+/// The same, with the client's read timeouts (when it probes a silent stream, and gives up).
+pub(crate) async fn logged_in_with(
+    jid: &FullJid,
+    buffer: usize,
+    timeouts: Timeouts,
+) -> (LoggedIn, FakeServer) {
     let (client, server) = tokio::io::duplex(buffer);
     let domain = jid.domain().to_string();
     let io: Box<dyn AsyncReadAndWrite + Send> = Box::new(BufStream::new(client));
@@ -43,7 +52,7 @@ pub(crate) async fn logged_in(jid: &FullJid, buffer: usize) -> (LoggedIn, FakeSe
             from: None,
             id: None,
         };
-        let pending = initiate_stream(io, ns::JABBER_CLIENT, header, stream_timeouts())
+        let pending = initiate_stream(io, ns::JABBER_CLIENT, header, timeouts)
             .await
             .expect("client stream header");
         let (_, stream) = pending

@@ -48,6 +48,8 @@ pub(super) struct Driver {
     alive: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     close_requested: Option<oneshot::Sender<()>>,
+    /// The id of the ping probing an idle stream, whose answer is nobody's reply.
+    probe: Option<String>,
 }
 
 /// Why the driver stopped.
@@ -74,6 +76,7 @@ impl Driver {
             alive,
             dropped,
             close_requested: None,
+            probe: None,
         }
     }
 
@@ -219,6 +222,7 @@ impl Driver {
                 // if nothing comes back. Forget waiters whose clients went away meanwhile.
                 self.pending.retain(|_, p| !p.reply.is_closed());
                 let id = fresh_id();
+                self.probe = Some(id.clone());
                 let ping = Iq::from_get(id, Ping).with_to(self.domain());
                 self.feed(Stanza::Iq(ping)).await?;
                 SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
@@ -285,6 +289,11 @@ impl Driver {
 
     /// Answers the waiter of `id` if `from` is whom it asked; anything else is dropped.
     fn resolve(&mut self, id: &str, from: Option<&Jid>, reply: Result<IqReply, UpstreamError>) {
+        if self.probe.as_deref() == Some(id) && answers_for(&self.jid, &self.domain(), from) {
+            // The server answered the idle probe: the stream lives, and nobody awaits it.
+            self.probe = None;
+            return;
+        }
         let genuine = self
             .pending
             .get(id)

@@ -187,6 +187,34 @@ async fn never_more_iqs_in_flight_than_the_bound() {
 }
 
 #[tokio::test]
+async fn a_silent_stream_is_probed_then_given_up() {
+    let timeouts = tokio_xmpp::xmlstream::Timeouts {
+        read_timeout: Duration::from_millis(200),
+        response_timeout: Duration::from_millis(300),
+    };
+    let (logged_in, mut server) = fake::logged_in_with(&own(), 64 * 1024, timeouts).await;
+    let s = AdminSession::start(logged_in, 8);
+    let probe = timeout(Duration::from_secs(1), server.next_iq())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&probe, Iq::Get { to: Some(to), payload, .. } if *to == j("example.org") && payload.is("ping", tokio_xmpp::parsers::ns::PING)),
+        "{probe:?}"
+    );
+    // The server's answer keeps the stream, and is nobody's reply to drop.
+    server.send(echo(probe)).await;
+    let probe = timeout(Duration::from_secs(1), server.next_iq())
+        .await
+        .unwrap();
+    assert!(s.is_alive());
+    assert_eq!(s.dropped_stanzas(), 0);
+    // No answer to the next probe: the stream is given up.
+    timeout(Duration::from_secs(2), s.closed()).await.unwrap();
+    assert!(!s.is_alive());
+    drop(probe);
+}
+
+#[tokio::test]
 async fn every_waiter_fails_at_once_when_the_stream_dies() {
     let (s, mut server) = session(8, 64 * 1024).await;
     let waiters: Vec<_> = (0..3)
