@@ -131,7 +131,8 @@ impl<L: Login> Access<L> {
         }
     }
 
-    /// Closes every warm session with `</stream:stream>`.
+    /// Closes every warm session with `</stream:stream>`, within
+    /// [`CLOSE_ALL_BOUND`](super::pool::CLOSE_ALL_BOUND) whatever the server does.
     pub async fn close_all(&self) {
         self.pool.close_all().await;
     }
