@@ -56,13 +56,13 @@ async fn another_password_logs_in_afresh_and_replaces_the_session() {
 #[tokio::test]
 async fn the_password_is_proved_again_after_the_reauth_interval() {
     let (pool, fake) = pool(PoolConfig {
-        reauth_interval: Duration::from_millis(150),
+        reauth_interval: Duration::from_millis(400),
         ..cfg()
     });
     let a = acct("admin@example.org");
     pool.login(&a, "pw").await.unwrap();
     assert!(pool.warm(&a, "pw").is_some());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(pool.warm(&a, "pw").is_none());
     pool.login(&a, "pw").await.unwrap();
     assert_eq!(fake.logins(), 2);
