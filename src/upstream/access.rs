@@ -16,9 +16,13 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_xmpp::parsers::jid::BareJid;
 
+use super::pool::Login;
 use super::throttle::{Failure, LoginThrottle};
-use super::{AdminSession, SessionPool, UpstreamError};
+use super::{AdminSession, Connector, SessionPool, UpstreamError};
 use crate::config::ThrottleConfig;
+
+#[cfg(test)]
+mod tests;
 
 /// Why a request gets no stream.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,20 +45,21 @@ pub enum AccessError {
 }
 
 /// Warm sessions, logins and the budgets that keep failed logins away from the server.
-pub struct Access {
-    pool: SessionPool,
+pub struct Access<L = Connector> {
+    pool: SessionPool<L>,
     throttle: LoginThrottle,
 }
 
 /// A request's stream and its place among the account's requests in flight (given back when
 /// dropped).
+#[derive(Debug)]
 pub struct Admitted {
     pub session: Arc<AdminSession>,
     _place: OwnedSemaphorePermit,
 }
 
-impl Access {
-    pub fn new(pool: SessionPool, throttle: ThrottleConfig) -> Self {
+impl<L: Login> Access<L> {
+    pub fn new(pool: SessionPool<L>, throttle: ThrottleConfig) -> Self {
         Self {
             pool,
             throttle: LoginThrottle::new(throttle),
@@ -131,7 +136,8 @@ impl Access {
         self.throttle.sweep();
     }
 
-    /// Closes every warm session with `</stream:stream>`.
+    /// Closes every warm session with `</stream:stream>`, within
+    /// [`CLOSE_ALL_BOUND`](super::pool::CLOSE_ALL_BOUND) whatever the server does.
     pub async fn close_all(&self) {
         self.pool.close_all().await;
     }

@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod connect;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod pool;
 pub mod session;
 pub mod throttle;

@@ -5,20 +5,57 @@
 //! only an HMAC under a key drawn at start, compared in constant time.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ring::hmac;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_xmpp::parsers::jid::BareJid;
 
+use super::connect::LoggedIn;
+use super::session::CloseOutcome;
 use super::{AdminSession, Connector, UpstreamError};
 use crate::config::PoolConfig;
 
+#[cfg(test)]
+mod tests;
+
+/// How long the requests still awaiting answers on an evicted stream may take before it
+/// closes under them: what a request may take by default (`--request-timeout`).
+pub const EVICTION_DRAIN: Duration = Duration::from_secs(30);
+
+/// How long `close_all` may take in all; streams not closed by then are dropped unclosed.
+pub const CLOSE_ALL_BOUND: Duration = Duration::from_secs(5);
+
+/// How the pool opens a stream for an account: the [`Connector`] in the gateway, a scripted
+/// fake in tests. A type parameter rather than a trait object, so the gateway's path stays a
+/// direct call.
+pub trait Login: Send + Sync + 'static {
+    /// Connects, authenticates as `account` with `password` and binds `resource`.
+    fn login(
+        &self,
+        account: &BareJid,
+        password: &str,
+        resource: &str,
+    ) -> impl Future<Output = Result<LoggedIn, UpstreamError>> + Send;
+}
+
+impl Login for Connector {
+    fn login(
+        &self,
+        account: &BareJid,
+        password: &str,
+        resource: &str,
+    ) -> impl Future<Output = Result<LoggedIn, UpstreamError>> + Send {
+        Connector::login(self, account, password, resource)
+    }
+}
+
 /// The warm sessions of every account that used the gateway.
-pub struct SessionPool {
-    connector: Connector,
+pub struct SessionPool<L = Connector> {
+    connector: L,
     cfg: PoolConfig,
     key: hmac::Key,
     accounts: Mutex<HashMap<BareJid, Arc<AccountSlot>>>,
@@ -73,8 +110,8 @@ struct Warm {
     proved_at: Instant,
 }
 
-impl SessionPool {
-    pub fn new(connector: Connector, cfg: PoolConfig) -> Self {
+impl<L: Login> SessionPool<L> {
+    pub fn new(connector: L, cfg: PoolConfig) -> Self {
         let rng = ring::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness");
         Self {
@@ -191,7 +228,9 @@ impl SessionPool {
     }
 
     /// Closes the least recently used accounts' streams while more than `max_sessions` are
-    /// warm (never `keep`'s). Requests in flight on them finish first: they hold the session.
+    /// warm (never `keep`'s). Requests awaiting answers on them get them first, within
+    /// [`EVICTION_DRAIN`]; each close is then bounded by
+    /// [`CLOSE_BOUND`](super::session::CLOSE_BOUND).
     fn evict_beyond_limit(&self, keep: &BareJid) {
         let evicted: Vec<Arc<AccountSlot>> = {
             let Ok(mut accounts) = self.accounts.lock() else {
@@ -218,7 +257,10 @@ impl SessionPool {
                     account = %w.session.jid().to_bare(),
                     "closing the least recently used session"
                 );
-                tokio::spawn(async move { w.session.close().await });
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(EVICTION_DRAIN, w.session.idle()).await;
+                    w.session.close().await
+                });
             }
         }
     }
@@ -228,17 +270,43 @@ impl SessionPool {
         self.logins.load(Ordering::Relaxed)
     }
 
-    /// Closes every warm session with `</stream:stream>`.
+    /// Closes every warm session with `</stream:stream>`, all at once and within
+    /// [`CLOSE_ALL_BOUND`] in all; the streams whose server did not close them in time are
+    /// dropped unclosed, and named in the log.
     pub async fn close_all(&self) {
-        let slots: Vec<_> = match self.accounts.lock() {
-            Ok(mut a) => a.drain().map(|(_, s)| s).collect(),
-            Err(_) => return,
+        let slots: Vec<_> = {
+            let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+            accounts.drain().map(|(_, s)| s).collect()
         };
         let sessions: Vec<_> = slots
             .iter()
-            .filter_map(|s| s.warm.lock().ok()?.take().map(|w| w.session))
+            .filter_map(|s| {
+                let mut warm = s.warm.lock().unwrap_or_else(|e| e.into_inner());
+                warm.take().map(|w| w.session)
+            })
             .collect();
-        futures_util::future::join_all(sessions.iter().map(|s| s.close())).await;
+        let closes = sessions.iter().map(|s| async move {
+            match tokio::time::timeout(CLOSE_ALL_BOUND, s.close()).await {
+                Ok(CloseOutcome::Closed) => None,
+                Ok(CloseOutcome::Abandoned) => Some(s.jid().to_bare()),
+                Err(_) => {
+                    s.abandon();
+                    Some(s.jid().to_bare())
+                }
+            }
+        });
+        let abandoned: Vec<String> = futures_util::future::join_all(closes)
+            .await
+            .into_iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect();
+        if !abandoned.is_empty() {
+            tracing::warn!(
+                accounts = %abandoned.join(","),
+                "upstream streams dropped without a clean close: the server did not close them in time"
+            );
+        }
     }
 
     fn slot(&self, account: &BareJid) -> Arc<AccountSlot> {
