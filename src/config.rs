@@ -192,6 +192,9 @@ pub struct PoolConfig {
     pub session_in_flight: usize,
     pub max_in_flight_per_account: usize,
     pub max_logins: usize,
+    /// How long requests still awaiting answers on an evicted stream may take before it
+    /// closes under them (`--request-timeout`).
+    pub eviction_drain: Duration,
 }
 
 /// The failed-login budgets.
@@ -311,6 +314,7 @@ impl Cli {
                 session_in_flight: self.session_in_flight,
                 max_in_flight_per_account: self.max_in_flight_per_account,
                 max_logins: self.max_logins,
+                eviction_drain: Duration::from_secs(self.request_timeout),
             },
             command_idle: Duration::from_secs(self.command_idle),
             threads: self.threads,

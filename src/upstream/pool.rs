@@ -22,10 +22,6 @@ use crate::config::PoolConfig;
 #[cfg(test)]
 mod tests;
 
-/// How long the requests still awaiting answers on an evicted stream may take before it
-/// closes under them: what a request may take by default (`--request-timeout`).
-pub const EVICTION_DRAIN: Duration = Duration::from_secs(30);
-
 /// How long `close_all` may take in all; streams not closed by then are dropped unclosed.
 pub const CLOSE_ALL_BOUND: Duration = Duration::from_secs(5);
 
@@ -229,7 +225,7 @@ impl<L: Login> SessionPool<L> {
 
     /// Closes the least recently used accounts' streams while more than `max_sessions` are
     /// warm (never `keep`'s). Requests awaiting answers on them get them first, within
-    /// [`EVICTION_DRAIN`]; each close is then bounded by
+    /// the pool's `eviction_drain` (`--request-timeout`); each close is then bounded by
     /// [`CLOSE_BOUND`](super::session::CLOSE_BOUND).
     fn evict_beyond_limit(&self, keep: &BareJid) {
         let evicted: Vec<Arc<AccountSlot>> = {
@@ -250,6 +246,7 @@ impl<L: Login> SessionPool<L> {
             }
             out
         };
+        let drain = self.cfg.eviction_drain;
         for slot in evicted {
             let session = slot.warm.lock().ok().and_then(|mut w| w.take());
             if let Some(w) = session {
@@ -258,7 +255,7 @@ impl<L: Login> SessionPool<L> {
                     "closing the least recently used session"
                 );
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(EVICTION_DRAIN, w.session.idle()).await;
+                    let _ = tokio::time::timeout(drain, w.session.idle()).await;
                     w.session.close().await
                 });
             }

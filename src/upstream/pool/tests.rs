@@ -15,6 +15,7 @@ fn cfg() -> PoolConfig {
         session_in_flight: 8,
         max_in_flight_per_account: 4,
         max_logins: 4,
+        eviction_drain: Duration::from_secs(30),
     }
 }
 
