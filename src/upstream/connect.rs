@@ -92,7 +92,9 @@ impl Connector {
     }
 
     /// Connects, secures and authenticates as `account`, without binding a resource (what a
-    /// client resuming a XEP-0198 session needs), within the connect timeout.
+    /// client resuming a XEP-0198 session needs), within the connect timeout. Test clients
+    /// only: the gateway always binds.
+    #[cfg(feature = "test-client")]
     pub async fn authenticate(
         &self,
         account: &BareJid,

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::jid::{FullJid, Jid};
+#[cfg(feature = "test-client")]
 use tokio_xmpp::parsers::presence::Presence;
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 
@@ -70,6 +71,9 @@ struct OutIq {
 enum Outgoing {
     /// IQs written back to back, in this order, in one flush.
     Iqs(Vec<OutIq>),
+    /// Only test clients send presence (the `test-client` feature): the gateway's own
+    /// streams never do, and its binary cannot.
+    #[cfg(feature = "test-client")]
     Presence(Presence),
     Close(oneshot::Sender<()>),
 }
@@ -218,6 +222,7 @@ impl AdminSession {
     }
 
     /// Sends a presence (the gateway's own sessions never do; test clients do).
+    #[cfg(feature = "test-client")]
     pub async fn send_presence(&self, presence: Presence) -> Result<(), UpstreamError> {
         self.tx
             .send(Outgoing::Presence(presence))

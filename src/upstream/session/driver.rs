@@ -132,6 +132,7 @@ impl Driver {
                         self.feed_iq(out).await?;
                     }
                 }
+                #[cfg(feature = "test-client")]
                 Outgoing::Presence(p) => self.feed(Stanza::Presence(p)).await?,
                 Outgoing::Close(done) => {
                     // Seen while draining the queue: finish this batch, then close.
