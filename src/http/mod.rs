@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod negotiate;
+pub mod query;
 pub mod throttle;
 
 use std::net::SocketAddr;
