@@ -1,11 +1,13 @@
 //! Fuzzing the decoders on stable Rust: XML and JSON request bodies, the negotiation headers,
 //! the Basic header, the query string and the server's XEP-0050 replies.
 //!
-//! `cargo test --test fuzz` runs a short pass (`XRG_FUZZ_ITERATIONS`, default 100,000 inputs per
+//! `cargo test --test fuzz` runs a short pass (`XRG_FUZZ_ITERATIONS`, default 50,000 inputs per
 //! target); `scripts/fuzz` runs a million per target in a release build. `XRG_FUZZ_SEED` picks
 //! the PRNG seed; a panicking input is written to `target/fuzz-crashes/<target>-<hash>` and
 //! replayed with `XRG_FUZZ_REPLAY=<that path>`. See docs/fuzzing.md.
 
+#[path = "fuzz/bodies.rs"]
+mod bodies;
 #[path = "fuzz/engine.rs"]
 mod engine;
 #[path = "fuzz/replies.rs"]
@@ -17,11 +19,13 @@ use engine::{Outcome, Target};
 use xmpp_rest_gateway::rest::Format;
 
 /// Inputs per target in a plain `cargo test`: a few seconds in a debug build.
-const DEFAULT_ITERATIONS: u64 = 100_000;
+const DEFAULT_ITERATIONS: u64 = 50_000;
 
-/// Replays `XRG_FUZZ_REPLAY` if it is this target's, else fuzzes it and fails on any panic.
+/// Fuzzes `target` and fails on any panic; with `XRG_FUZZ_REPLAY` set, only replays that input
+/// if it is this target's.
 fn check(target: Target) {
-    if engine::replay(&target) {
+    if std::env::var_os("XRG_FUZZ_REPLAY").is_some() {
+        engine::replay(&target);
         return;
     }
     let report = engine::fuzz(&target, engine::iterations(DEFAULT_ITERATIONS));
@@ -47,9 +51,9 @@ fn xml_body() {
     check(Target {
         name: "xml-body",
         seeds: targets::seeds("xml-body", &["tests/fixtures/seed/request.xml"]),
-        tokens: targets::XML_TOKENS,
+        tokens: bodies::XML_TOKENS,
         max_len: 4096,
-        run: |input| targets::body(Format::Xml, input),
+        run: |input| bodies::body(Format::Xml, input),
     });
 }
 
@@ -58,9 +62,9 @@ fn json_body() {
     check(Target {
         name: "json-body",
         seeds: targets::seeds("json-body", &["tests/fixtures/seed/request.json"]),
-        tokens: targets::JSON_TOKENS,
+        tokens: bodies::JSON_TOKENS,
         max_len: 4096,
-        run: |input| targets::body(Format::Json, input),
+        run: |input| bodies::body(Format::Json, input),
     });
 }
 
@@ -144,4 +148,5 @@ fn a_panicking_target_is_caught_and_its_input_saved() {
     for (path, _) in &report.crashes {
         std::fs::remove_file(path).expect("remove the planted crash");
     }
+    let _ = std::fs::remove_file(engine::crash_dir().with_file_name("fuzz-slowest/self-test"));
 }

@@ -48,6 +48,8 @@ pub struct Report {
     pub panics: u64,
     pub corpus: usize,
     pub elapsed: Duration,
+    /// The input that took longest (wall clock, so a busy machine inflates it): saved to
+    /// `target/fuzz-slowest/<target>` to be timed alone with `XRG_FUZZ_REPLAY`.
     pub slowest: Duration,
     pub slowest_len: usize,
     /// Where the panicking inputs were written, with their panic messages.
@@ -181,6 +183,7 @@ pub fn fuzz(target: &Target, iterations: u64) -> Report {
         slowest_len: 0,
         crashes: Vec::new(),
     };
+    let mut slowest_input = Vec::new();
     let started = Instant::now();
     CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
     for i in 0..iterations {
@@ -194,6 +197,7 @@ pub fn fuzz(target: &Target, iterations: u64) -> Report {
         if took > report.slowest {
             report.slowest = took;
             report.slowest_len = input.len();
+            slowest_input.clone_from(&input);
         }
         report.inputs += 1;
         match result {
@@ -225,6 +229,9 @@ pub fn fuzz(target: &Target, iterations: u64) -> Report {
     }
     CAPTURE.with(|c| *c.borrow_mut() = None);
     report.elapsed = started.elapsed();
+    let slowest_dir = crash_dir().with_file_name("fuzz-slowest");
+    let _ = std::fs::create_dir_all(&slowest_dir);
+    let _ = std::fs::write(slowest_dir.join(target.name), &slowest_input);
     report.corpus = corpus.len();
     report
 }
@@ -342,21 +349,35 @@ fn mutate_once(rng: &mut SmallRng, data: &mut Vec<u8>, corpus: &[Vec<u8>], targe
 }
 
 /// Replays one saved input without `catch_unwind`, so a panic shows its backtrace:
-/// `XRG_FUZZ_REPLAY=target/fuzz-crashes/<target>-<hash>`. Returns whether the file was this
-/// target's.
-pub fn replay(target: &Target) -> bool {
+/// `XRG_FUZZ_REPLAY=target/fuzz-crashes/<target>-<hash>` (or `target/fuzz-slowest/<target>`).
+/// Does nothing when the file is another target's.
+pub fn replay(target: &Target) {
     let Ok(path) = std::env::var("XRG_FUZZ_REPLAY") else {
-        return false;
+        return;
     };
     let path = PathBuf::from(path);
     let file = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    if file.rsplit_once('-').map(|(name, _)| name) != Some(target.name) {
-        return false;
+    let hashed = file
+        .strip_prefix(target.name)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    if file != target.name && !hashed {
+        return;
     }
     let input = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (target.run)(&input);
-    true
+    // It did not panic: time it alone, which a busy fuzzing run cannot.
+    let started = Instant::now();
+    for _ in 0..100 {
+        (target.run)(&input);
+    }
+    println!(
+        "replayed {} ({} bytes): {} us per run",
+        path.display(),
+        input.len(),
+        started.elapsed().as_micros() / 100
+    );
 }

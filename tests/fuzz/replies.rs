@@ -61,10 +61,13 @@ pub fn reply(input: &[u8]) -> Outcome {
     let Ok(el) = Element::from_reader_with_prefixes(input, String::from("jabber:client")) else {
         return Outcome::Refused(0);
     };
-    let mut shape = vec![el.name().len() as u8];
+    let mut shape = vec![el.name().len().min(16) as u8];
     // The gateway parses the `<command/>` payload; a bare one is tried as well as the children.
-    for candidate in std::iter::once(&el).chain(el.children()) {
-        shape.push(command(candidate));
+    for (i, candidate) in std::iter::once(&el).chain(el.children()).enumerate() {
+        let parsed = command(candidate);
+        if i < 4 {
+            shape.push(parsed);
+        }
     }
     match Iq::try_from(el) {
         Ok(Iq::Result {
@@ -78,12 +81,22 @@ pub fn reply(input: &[u8]) -> Outcome {
             Outcome::Accepted(fnv(&shape))
         }
         Ok(Iq::Result { payload: None, .. }) => Outcome::Accepted(fnv(&shape) ^ 1),
-        Ok(Iq::Error { error, .. }) => Outcome::Accepted(message_signature(
-            fnv(&shape),
-            &CommandError::from(error).to_string(),
-        )),
+        Ok(Iq::Error { error, .. }) => {
+            // The condition, not the server's text: a signature per kind of error.
+            let condition = match CommandError::from(error) {
+                CommandError::Xmpp {
+                    type_, condition, ..
+                } => format!("{type_} {condition}"),
+                other => other.to_string(),
+            };
+            Outcome::Accepted(message_signature(fnv(&shape), &condition))
+        }
         Ok(_) => Outcome::Accepted(fnv(&shape) ^ 2),
-        Err(e) => Outcome::Refused(message_signature(fnv(&shape) ^ 3, &e.to_string())),
+        // The error alone: with the shape too, refused inputs would crowd out the corpus.
+        Err(e) => {
+            let message: String = e.to_string().chars().take(32).collect();
+            Outcome::Refused(message_signature(3, &message))
+        }
     }
 }
 
