@@ -88,6 +88,21 @@ pub struct Cli {
     #[arg(long, env = "XRG_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
 
+    /// Requests of one account handled at once, counted once its password is proved; beyond
+    /// it: 503, so one account (or one leaked password) cannot take every place.
+    #[arg(long, env = "XRG_MAX_IN_FLIGHT_PER_ACCOUNT", default_value_t = 256)]
+    pub max_in_flight_per_account: usize,
+
+    /// Fresh logins to the XMPP server under way at once, all accounts together; further
+    /// logins wait their turn (within the request timeout).
+    #[arg(long, env = "XRG_MAX_LOGINS", default_value_t = 32)]
+    pub max_logins: usize,
+
+    /// JIDs one request may name in a JID-list field (end-user-session's `accountjids`,
+    /// delete-user's, ...); beyond it: 400 naming the field, before anything is sent.
+    #[arg(long, env = "XRG_MAX_JIDS", default_value_t = 100)]
+    pub max_jids: usize,
+
     /// Seconds after which a password is proved again by a fresh login, even on a busy session.
     #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
     pub reauth_interval: u64,
@@ -150,6 +165,7 @@ pub struct Config {
     pub body_timeout: Duration,
     pub max_body: usize,
     pub max_in_flight: usize,
+    pub max_jids: usize,
     pub pool: PoolConfig,
     pub command_idle: Duration,
     pub threads: usize,
@@ -174,6 +190,11 @@ pub struct PoolConfig {
     pub reauth_interval: Duration,
     pub max_sessions: usize,
     pub session_in_flight: usize,
+    pub max_in_flight_per_account: usize,
+    pub max_logins: usize,
+    /// How long requests still awaiting answers on an evicted stream may take before it
+    /// closes under them (`--request-timeout`).
+    pub eviction_drain: Duration,
 }
 
 /// The failed-login budgets.
@@ -229,20 +250,22 @@ impl Cli {
                 return bad(format!("{name} must be at least 1 second"));
             }
         }
-        if [
-            self.max_in_flight,
-            self.max_body,
-            self.session_in_flight,
-            self.max_sessions,
-        ]
-        .contains(&0)
-            || self.throttle_pair == 0
-        {
-            return bad(
-                "--max-in-flight, --max-body, --session-in-flight, --max-sessions and \
-                 --throttle-pair must be positive"
-                    .into(),
-            );
+        for (name, v) in [
+            ("--max-in-flight", self.max_in_flight),
+            (
+                "--max-in-flight-per-account",
+                self.max_in_flight_per_account,
+            ),
+            ("--max-logins", self.max_logins),
+            ("--max-jids", self.max_jids),
+            ("--max-body", self.max_body),
+            ("--session-in-flight", self.session_in_flight),
+            ("--max-sessions", self.max_sessions),
+            ("--throttle-pair", self.throttle_pair as usize),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be positive"));
+            }
         }
         if self.connect_timeout > self.request_timeout {
             return bad("--connect-timeout must not exceed --request-timeout".into());
@@ -284,10 +307,14 @@ impl Cli {
             body_timeout: Duration::from_secs(self.body_timeout),
             max_body: self.max_body,
             max_in_flight: self.max_in_flight,
+            max_jids: self.max_jids,
             pool: PoolConfig {
                 reauth_interval: Duration::from_secs(self.reauth_interval),
                 max_sessions: self.max_sessions,
                 session_in_flight: self.session_in_flight,
+                max_in_flight_per_account: self.max_in_flight_per_account,
+                max_logins: self.max_logins,
+                eviction_drain: Duration::from_secs(self.request_timeout),
             },
             command_idle: Duration::from_secs(self.command_idle),
             threads: self.threads,

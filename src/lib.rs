@@ -13,10 +13,13 @@
 //! - [`upstream`]: connect, TLS, SASL, the session with IQs in flight, the pool.
 //! - [`http`]: the HTTP surface and the mapping of every error to a status.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`logging`]: the log, with the crates that see secrets withheld at every level.
 
 pub mod adhoc;
 pub mod config;
+pub mod expiring;
 pub mod http;
+pub mod logging;
 pub mod rest;
 pub mod shutdown;
 pub mod upstream;

@@ -7,7 +7,7 @@ use clap::Parser;
 use tokio_rustls::rustls;
 use xmpp_rest_gateway::config::{Cli, Config};
 use xmpp_rest_gateway::http::{self, Gateway};
-use xmpp_rest_gateway::upstream::{Connector, SessionPool};
+use xmpp_rest_gateway::upstream::{Access, Connector, SessionPool};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,17 +18,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    xmpp_rest_gateway::logging::init();
+    // `--threads 1` runs everything on this thread; otherwise a worker per thread asked for
+    // (0: one per core).
+    let mut builder = match cfg.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if cfg.threads > 1 {
+        builder.worker_threads(cfg.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -66,9 +66,11 @@ async fn run(cfg: Config) -> ExitCode {
         upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
         "xmpp-rest-gateway listening"
     );
-    let pool = SessionPool::new(connector, cfg.pool);
-    let gw = Arc::new(Gateway::new(cfg, pool));
+    let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
+    let gw = Arc::new(Gateway::new(cfg, access));
+    let sweeper = tokio::spawn(gw.clone().sweep_every(std::time::Duration::from_secs(1)));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
+    sweeper.abort();
     ExitCode::SUCCESS
 }
 

@@ -14,23 +14,25 @@
 //! gateway remembers what it ended lately and, only when such a resource is listed again,
 //! looks once more a few times over a short while: gone means it was the closing session; still
 //! there means a new session under the same name, which is then ended and reported.
+//!
+//! Fan-out is bounded: at most `--max-jids` JIDs, grouped in linear time; the first account's
+//! pair of commands goes out alone, so that a caller the server refuses (a non-admin) costs it
+//! two IQs, not one per JID; the rest share the stream's in-flight bound.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 
-use tokio_xmpp::minidom::Element;
-
-use super::xep0050::{CommandReply, CommandRequestIq, Field, Form};
-use super::{command_reply, CommandError, Target, END_USER_SESSION, USER_STATS};
-use crate::adhoc::form::FieldError;
+use super::address::parse_jid;
+use super::registry::Handler;
+use super::stream::{run_one, Answer, CommandStream, StreamFuture};
+use super::xep0133::{end_session_iq, online_resources, user_stats_iq};
+use super::{Call, CommandError, END_USER_SESSION};
+use crate::adhoc::form::{too_many_jids, FieldError};
+use crate::expiring::ExpiringMap;
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
-use crate::upstream::{AdminSession, IqKind};
-
-const FORM_TYPE_ADMIN: &str = "http://jabber.org/protocol/admin";
 
 /// One command to send, and the resources it ends that were online.
 struct Kick {
@@ -48,72 +50,125 @@ const REMEMBER_ENDED: Duration = Duration::from_secs(10);
 const SETTLE_FOR: Duration = Duration::from_millis(500);
 const SETTLE_STEP: Duration = Duration::from_millis(5);
 
+/// Accounts whose ended sessions are remembered at once.
+const REMEMBER_BOUND: usize = 10_000;
+
 /// Sessions this gateway ended lately: account -> (resource, when).
-#[derive(Default)]
 pub struct RecentKicks {
-    ended: Mutex<HashMap<BareJid, Vec<(String, Instant)>>>,
+    ended: ExpiringMap<BareJid, Vec<(String, Instant)>>,
+}
+
+impl Default for RecentKicks {
+    fn default() -> Self {
+        Self {
+            ended: ExpiringMap::new(REMEMBER_ENDED, REMEMBER_BOUND),
+        }
+    }
 }
 
 impl RecentKicks {
     fn has_any(&self, account: &BareJid) -> bool {
-        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        ended
+        self.ended
             .get(account)
             .is_some_and(|v| v.iter().any(|(_, at)| at.elapsed() < REMEMBER_ENDED))
     }
 
     fn recently_ended(&self, account: &BareJid, resource: &str) -> bool {
-        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        ended.get(account).is_some_and(|v| {
+        self.ended.get(account).is_some_and(|v| {
             v.iter()
                 .any(|(r, at)| r == resource && at.elapsed() < REMEMBER_ENDED)
         })
     }
 
     fn record(&self, account: &BareJid, resources: &[String]) {
+        if resources.is_empty() {
+            return;
+        }
         let now = Instant::now();
-        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        ended.retain(|_, v| {
-            v.retain(|(_, at)| at.elapsed() < REMEMBER_ENDED);
-            !v.is_empty()
+        self.ended.upsert(account.clone(), Vec::new, |list| {
+            list.retain(|(r, at)| at.elapsed() < REMEMBER_ENDED && !resources.contains(r));
+            list.extend(resources.iter().map(|r| (r.clone(), now)));
         });
-        let list = ended.entry(account.clone()).or_default();
-        list.retain(|(r, _)| !resources.contains(r));
-        list.extend(resources.iter().map(|r| (r.clone(), now)));
+    }
+}
+
+/// end-user-session's handler: with fields and not kept, the seed's semantics; otherwise
+/// (a form request, `?keep=1`) the generic path.
+#[derive(Default)]
+pub struct EndUserSession {
+    recent: RecentKicks,
+}
+
+impl Handler for EndUserSession {
+    fn takes(&self, call: &Call<'_>, req: &CommandRequest) -> bool {
+        !req.fields.is_empty() && !call.keep
+    }
+
+    fn run<'a>(
+        &'a self,
+        call: &'a Call<'_>,
+        req: &'a CommandRequest,
+    ) -> StreamFuture<'a, Result<CommandResponse, CommandError>> {
+        Box::pin(run(call, req, &self.recent))
+    }
+
+    fn sweep(&self) {
+        self.recent.ended.sweep(|_| false);
     }
 }
 
 /// Runs end-user-session for the JIDs in `accountjids` (or `accountjid`).
-pub async fn run(
-    session: &Arc<AdminSession>,
-    target: &Target,
+async fn run(
+    call: &Call<'_>,
     req: &CommandRequest,
     recent: &RecentKicks,
 ) -> Result<CommandResponse, CommandError> {
-    let jids = requested_jids(req)?;
+    let (session, target) = (call.stream.as_ref(), call.target);
+    let jids = requested_jids(req, call.max_jids)?;
+    // The accounts in the order they were first named, each with its JIDs.
     let mut accounts: Vec<BareJid> = Vec::new();
+    let mut of_account: HashMap<BareJid, Vec<&Jid>> = HashMap::new();
     for j in &jids {
-        if !accounts.contains(&j.to_bare()) {
-            accounts.push(j.to_bare());
-        }
+        of_account
+            .entry(j.to_bare())
+            .or_insert_with(|| {
+                accounts.push(j.to_bare());
+                Vec::new()
+            })
+            .push(j);
     }
-    let ended = try_join_all(accounts.iter().map(|account| {
-        let of_account: Vec<&Jid> = jids.iter().filter(|j| j.to_bare() == *account).collect();
-        end_account(session, &target.to, account, of_account, recent)
-    }))
-    .await?;
+    let Some((first, others)) = accounts.split_first() else {
+        return Err(missing_jids());
+    };
+    let jids_of = |a: &BareJid| of_account.get(a).cloned().unwrap_or_default();
+    // The first account alone: its answer tells whether the server lets the caller do this at
+    // all, and a refusal stops the fan-out here.
+    let mut ended =
+        vec![end_account(session, &target.to, first, jids_of(first), recent, true).await?];
+    ended.extend(
+        try_join_all(
+            others
+                .iter()
+                .map(|a| end_account(session, &target.to, a, jids_of(a), recent, false)),
+        )
+        .await?,
+    );
     // Lines in the order of the JIDs given, then the server's order of resources.
-    let kicks: Vec<&Kick> = jids
-        .iter()
-        .flat_map(|j| ended.iter().flatten().filter(move |k| k.requested == *j))
-        .collect();
+    let mut by_request: HashMap<&Jid, Vec<&Kick>> = HashMap::new();
+    for k in ended.iter().flatten() {
+        by_request.entry(&k.requested).or_default().push(k);
+    }
     // One line per session: `u@d` and `u@d/r` in one request end `r` once.
+    let mut seen = HashSet::new();
     let mut lines: Vec<String> = Vec::new();
-    for k in kicks {
+    for k in jids
+        .iter()
+        .flat_map(|j| by_request.get(j).into_iter().flatten())
+    {
         let bare = k.jid.to_bare();
         for r in &k.ended {
             let line = format!("Operation successful for user {bare}/{r}");
-            if !lines.contains(&line) {
+            if seen.insert(line.clone()) {
                 lines.push(line);
             }
         }
@@ -142,24 +197,29 @@ pub async fn run(
 /// on the stream, and since the server handles a stream's stanzas in order, the listing is
 /// what the commands then end. The account the gateway is logged in as (whose own resource
 /// must be spared) and an account with a session ended lately (which may still be listed
-/// while it closes) take the careful path: list first, then end.
+/// while it closes) take the careful path: list first, then end. For the `first` account of a
+/// request only user-stats and one end-user-session go out before the server has answered.
 async fn end_account(
-    session: &AdminSession,
+    session: &dyn CommandStream,
     to: &Jid,
     account: &BareJid,
     jids: Vec<&Jid>,
     recent: &RecentKicks,
+    first: bool,
 ) -> Result<Vec<Kick>, CommandError> {
     let kicks = if *account != session.jid().to_bare() && !recent.has_any(account) {
+        let (head, tail) = jids.split_at(if first { jids.len().min(1) } else { jids.len() });
         let mut batch = vec![user_stats_iq(to, account)];
-        batch.extend(jids.iter().map(|j| end_session_iq(to, j)));
-        let mut replies = session.iqs(batch).await?.into_iter();
+        batch.extend(head.iter().map(|j| end_session_iq(to, j)));
+        let mut replies = session.run(batch).await?.into_iter();
         let listing = replies
             .next()
             .ok_or_else(|| CommandError::Malformed("no user-stats answer".into()))?;
-        let online = online_resources(command_reply(listing)?);
-        for reply in replies {
-            check_ended(command_reply(reply)?)?;
+        let online = online_resources(listing?);
+        check_all_ended(replies)?;
+        if !tail.is_empty() {
+            let batch = tail.iter().map(|j| end_session_iq(to, j)).collect();
+            check_all_ended(session.run(batch).await?)?;
         }
         jids.iter()
             .flat_map(|j| plan(session, j, &online))
@@ -170,7 +230,9 @@ async fn end_account(
             .iter()
             .flat_map(|j| plan(session, j, &online))
             .collect();
-        try_join_all(kicks.iter().map(|k| end_session(session, to, &k.jid))).await?;
+        // One batch: the stream's in-flight bound paces it.
+        let batch = kicks.iter().map(|k| end_session_iq(to, &k.jid)).collect();
+        check_all_ended(session.run(batch).await?)?;
         kicks
     };
     for k in &kicks {
@@ -179,43 +241,51 @@ async fn end_account(
     Ok(kicks)
 }
 
-/// The JIDs the client named, in order, without repeats; each must be an account JID.
-fn requested_jids(req: &CommandRequest) -> Result<Vec<Jid>, CommandError> {
+/// The JIDs the client named, in order, without repeats; each must be an account JID, and
+/// there may be at most `max_jids` of them.
+fn requested_jids(req: &CommandRequest, max_jids: usize) -> Result<Vec<Jid>, CommandError> {
     let mut jids: Vec<Jid> = Vec::new();
+    let mut seen = HashSet::new();
     for f in req
         .fields
         .iter()
         .filter(|f| f.var == "accountjids" || f.var == "accountjid")
     {
         let values = f.value.as_ref().map(|v| v.as_slice()).unwrap_or_default();
-        for v in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            let jid: Jid = v
-                .parse()
-                .ok()
-                .filter(|j: &Jid| j.node().is_some())
+        let values = values.iter().map(|v| v.trim()).filter(|v| !v.is_empty());
+        for v in values {
+            if jids.len() == max_jids {
+                return Err(too_many_jids(&f.var, max_jids).into());
+            }
+            let jid = parse_jid(v)
+                .filter(|j| j.node().is_some())
                 .ok_or_else(|| FieldError {
                     field: f.var.clone(),
                     text: format!("{v:?} is not an account JID"),
                 })?;
-            if !jids.contains(&jid) {
+            if seen.insert(jid.clone()) {
                 jids.push(jid);
             }
         }
     }
     if jids.is_empty() {
-        return Err(FieldError {
-            field: "accountjids".into(),
-            text: "a value is required".into(),
-        }
-        .into());
+        return Err(missing_jids());
     }
     Ok(jids)
+}
+
+fn missing_jids() -> CommandError {
+    FieldError {
+        field: "accountjids".into(),
+        text: "a value is required".into(),
+    }
+    .into()
 }
 
 /// The commands `jid` needs, and the lines each earns, given the account's online resources.
 /// The gateway's own resource is spared: its own account's other sessions are ended one full
 /// JID at a time.
-fn plan(session: &AdminSession, jid: &Jid, online: &[String]) -> Vec<Kick> {
+fn plan(session: &dyn CommandStream, jid: &Jid, online: &[String]) -> Vec<Kick> {
     let own = session.jid();
     let bare = jid.to_bare();
     let kick = |jid: Jid, ended: Vec<String>| Kick {
@@ -250,7 +320,7 @@ fn plan(session: &AdminSession, jid: &Jid, online: &[String]) -> Vec<Kick> {
 /// The account's online resources, re-read for a short while as long as it still lists a
 /// session this gateway ended lately (see the module's documentation).
 async fn settled_resources(
-    session: &AdminSession,
+    session: &dyn CommandStream,
     to: &Jid,
     account: &BareJid,
     recent: &RecentKicks,
@@ -268,131 +338,24 @@ async fn settled_resources(
 
 /// The account's online resources, from user-stats.
 async fn fetch_online(
-    session: &AdminSession,
+    session: &dyn CommandStream,
     to: &Jid,
     account: &BareJid,
 ) -> Result<Vec<String>, CommandError> {
-    let (to, kind, payload) = user_stats_iq(to, account);
-    Ok(online_resources(command_reply(
-        session.iq(to, kind, payload).await,
-    )?))
+    let (to, cmd) = user_stats_iq(to, account);
+    Ok(online_resources(run_one(session, &to, cmd).await?))
 }
 
-/// The online resources user-stats lists (`onlineresources`). An account the server does not
-/// know has none (Prosody answers an error note, ejabberd empty statistics).
-fn online_resources(reply: CommandReply) -> Vec<String> {
-    reply
-        .form
-        .as_ref()
-        .and_then(|f| f.field("onlineresources"))
-        .map(|f| f.values.iter().filter(|v| !v.is_empty()).cloned().collect())
-        .unwrap_or_default()
-}
-
-fn user_stats_iq(to: &Jid, account: &BareJid) -> (Jid, IqKind, Element) {
-    let form = admin_form(vec![field("accountjid", "jid-single", account.as_str())]);
-    let cmd = CommandRequestIq {
-        node: USER_STATS,
-        action: Some("execute"),
-        sessionid: None,
-        form: Some(&form),
-    };
-    (to.clone(), IqKind::Set, cmd.to_element())
-}
-
-/// Both field names: `accountjids` (XEP-0133, Prosody) and `accountjid` (ejabberd).
-fn end_session_iq(to: &Jid, jid: &Jid) -> (Jid, IqKind, Element) {
-    let form = admin_form(vec![
-        field("accountjids", "jid-multi", jid.as_str()),
-        field("accountjid", "jid-single", jid.as_str()),
-    ]);
-    let cmd = CommandRequestIq {
-        node: END_USER_SESSION,
-        action: Some("execute"),
-        sessionid: None,
-        form: Some(&form),
-    };
-    (to.clone(), IqKind::Set, cmd.to_element())
-}
-
-/// Ends the sessions of `jid` (an account, or one resource of it).
-async fn end_session(session: &AdminSession, to: &Jid, jid: &Jid) -> Result<(), CommandError> {
-    let (to, kind, payload) = end_session_iq(to, jid);
-    check_ended(command_reply(session.iq(to, kind, payload).await)?)
-}
-
-/// An end-user-session answer that reports failure in an error note is a failure.
-fn check_ended(reply: CommandReply) -> Result<(), CommandError> {
-    match reply.notes.iter().find(|n| n.type_ == "error") {
-        Some(n) => Err(CommandError::Failed(n.text.clone())),
-        None => Ok(()),
+/// End-user-session answers: an IQ error, or an error note, is a failure.
+fn check_all_ended(answers: impl IntoIterator<Item = Answer>) -> Result<(), CommandError> {
+    for reply in answers {
+        if let Some(n) = reply?.notes.iter().find(|n| n.type_ == "error") {
+            return Err(CommandError::Failed(n.text.clone()));
+        }
     }
-}
-
-fn admin_form(mut fields: Vec<Field>) -> Form {
-    fields.insert(0, field("FORM_TYPE", "hidden", FORM_TYPE_ADMIN));
-    Form::submit(fields)
-}
-
-fn field(var: &str, type_: &str, value: &str) -> Field {
-    Field {
-        var: Some(var.into()),
-        type_: Some(type_.into()),
-        values: vec![value.into()],
-        ..Field::default()
-    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rest::{FieldValue, RequestField};
-
-    fn req(fields: Vec<(&str, FieldValue)>) -> CommandRequest {
-        CommandRequest {
-            node: Some(END_USER_SESSION.into()),
-            fields: fields
-                .into_iter()
-                .map(|(var, v)| RequestField {
-                    var: var.into(),
-                    value: Some(v),
-                })
-                .collect(),
-            ..CommandRequest::default()
-        }
-    }
-
-    #[test]
-    fn both_field_names_are_read_in_order_without_repeats() {
-        let r = req(vec![
-            (
-                "accountjids",
-                FieldValue::List(vec!["b@x".into(), "a@x/r".into(), "b@x".into()]),
-            ),
-            ("accountjid", FieldValue::Single("c@x".into())),
-            ("reason", FieldValue::Single("maintenance".into())),
-        ]);
-        let jids: Vec<String> = requested_jids(&r)
-            .unwrap()
-            .iter()
-            .map(|j| j.to_string())
-            .collect();
-        assert_eq!(jids, ["b@x", "a@x/r", "c@x"]);
-    }
-
-    #[test]
-    fn a_bad_or_missing_jid_names_the_field() {
-        let r = req(vec![("accountjid", FieldValue::Single("@@bad jid".into()))]);
-        match requested_jids(&r) {
-            Err(CommandError::Field(e)) => assert_eq!(e.field, "accountjid"),
-            other => panic!("{other:?}"),
-        }
-        let r = req(vec![("accountjids", FieldValue::List(vec![]))]);
-        assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
-        let r = req(vec![(
-            "accountjids",
-            FieldValue::Single("domain.com".into()),
-        )]);
-        assert!(matches!(requested_jids(&r), Err(CommandError::Field(_))));
-    }
-}
+#[path = "end_user_session_tests.rs"]
+mod tests;

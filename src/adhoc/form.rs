@@ -2,8 +2,9 @@
 //! naming the field, the same on both servers (Prosody would answer an error note, ejabberd
 //! an `item-not-found`, neither naming the field).
 
-use tokio_xmpp::parsers::jid::Jid;
+use std::collections::HashSet;
 
+use super::address::parse_jid;
 use super::xep0050::{Field, Form};
 use crate::rest::RequestField;
 
@@ -23,13 +24,15 @@ fn err(field: &str, text: impl Into<String>) -> FieldError {
 }
 
 /// The submit form for `form` filled from `client`: every field of the form that has a value
-/// (the client's, else the form's default; `FORM_TYPE` copied), checked.
-pub fn fill(form: &Form, client: &[RequestField]) -> Result<Form, FieldError> {
+/// (the client's, else the form's default; `FORM_TYPE` copied), checked. A JID-list field
+/// takes at most `max_jids` JIDs, so that no request fans out without bound.
+pub fn fill(form: &Form, client: &[RequestField], max_jids: usize) -> Result<Form, FieldError> {
+    let mut seen = HashSet::with_capacity(client.len());
     for c in client {
         if form.field(&c.var).is_none() {
             return Err(err(&c.var, "the command's form has no such field"));
         }
-        if client.iter().filter(|o| o.var == c.var).count() > 1 {
+        if !seen.insert(c.var.as_str()) {
             return Err(err(&c.var, "given more than once"));
         }
     }
@@ -50,6 +53,9 @@ pub fn fill(form: &Form, client: &[RequestField]) -> Result<Form, FieldError> {
             _ => f.values.clone(),
         };
         check(f, var, &values)?;
+        if f.type_.as_deref() == Some("jid-multi") && values.len() > max_jids {
+            return Err(too_many_jids(var, max_jids));
+        }
         if !values.is_empty() {
             out.push(Field {
                 var: Some(var.to_string()),
@@ -60,6 +66,14 @@ pub fn fill(form: &Form, client: &[RequestField]) -> Result<Form, FieldError> {
         }
     }
     Ok(Form::submit(out))
+}
+
+/// The error for a JID list longer than the gateway takes.
+pub fn too_many_jids(var: &str, max_jids: usize) -> FieldError {
+    err(
+        var,
+        format!("at most {max_jids} JIDs per request (the gateway's --max-jids)"),
+    )
 }
 
 /// The checks of one field's values against its definition.
@@ -74,7 +88,7 @@ fn check(f: &Field, var: &str, values: &[String]) -> Result<(), FieldError> {
     let type_ = f.type_.as_deref().unwrap_or("text-single");
     for v in values.iter().filter(|v| !v.is_empty()) {
         match type_ {
-            "jid-single" | "jid-multi" if v.parse::<Jid>().is_err() => {
+            "jid-single" | "jid-multi" if parse_jid(v).is_none() => {
                 return Err(err(var, format!("{v:?} is not a JID")));
             }
             "boolean" if !matches!(v.as_str(), "0" | "1" | "true" | "false") => {
@@ -151,6 +165,7 @@ mod tests {
         let f = fill(
             &form(),
             &[c("accountjids", FieldValue::List(vec!["a@b".into()]))],
+            100,
         )
         .unwrap();
         let vars: Vec<_> = f.fields.iter().map(|f| f.var.clone().unwrap()).collect();
@@ -187,8 +202,17 @@ mod tests {
             ),
         ];
         for (client, at_fault) in cases {
-            assert_eq!(fill(&form(), &client).unwrap_err().field, at_fault);
+            assert_eq!(fill(&form(), &client, 100).unwrap_err().field, at_fault);
         }
+    }
+
+    #[test]
+    fn a_jid_list_beyond_the_bound_names_the_field() {
+        let jids = |n: usize| FieldValue::List((0..n).map(|i| format!("u{i}@b")).collect());
+        assert!(fill(&form(), &[c("accountjids", jids(3))], 3).is_ok());
+        let e = fill(&form(), &[c("accountjids", jids(4))], 3).unwrap_err();
+        assert_eq!(e.field, "accountjids");
+        assert!(e.text.contains("at most 3"), "{}", e.text);
     }
 
     #[test]
@@ -197,7 +221,7 @@ mod tests {
             c("accountjids", one("a@b")),
             c("max_items", FieldValue::List(vec!["50".into()])),
         ];
-        let f = fill(&form(), &client).unwrap();
+        let f = fill(&form(), &client, 100).unwrap();
         assert_eq!(f.field("max_items").unwrap().values, vec!["50"]);
     }
 
@@ -205,7 +229,7 @@ mod tests {
     fn a_required_field_with_a_default_takes_it() {
         let mut fm = form();
         fm.fields[1].values = vec!["d@e".into()];
-        let f = fill(&fm, &[]).unwrap();
+        let f = fill(&fm, &[], 100).unwrap();
         assert_eq!(f.field("accountjids").unwrap().values, vec!["d@e"]);
     }
 }

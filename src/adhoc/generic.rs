@@ -3,94 +3,119 @@
 //! and submitted with its sessionid, and remembered so that the next request for the same
 //! stream, target and node submits in its first IQ (one round trip).
 
-use super::xep0050::{CommandReply, CommandRequestIq, Status};
-use super::{cancel_in_background, form, send, to_response, Call, CommandError, Memory};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_xmpp::parsers::jid::{FullJid, Jid};
+
+use super::reply::to_response;
+use super::stages::Stages;
+use super::stream::run_one;
+use super::xep0050::{Command, CommandReply, Form, Status};
+use super::{cancel_in_background, form, Call, CommandError};
+use crate::expiring::ExpiringMap;
 use crate::rest::{self, CommandRequest, CommandResponse};
 
-/// Runs `node` at the call's target with the client's fields.
-pub async fn run(
-    call: &Call<'_>,
-    node: &str,
-    req: &CommandRequest,
-    memory: &Memory,
-) -> Result<CommandResponse, CommandError> {
-    let (session, target, forms) = (call.session, call.target, &memory.forms);
-    let stream = session.jid();
-    if !req.fields.is_empty() {
-        if let Some(known) = forms.get(stream, &target.to, node) {
-            let submit = form::fill(&known, &req.fields)?;
-            let cmd = CommandRequestIq {
-                node,
-                action: Some("execute"),
-                sessionid: None,
-                form: Some(&submit),
-            };
-            let reply = send(session, &target.to, cmd).await.inspect_err(|e| {
-                if matches!(e, CommandError::Xmpp { .. }) {
-                    forms.forget(stream, &target.to, node);
+/// How long a learnt form is kept unused, and how many are kept. A new stream has a new JID,
+/// so what an old one learnt is never used again and simply expires.
+const FORM_TTL: Duration = Duration::from_secs(3600);
+const FORM_BOUND: usize = 4096;
+
+/// The generic path and the forms it learnt: (stream, target, node) -> form.
+pub struct Generic {
+    forms: ExpiringMap<(FullJid, Jid, String), Arc<Form>>,
+}
+
+impl Default for Generic {
+    fn default() -> Self {
+        Self {
+            forms: ExpiringMap::new(FORM_TTL, FORM_BOUND),
+        }
+    }
+}
+
+impl Generic {
+    /// Runs `node` at the call's target with the client's fields.
+    pub async fn run(
+        &self,
+        call: &Call<'_>,
+        node: &str,
+        req: &CommandRequest,
+        stages: &Stages,
+    ) -> Result<CommandResponse, CommandError> {
+        let (stream, to) = (call.stream.as_ref(), &call.target.to);
+        let key = (stream.jid().clone(), to.clone(), node.to_string());
+        if !req.fields.is_empty() {
+            if let Some(known) = self.forms.get(&key) {
+                let submit = form::fill(&known, &req.fields, call.max_jids)?;
+                let reply = run_one(stream, to, Command::execute(node, Some(submit)))
+                    .await
+                    .inspect_err(|e| {
+                        if matches!(e, CommandError::Xmpp { .. }) {
+                            self.forms.remove(&key);
+                        }
+                    })?;
+                if reply.notes.iter().any(|n| n.type_ == "error") {
+                    // Refused (Prosody's way): the form may have changed; learn it afresh.
+                    self.forms.remove(&key);
                 }
-            })?;
-            if reply.notes.iter().any(|n| n.type_ == "error") {
-                // Refused (Prosody's way): the form may have changed; learn it afresh.
-                forms.forget(stream, &target.to, node);
+                return finish(call, stages, reply);
             }
-            return finish(call, memory, reply);
         }
-    }
-    let first = CommandRequestIq {
-        node,
-        action: Some("execute"),
-        sessionid: None,
-        form: None,
-    };
-    let reply = send(session, &target.to, first).await?;
-    let (Status::Executing, Some(stage)) = (reply.status, reply.form.as_ref()) else {
-        // Completed (or canceled, or executing with nothing to fill in) at once: it takes no
-        // input, whatever the client sent.
-        let mut doc = finish(call, memory, reply)?;
-        warn_ignored_fields(&mut doc, req);
-        return Ok(doc);
-    };
-    let sid = reply.sessionid.clone().unwrap_or_default();
-    if req.fields.is_empty() {
-        // A request without fields asks for the form itself.
-        return finish(call, memory, reply);
-    }
-    let submit = match form::fill(stage, &req.fields) {
-        Ok(s) => s,
-        Err(e) => {
-            cancel_in_background(session, &target.to, node, &sid);
-            return Err(e.into());
+        let reply = run_one(stream, to, Command::execute(node, None)).await?;
+        let (Status::Executing, Some(stage)) = (reply.status, reply.form.as_ref()) else {
+            // Completed (or canceled, or executing with nothing to fill in) at once: it takes
+            // no input, whatever the client sent.
+            let mut doc = finish(call, stages, reply)?;
+            warn_ignored_fields(&mut doc, req);
+            return Ok(doc);
+        };
+        let sid = reply.sessionid.clone().unwrap_or_default();
+        if req.fields.is_empty() {
+            // A request without fields asks for the form itself.
+            return finish(call, stages, reply);
         }
-    };
-    let second = CommandRequestIq {
-        node,
-        action: Some(reply.submit_action()),
-        sessionid: reply.sessionid.as_deref(),
-        form: Some(&submit),
-    };
-    let done = send(session, &target.to, second).await?;
-    if done.status == Status::Completed && !done.notes.iter().any(|n| n.type_ == "error") {
-        forms.put(stream, &target.to, node, stage.clone());
+        let submit = match form::fill(stage, &req.fields, call.max_jids) {
+            Ok(s) => s,
+            Err(e) => {
+                cancel_in_background(call.stream, to, node, &sid);
+                return Err(e.into());
+            }
+        };
+        let second = Command {
+            node: node.to_string(),
+            action: Some(reply.submit_action().to_string()),
+            sessionid: reply.sessionid.clone(),
+            form: Some(submit),
+        };
+        let done = run_one(stream, to, second).await?;
+        if done.status == Status::Completed && !done.notes.iter().any(|n| n.type_ == "error") {
+            self.forms.insert(key, Arc::new(stage.clone()));
+        }
+        finish(call, stages, done)
     }
-    finish(call, memory, done)
+
+    /// Forgets forms unused for long.
+    pub fn sweep(&self) {
+        self.forms.sweep(|_| false);
+    }
 }
 
 /// Maps the last answer. A command still executing is kept open for a client that asked
 /// (`?keep=1`); for any other it is cancelled upstream, so nothing is left open.
 fn finish(
     call: &Call<'_>,
-    memory: &Memory,
+    stages: &Stages,
     reply: CommandReply,
 ) -> Result<CommandResponse, CommandError> {
     if reply.status != Status::Executing {
         return to_response(call.target, &reply);
     }
     if call.keep {
-        return memory.stages.keep(call, &reply);
+        return stages.keep(call, &reply);
     }
     if let Some(sid) = &reply.sessionid {
-        cancel_in_background(call.session, &call.target.to, &reply.node, sid);
+        cancel_in_background(call.stream, &call.target.to, &reply.node, sid);
     }
     to_response(call.target, &reply)
 }
@@ -120,3 +145,7 @@ fn warn_ignored_fields(doc: &mut CommandResponse, req: &CommandRequest) {
         },
     });
 }
+
+#[cfg(test)]
+#[path = "generic_tests.rs"]
+mod tests;

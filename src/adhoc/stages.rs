@@ -4,30 +4,38 @@
 //!
 //! The id is random and stands for one account, one upstream stream and one upstream session
 //! (the servers accept invented ids and ejabberd's are timestamps, so theirs is never shown).
-//! It expires after an idle while and dies with its stream; an unknown, expired or foreign id
-//! is answered exactly alike (404), so nobody learns that an id exists.
+//! A stage refers to its stream weakly: it never keeps a replaced stream open, and it dies with
+//! its stream. It expires after an idle while (cancelled upstream by the sweeper); an unknown,
+//! expired or foreign id is answered exactly alike (404), so nobody learns that an id exists.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use tokio_xmpp::parsers::jid::{BareJid, Jid};
+use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 
-use super::xep0050::{CommandReply, CommandRequestIq, Form, Status};
-use super::{cancel_in_background, form, send, to_response, Call, CommandError};
+use super::reply::to_response;
+use super::stream::{run_one, CommandStream};
+use super::xep0050::{Command, CommandReply, Form, Status};
+use super::{cancel_in_background, form, Call, CommandError};
+use crate::expiring::ExpiringMap;
 use crate::rest::{CommandRequest, CommandResponse};
-use crate::upstream::AdminSession;
 
-/// The open command sessions of all clients.
+/// Open sessions a single account may hold, so that a client cannot grow the map without end.
+const PER_ACCOUNT: usize = 64;
+/// Open sessions of all accounts together.
+const BOUND: usize = 16_384;
+
+/// The open command sessions of all clients, by the gateway's id.
 pub struct Stages {
-    idle: Duration,
-    open: Mutex<HashMap<String, Stage>>,
+    open: ExpiringMap<String, Stage>,
 }
 
 /// One open upstream command session.
 struct Stage {
     account: BareJid,
-    session: Arc<AdminSession>,
+    /// The stream it lives on: only that stream may go on with it.
+    stream_jid: FullJid,
+    stream: Weak<dyn CommandStream>,
     /// Where the command runs.
     to: Jid,
     /// The URL's `{jid}` as written, and the node: a continuation must name the same.
@@ -38,17 +46,18 @@ struct Stage {
     form: Option<Form>,
     /// The action that submits the current stage when the client names none.
     default_action: String,
-    last_used: Instant,
 }
 
-/// Open sessions a single account may hold, so that a client cannot grow the map without end.
-const PER_ACCOUNT: usize = 64;
+impl Stage {
+    fn stream(&self) -> Option<Arc<dyn CommandStream>> {
+        self.stream.upgrade().filter(|s| s.is_alive())
+    }
+}
 
 impl Stages {
     pub fn new(idle: Duration) -> Self {
         Self {
-            idle,
-            open: Mutex::new(HashMap::new()),
+            open: ExpiringMap::new(idle, BOUND),
         }
     }
 
@@ -62,32 +71,26 @@ impl Stages {
         let Some(upstream_sid) = reply.sessionid.clone() else {
             return Ok(doc);
         };
+        let held = self.open.count(|s| s.account == *call.account);
+        if held >= PER_ACCOUNT {
+            cancel_in_background(call.stream, &call.target.to, &reply.node, &upstream_sid);
+            return Err(CommandError::TooManyStages(PER_ACCOUNT));
+        }
         let id = format!("{:032x}", rand::random::<u128>());
         let stage = Stage {
             account: call.account.clone(),
-            session: call.session.clone(),
+            stream_jid: call.stream.jid().clone(),
+            stream: Arc::downgrade(call.stream),
             to: call.target.to.clone(),
             target: call.target.written.clone(),
             node: reply.node.clone(),
             upstream_sid,
             form: reply.form.clone(),
             default_action: reply.submit_action().to_string(),
-            last_used: Instant::now(),
         };
-        let mut open = self.lock();
-        self.sweep(&mut open);
-        let held = open.values().filter(|s| s.account == stage.account).count();
-        if held >= PER_ACCOUNT {
-            drop(open);
-            cancel_in_background(
-                call.session,
-                &call.target.to,
-                &stage.node,
-                &stage.upstream_sid,
-            );
-            return Err(CommandError::TooManyStages(PER_ACCOUNT));
+        if let Some((_, evicted)) = self.open.insert(id.clone(), stage) {
+            cancel(&evicted);
         }
-        open.insert(id.clone(), stage);
         doc.sessionid = Some(id);
         doc.actions = offered_actions(reply);
         Ok(doc)
@@ -109,29 +112,27 @@ impl Stages {
             }
         }
         // Taken out while in use: a second request with the same id meanwhile is a 404.
-        let stage = self.take(id, call, req)?;
+        let stage = self
+            .open
+            .remove_if(&id.to_string(), |s| fits(s, call, req))
+            .ok_or(CommandError::UnknownSession)?;
         let action = action.unwrap_or(&stage.default_action).to_string();
         let submission = match action.as_str() {
             "cancel" | "prev" => None,
             _ => match &stage.form {
-                Some(f) => match form::fill(f, &req.fields) {
+                Some(f) => match form::fill(f, &req.fields, call.max_jids) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         // A typo costs one retry, not the session.
-                        self.put_back(id, stage);
+                        self.open.insert(id.to_string(), stage);
                         return Err(e.into());
                     }
                 },
                 None => None,
             },
         };
-        let cmd = CommandRequestIq {
-            node: &stage.node,
-            action: Some(&action),
-            sessionid: Some(&stage.upstream_sid),
-            form: submission.as_ref(),
-        };
-        let reply = send(&stage.session, &stage.to, cmd).await?;
+        let cmd = Command::step(&stage.node, &action, &stage.upstream_sid, submission);
+        let reply = run_one(call.stream.as_ref(), &stage.to, cmd).await?;
         if reply.status != Status::Executing {
             return to_response(call.target, &reply);
         }
@@ -141,56 +142,42 @@ impl Stages {
         let next = Stage {
             form: reply.form.clone(),
             default_action: reply.submit_action().to_string(),
-            last_used: Instant::now(),
             upstream_sid: reply
                 .sessionid
                 .clone()
                 .unwrap_or(stage.upstream_sid.clone()),
             ..stage
         };
-        self.put_back(id, next);
+        self.open.insert(id.to_string(), next);
         Ok(doc)
     }
 
-    /// Removes and returns the session if it exists, is alive, is this account's and names the
-    /// same target and node; anything else is the same 404.
-    fn take(&self, id: &str, call: &Call<'_>, req: &CommandRequest) -> Result<Stage, CommandError> {
-        let mut open = self.lock();
-        self.sweep(&mut open);
-        let fits = open.get(id).is_some_and(|s| {
-            s.account == *call.account
-                && s.target == call.target.written
-                && req
-                    .node
-                    .as_deref()
-                    .is_none_or(|n| n.is_empty() || n == s.node)
-        });
-        match fits.then(|| open.remove(id)).flatten() {
-            Some(s) => Ok(s),
-            None => Err(CommandError::UnknownSession),
+    /// Forgets sessions that expired (cancelling them upstream) or whose stream is gone.
+    pub fn sweep(&self) {
+        for (_, stage) in self.open.sweep(|s| s.stream().is_none()) {
+            cancel(&stage);
         }
     }
+}
 
-    fn put_back(&self, id: &str, mut stage: Stage) {
-        stage.last_used = Instant::now();
-        self.lock().insert(id.to_string(), stage);
-    }
+/// Whether the session may go on for this call: the same account on the same (live) stream,
+/// the same target and node.
+fn fits(s: &Stage, call: &Call<'_>, req: &CommandRequest) -> bool {
+    s.account == *call.account
+        && s.stream_jid == *call.stream.jid()
+        && s.stream().is_some()
+        && s.target == call.target.written
+        && req
+            .node
+            .as_deref()
+            .is_none_or(|n| n.is_empty() || n == s.node)
+}
 
-    /// Forgets expired sessions and those whose stream died, cancelling the expired ones.
-    fn sweep(&self, open: &mut HashMap<String, Stage>) {
-        open.retain(|_, s| {
-            let alive = s.session.is_alive();
-            let fresh = s.last_used.elapsed() < self.idle;
-            if alive && !fresh {
-                tracing::debug!(node = %s.node, "command session expired");
-                cancel_in_background(&s.session, &s.to, &s.node, &s.upstream_sid);
-            }
-            alive && fresh
-        });
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stage>> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
+/// Cancels an abandoned session upstream, if its stream still lives.
+fn cancel(stage: &Stage) {
+    if let Some(stream) = stage.stream() {
+        tracing::debug!(node = %stage.node, "command session expired");
+        cancel_in_background(&stream, &stage.to, &stage.node, &stage.upstream_sid);
     }
 }
 
@@ -202,3 +189,7 @@ fn offered_actions(reply: &CommandReply) -> Vec<String> {
         reply.actions.clone()
     }
 }
+
+#[cfg(test)]
+#[path = "stages_tests.rs"]
+mod tests;

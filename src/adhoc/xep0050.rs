@@ -10,25 +10,45 @@ pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
 pub const NS_DATA: &str = "jabber:x:data";
 
 /// A `<command/>` request.
-#[derive(Debug, Clone, Default)]
-pub struct CommandRequestIq<'a> {
-    pub node: &'a str,
-    pub action: Option<&'a str>,
-    pub sessionid: Option<&'a str>,
-    pub form: Option<&'a Form>,
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Command {
+    pub node: String,
+    pub action: Option<String>,
+    pub sessionid: Option<String>,
+    pub form: Option<Form>,
 }
 
-impl CommandRequestIq<'_> {
+impl Command {
+    /// `action='execute'` of `node`, with a submitted form or none.
+    pub fn execute(node: &str, form: Option<Form>) -> Self {
+        Self {
+            node: node.to_string(),
+            action: Some("execute".into()),
+            sessionid: None,
+            form,
+        }
+    }
+
+    /// The next step of the upstream session `sessionid`.
+    pub fn step(node: &str, action: &str, sessionid: &str, form: Option<Form>) -> Self {
+        Self {
+            node: node.to_string(),
+            action: Some(action.to_string()),
+            sessionid: Some(sessionid.to_string()),
+            form,
+        }
+    }
+
     /// The `<command/>` payload of an `<iq type='set'/>`.
     pub fn to_element(&self) -> Element {
-        let mut b = Element::builder("command", NS_COMMANDS).attr(name("node"), self.node);
-        if let Some(a) = self.action {
-            b = b.attr(name("action"), a);
+        let mut b = Element::builder("command", NS_COMMANDS).attr(name("node"), self.node.as_str());
+        if let Some(a) = &self.action {
+            b = b.attr(name("action"), a.as_str());
         }
-        if let Some(s) = self.sessionid {
-            b = b.attr(name("sessionid"), s);
+        if let Some(s) = &self.sessionid {
+            b = b.attr(name("sessionid"), s.as_str());
         }
-        if let Some(f) = self.form {
+        if let Some(f) = &self.form {
             b = b.append(f.to_element());
         }
         b.build()
@@ -156,10 +176,7 @@ pub struct FieldOption {
 impl Field {
     /// Whether the field takes several values (`*-multi`).
     pub fn is_multi(&self) -> bool {
-        matches!(
-            self.type_.as_deref(),
-            Some("text-multi" | "jid-multi" | "list-multi")
-        )
+        crate::rest::is_multi_type(self.type_.as_deref())
     }
 
     fn parse(el: &Element) -> Self {
@@ -318,13 +335,7 @@ mod tests {
             values: vec!["<a & 'b'>".into()],
             ..Field::default()
         }]);
-        let iq = CommandRequestIq {
-            node: "n",
-            action: Some("complete"),
-            sessionid: Some("s"),
-            form: Some(&form),
-        }
-        .to_element();
+        let iq = Command::step("n", "complete", "s", Some(form)).to_element();
         let back = Form::parse(iq.get_child("x", NS_DATA).unwrap());
         assert_eq!(back.fields[0].values, vec!["<a & 'b'>"]);
         assert_eq!(iq.attr("sessionid"), Some("s"));

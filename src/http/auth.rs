@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{header, HeaderMap};
 use base64::Engine;
-use tokio_xmpp::parsers::jid::{BareJid, Jid};
+use tokio_xmpp::parsers::jid::BareJid;
 
 use super::error::ApiError;
 
@@ -64,11 +64,11 @@ fn account(user: &str, domain: Option<&str>) -> Result<BareJid, ApiError> {
         (false, Some(d)) if !user.is_empty() && !user.contains('/') => format!("{user}@{d}"),
         (false, _) => return Err(ApiError::unauthorized(hint)),
     };
-    match written.parse::<Jid>() {
-        Ok(jid) if jid.is_full() => Err(ApiError::unauthorized(format!(
+    match crate::adhoc::address::parse_jid(&written) {
+        Some(jid) if jid.is_full() => Err(ApiError::unauthorized(format!(
             "{hint} (without a resource)"
         ))),
-        Ok(jid) if jid.node().is_some() => Ok(jid.into_bare()),
+        Some(jid) if jid.node().is_some() => Ok(jid.into_bare()),
         _ => Err(ApiError::unauthorized(hint)),
     }
 }

@@ -1,4 +1,5 @@
-//! Every failure becomes one [`ApiError`], and the contract's status table lives here alone.
+//! Every failure becomes one [`ApiError`], and the contract's status table lives here alone:
+//! no other module names a status.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::adhoc::CommandError;
 use crate::rest::{self, ErrorBody, Format};
-use crate::upstream::UpstreamError;
+use crate::upstream::{AccessError, UpstreamError};
 
 /// An error answer: status, condition word, optional text and field, and the headers some
 /// statuses need.
@@ -18,6 +19,8 @@ pub struct ApiError {
     pub text: Option<String>,
     pub field: Option<String>,
     pub retry_after: Option<Duration>,
+    /// The methods a 405 names in `Allow`.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -28,7 +31,74 @@ impl ApiError {
             text: Some(text.into()).filter(|t: &String| !t.is_empty()),
             field: None,
             retry_after: None,
+            allow: None,
         }
+    }
+
+    /// 404: no such route.
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no such endpoint: use /rest/adhoc/{jid}",
+        )
+    }
+
+    /// 405, naming the methods that are allowed.
+    pub fn method_not_allowed(method: &str, allow: &'static str) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{method} is not allowed here: use {allow}"),
+        );
+        e.allow = Some(allow);
+        e
+    }
+
+    /// 406: the client asked for a format the gateway does not speak.
+    pub fn not_acceptable(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_ACCEPTABLE, "not-acceptable", text)
+    }
+
+    /// 408: the body did not arrive in time.
+    pub fn request_timeout(deadline: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            format!("the request body did not arrive within {deadline:?}"),
+        )
+    }
+
+    /// 413: the body is over the limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    }
+
+    /// 415: a body neither XML nor JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send Content-Type: application/xml, text/xml or application/json",
+        )
+    }
+
+    /// 501: something of HTTP the gateway does not implement (a transfer coding).
+    pub fn not_implemented(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", text)
+    }
+
+    /// 504: no answer from the server in time.
+    pub fn timeout(limit: Duration) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("no answer from the XMPP server within {limit:?}"),
+        )
     }
 
     pub fn bad_request(text: impl Into<String>) -> Self {
@@ -37,6 +107,21 @@ impl ApiError {
 
     pub fn unauthorized(text: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", text)
+    }
+
+    /// 503 at a concurrency limit, with a short `Retry-After`.
+    pub fn overloaded(text: &str) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", text);
+        e.retry_after = Some(Duration::from_secs(1));
+        e
+    }
+
+    /// 401 for an account whose domain the XMPP server does not serve.
+    fn unknown_domain(domain: &str) -> Self {
+        Self::unauthorized(format!(
+            "the XMPP server behind this gateway does not serve the domain {domain}: the user \
+             name must be an account of a domain it serves"
+        ))
     }
 
     pub fn throttled(retry_after: Duration) -> Self {
@@ -69,6 +154,9 @@ impl ApiError {
                 HeaderValue::from_static("Basic realm=\"xmpp-rest-gateway\", charset=\"UTF-8\""),
             );
         }
+        if let Some(allow) = self.allow {
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         if let Some(wait) = self.retry_after {
             // Rounded up, so a client that honours it is never refused again for it.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -76,6 +164,14 @@ impl ApiError {
         }
         resp
     }
+}
+
+/// A 200 answer carrying a document in `format`.
+pub fn document(format: Format, body: Vec<u8>) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(format));
+    resp
 }
 
 /// The `Content-Type` of a body in `format`.
@@ -92,11 +188,26 @@ impl From<UpstreamError> for ApiError {
             UpstreamError::AuthFailed(_) => {
                 Self::unauthorized("the XMPP server refused these credentials")
             }
+            UpstreamError::HostUnknown(domain) => Self::unknown_domain(&domain),
             other => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream-unavailable",
                 other.to_string(),
             ),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Throttled(wait) => Self::throttled(wait),
+            AccessError::Refused => Self::unauthorized("the XMPP server refused these credentials"),
+            AccessError::UnknownDomain(domain) => Self::unknown_domain(&domain),
+            AccessError::AccountBusy => Self::overloaded(
+                "this account has as many requests in flight as it may; retry shortly",
+            ),
+            AccessError::Upstream(u) => u.into(),
         }
     }
 }

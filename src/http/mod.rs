@@ -3,38 +3,36 @@
 //! requests in flight, request timeout), and the accept loop with HTTPS and graceful shutdown.
 
 pub mod auth;
+mod body;
 pub mod error;
 pub mod negotiate;
 pub mod query;
-pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::response::Response;
 use axum::routing::{any, post};
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::adhoc::{self, Memory, Target};
+use crate::adhoc::{self, CommandStream, Commands, Target};
 use crate::config::Config;
 use crate::rest::{self, Format};
-use crate::upstream::{AdminSession, SessionPool};
-use error::{content_type, ApiError};
-use throttle::LoginThrottle;
+use crate::upstream::{Access, Admitted};
+use error::{document, ApiError};
 
 /// Everything a request handler needs, shared by all of them.
 pub struct Gateway {
     cfg: Config,
-    pool: SessionPool,
-    memory: Memory,
-    throttle: LoginThrottle,
+    access: Access,
+    commands: Commands,
     in_flight: Arc<Semaphore>,
 }
 
@@ -43,13 +41,26 @@ pub struct Gateway {
 struct Peer(SocketAddr);
 
 impl Gateway {
-    pub fn new(cfg: Config, pool: SessionPool) -> Self {
+    pub fn new(cfg: Config, access: Access) -> Self {
         Self {
-            throttle: LoginThrottle::new(cfg.throttle),
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
-            memory: Memory::new(cfg.command_idle),
-            pool,
+            commands: Commands::new(cfg.command_idle),
+            access,
             cfg,
+        }
+    }
+}
+
+impl Gateway {
+    /// The one sweeper of every cache (learnt forms, kept command sessions, recently ended
+    /// sessions, failed logins): runs until the task is dropped, which `main` does at shutdown.
+    pub async fn sweep_every(self: Arc<Self>, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.commands.sweep();
+            self.access.sweep();
         }
     }
 }
@@ -128,7 +139,7 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not finish in time");
     }
-    gw.pool.close_all().await;
+    gw.access.close_all().await;
     tracing::info!("all upstream streams closed");
 }
 
@@ -141,7 +152,7 @@ fn response_format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, A
         h(header::ACCEPT),
         h(header::CONTENT_TYPE),
     )
-    .map_err(|e| ApiError::new(StatusCode::NOT_ACCEPTABLE, "not-acceptable", e.0))
+    .map_err(|e| ApiError::not_acceptable(e.0))
 }
 
 /// The value of `name` in a query string, percent-decoded.
@@ -193,13 +204,11 @@ async fn post_command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let format = match response_format(query.as_deref(), &headers) {
-        Ok(f) => f,
-        Err(e) => return e.into_response_in(fallback_format(&headers)),
-    };
-    let started = Instant::now();
-    let result = handle_post(&gw, peer, path, query.as_deref(), &headers, body, format).await;
-    finish("POST", started, format, result)
+    let q = query.as_deref();
+    answer("POST", q, &headers, |format| {
+        handle_post(&gw, peer, path, q, &headers, body, format)
+    })
+    .await
 }
 
 async fn handle_post(
@@ -219,30 +228,26 @@ async fn handle_post(
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let body_format = negotiate::body_format(ct).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "send Content-Type: application/xml, text/xml or application/json",
-        )
-    })?;
+    let body_format = negotiate::body_format(ct).ok_or_else(ApiError::unsupported_media_type)?;
     // Admission in order: the body under its own deadline, then credentials, then a place in
     // flight, so that a client that never finishes its body holds no place.
-    let body = read_body(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
+    let body = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
     let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
     let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
-        let session = authenticate(gw, peer, headers, &creds).await?;
+        let admitted = authenticate(gw, peer, headers, &creds).await?;
+        let stream: Arc<dyn CommandStream> = admitted.session.clone();
         let call = adhoc::Call {
-            session: &session,
+            stream: &stream,
             account: &creds.account,
             target: &target,
             keep,
+            max_jids: gw.cfg.max_jids,
         };
-        Ok::<_, ApiError>(adhoc::run(&call, &request, &gw.memory).await?)
+        Ok::<_, ApiError>(gw.commands.run(&call, &request).await?)
     };
     let doc = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_response(format, &doc)))
@@ -256,13 +261,10 @@ async fn get_commands(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let format = match response_format(query.as_deref(), &headers) {
-        Ok(f) => f,
-        Err(e) => return e.into_response_in(fallback_format(&headers)),
-    };
-    let started = Instant::now();
-    let result = handle_get(&gw, peer, path, &headers, format).await;
-    finish("GET", started, format, result)
+    answer("GET", query.as_deref(), &headers, |format| {
+        handle_get(&gw, peer, path, &headers, format)
+    })
+    .await
 }
 
 async fn handle_get(
@@ -276,8 +278,9 @@ async fn handle_get(
     let _permit = admit(gw)?;
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
-        let session = authenticate(gw, peer, headers, &creds).await?;
-        Ok::<_, ApiError>(adhoc::list_commands(&session, &target).await?)
+        let admitted = authenticate(gw, peer, headers, &creds).await?;
+        let stream: Arc<dyn CommandStream> = admitted.session.clone();
+        Ok::<_, ApiError>(adhoc::registry::list_commands(&stream, &target).await?)
     };
     let items = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_items(format, &items)))
@@ -285,22 +288,31 @@ async fn handle_get(
 
 /// A place among the requests in flight, or 503 at the limit.
 fn admit(gw: &Gateway) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    gw.in_flight.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the gateway is at its limit of requests in flight",
-        )
-    })
+    gw.in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::overloaded("the gateway is at its limit of requests in flight"))
 }
 
-fn finish(
+/// Negotiates the format, runs `handle` in it, answers its error in the same format, and logs
+/// the request.
+async fn answer<F>(
     method: &str,
-    started: Instant,
-    format: Format,
-    r: Result<Response, ApiError>,
-) -> Response {
-    let resp = r.unwrap_or_else(|e| e.into_response_in(format));
+    query: Option<&str>,
+    headers: &HeaderMap,
+    handle: impl FnOnce(Format) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let format = match response_format(query, headers) {
+        Ok(f) => f,
+        Err(e) => return e.into_response_in(fallback_format(headers)),
+    };
+    let started = Instant::now();
+    let resp = handle(format)
+        .await
+        .unwrap_or_else(|e| e.into_response_in(format));
     tracing::info!(
         method,
         status = resp.status().as_u16(),
@@ -310,24 +322,13 @@ fn finish(
     resp
 }
 
-fn document(format: Format, body: Vec<u8>) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, content_type(format));
-    resp
-}
-
 async fn timed<T>(
     limit: Duration,
     work: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("no answer from the XMPP server within {limit:?}"),
-        ))
-    })
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::timeout(limit)))
 }
 
 fn target(
@@ -338,104 +339,31 @@ fn target(
     Ok(Target::resolve(&jid, aliases)?)
 }
 
-async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    deadline: Duration,
-) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            format!("the body exceeds {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request-timeout",
-                format!("the request body did not arrive within {deadline:?}"),
-            )
-        })?;
-    read.map_err(|e| {
-        let length_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if length_limit {
-            too_large()
-        } else {
-            ApiError::bad_request("the request body could not be read")
-        }
-    })
-}
-
-/// A session for these credentials: the warm one when they match it, else a fresh login,
-/// within the failed-login budgets.
+/// The request's stream: the warm session of the account, or a fresh login within the
+/// failed-login budgets of the client's address.
 async fn authenticate(
     gw: &Gateway,
     peer: Peer,
     headers: &HeaderMap,
     creds: &auth::Credentials,
-) -> Result<Arc<AdminSession>, ApiError> {
+) -> Result<Admitted, ApiError> {
     let addr = auth::client_addr(peer.0, headers, &gw.cfg.trusted_proxies);
-    gw.throttle
-        .check_pair(&creds.account, addr)
-        .map_err(ApiError::throttled)?;
-    if let Some(s) = gw.pool.warm(&creds.account, &creds.password) {
-        return Ok(s);
-    }
-    gw.throttle
-        .check_login(&creds.account, addr)
-        .map_err(ApiError::throttled)?;
-    match gw.pool.login(&creds.account, &creds.password).await {
-        Ok(s) => {
-            gw.throttle.succeeded(&creds.account, addr);
-            Ok(s)
-        }
-        Err(e) => {
-            if matches!(e, crate::upstream::UpstreamError::AuthFailed(_)) {
-                tracing::info!(account = %creds.account, %addr, "login refused");
-                gw.throttle.failed(&creds.account, addr);
-            } else {
-                tracing::warn!(account = %creds.account, error = %e, "login failed");
-            }
-            Err(e.into())
-        }
-    }
+    Ok(gw
+        .access
+        .session(&creds.account, &creds.password, addr)
+        .await?)
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let format =
         response_format(uri.query(), &headers).unwrap_or_else(|_| fallback_format(&headers));
-    let mut resp = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        format!("{method} is not allowed here: use GET or POST"),
-    )
-    .into_response_in(format);
-    resp.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
-    resp
+    ApiError::method_not_allowed(method.as_str(), "GET, POST").into_response_in(format)
 }
 
 async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     let format =
         response_format(uri.query(), &headers).unwrap_or_else(|_| fallback_format(&headers));
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "no such endpoint: use /rest/adhoc/{jid}",
-    )
-    .into_response_in(format)
+    ApiError::not_found().into_response_in(format)
 }
 
 #[cfg(test)]

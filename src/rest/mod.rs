@@ -2,6 +2,8 @@
 //! and JSON codecs. Pure: no I/O, no XMPP. `http` picks the [`Format`]; `adhoc` maps these
 //! documents to and from XEP-0050 IQs.
 
+#[cfg(test)]
+mod conformance;
 pub mod json;
 pub mod xml;
 
@@ -149,9 +151,27 @@ pub enum DecodeError {
     Shape(String),
 }
 
-/// The field types whose JSON value is always an array.
+/// Every XEP-0004 field type.
+pub const FIELD_TYPES: [&str; 10] = [
+    "boolean",
+    "fixed",
+    "hidden",
+    "jid-multi",
+    "jid-single",
+    "list-multi",
+    "list-single",
+    "text-multi",
+    "text-private",
+    "text-single",
+];
+
+/// The field types that take several values, whose JSON value is therefore always an array.
+pub const MULTI_TYPES: [&str; 3] = ["jid-multi", "list-multi", "text-multi"];
+
+/// Whether a field of this type takes several values (`*-multi`); a field without a type does
+/// not.
 pub fn is_multi_type(type_: Option<&str>) -> bool {
-    matches!(type_, Some("text-multi" | "jid-multi" | "list-multi"))
+    type_.is_some_and(|t| MULTI_TYPES.contains(&t))
 }
 
 /// Decodes a request body in `format`.

@@ -19,10 +19,11 @@ use tokio_xmpp::error::{AuthError, Error as XmppError};
 use tokio_xmpp::parsers::bind::{BindQuery, BindResponse};
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, FullJid};
+use tokio_xmpp::parsers::stream_error::{DefinedCondition as StreamCondition, StreamError};
 use tokio_xmpp::parsers::{ns, starttls};
 use tokio_xmpp::xmlstream::{
-    initiate_stream, FallibleStreamElement, ReadError, StreamHeader, Timeouts, XmppStream,
-    XmppStreamElement,
+    initiate_stream, FallibleStreamElement, ReadError, RecvFeaturesError, StreamHeader, Timeouts,
+    XmppStream, XmppStreamElement,
 };
 use tokio_xmpp::Stanza;
 
@@ -141,7 +142,7 @@ impl Connector {
         let (features, stream) = pending
             .recv_features::<FallibleStreamElement>()
             .await
-            .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
+            .map_err(|e| features_err(e, domain))?;
         let mechanisms = choose_mechanisms(&features.sasl_mechanisms)?;
         let creds = Credentials::default()
             .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
@@ -156,7 +157,7 @@ impl Connector {
             .map_err(stream_err)?
             .recv_features::<FallibleStreamElement>()
             .await
-            .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
+            .map_err(|e| features_err(e, domain))?;
         Ok(stream)
     }
 
@@ -256,7 +257,7 @@ async fn starttls(tcp: TcpStream, domain: &str) -> Result<TcpStream, UpstreamErr
     let (features, mut stream) = pending
         .recv_features::<FallibleStreamElement>()
         .await
-        .map_err(|e| UpstreamError::Stream(format!("stream features: {e:?}")))?;
+        .map_err(|e| features_err(e, domain))?;
     if !features.can_starttls() {
         return Err(UpstreamError::Tls(
             "the server does not offer STARTTLS (use --upstream-tls direct or none)".into(),
@@ -322,7 +323,7 @@ where
     loop {
         match stream.next().await {
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
-                return Err(UpstreamError::Stream(format!("stream error: {e:?}")))
+                return Err(refused(e.0, ""))
             }
             Some(Ok(FallibleStreamElement::Ok(el))) => return Ok(el),
             Some(Ok(FallibleStreamElement::Err(_))) | Some(Err(ReadError::SoftTimeout)) => continue,
@@ -335,6 +336,32 @@ where
             }
         }
     }
+}
+
+/// What the server said instead of its stream features.
+fn features_err(e: RecvFeaturesError, domain: &str) -> UpstreamError {
+    match e {
+        RecvFeaturesError::StreamError(e) => refused(e.0, domain),
+        RecvFeaturesError::Io(e) => UpstreamError::Stream(format!("stream features: {e}")),
+    }
+}
+
+/// A stream error from the server, by its XML condition name; `host-unknown` for the
+/// account's own domain is the server saying it does not serve that domain.
+pub(crate) fn refused(e: StreamError, domain: &str) -> UpstreamError {
+    if e.condition == StreamCondition::HostUnknown && !domain.is_empty() {
+        return UpstreamError::HostUnknown(domain.to_string());
+    }
+    UpstreamError::StreamError {
+        condition: stream_condition(&e.condition),
+        text: e.texts.into_values().next().filter(|t| !t.is_empty()),
+    }
+}
+
+/// The condition's XML name (`see-other-host` without its host).
+fn stream_condition(c: &StreamCondition) -> String {
+    let name = c.to_string();
+    name.split(':').next().unwrap_or_default().to_string()
 }
 
 fn stream_err(e: std::io::Error) -> UpstreamError {
@@ -356,31 +383,4 @@ fn login_err(e: XmppError) -> UpstreamError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(v: &[&str]) -> BTreeSet<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn scram_is_chosen_over_plain() {
-        let m = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"])).unwrap();
-        assert_eq!(m, set(&["SCRAM-SHA-1"]));
-        let m = choose_mechanisms(&set(&["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"])).unwrap();
-        assert_eq!(m, set(&["SCRAM-SHA-1", "SCRAM-SHA-256"]));
-    }
-
-    #[test]
-    fn plain_only_without_scram() {
-        assert_eq!(
-            choose_mechanisms(&set(&["PLAIN"])).unwrap(),
-            set(&["PLAIN"])
-        );
-    }
-
-    #[test]
-    fn nothing_usable_is_an_error() {
-        assert!(choose_mechanisms(&set(&["X-OAUTH2"])).is_err());
-    }
-}
+mod tests;

@@ -1,11 +1,17 @@
 //! The XMPP side, and the only code that speaks to the XMPP server: opening and securing c2s
 //! streams and logging in (`connect`), one stream with many IQs in flight (`session`), and the
-//! warm sessions of the accounts that use the gateway (`pool`).
+//! warm sessions of the accounts that use the gateway (`pool`), and the entry point that hands a
+//! request its stream within the failed-login budgets (`access`, `throttle`).
 
+pub mod access;
 pub mod connect;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod pool;
 pub mod session;
+pub mod throttle;
 
+pub use access::{Access, AccessError, Admitted};
 pub use connect::Connector;
 pub use pool::SessionPool;
 pub use session::{AdminSession, IqKind, IqReply};
@@ -25,6 +31,15 @@ pub enum UpstreamError {
     /// The stream ended while an answer was awaited.
     #[error("the XMPP stream closed: {0}")]
     Closed(String),
+    /// The server ended the stream with a stream error (its XML condition name and text).
+    #[error("the XMPP server ended the stream: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    StreamError {
+        condition: String,
+        text: Option<String>,
+    },
+    /// The server does not serve the account's domain (stream error `host-unknown`).
+    #[error("the XMPP server does not serve the domain {0}")]
+    HostUnknown(String),
     /// The server refused the credentials (SASL failure).
     #[error("the XMPP server refused the login ({0})")]
     AuthFailed(String),

@@ -5,23 +5,61 @@
 //! only an HMAC under a key drawn at start, compared in constant time.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ring::hmac;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_xmpp::parsers::jid::BareJid;
 
+use super::connect::LoggedIn;
+use super::session::CloseOutcome;
 use super::{AdminSession, Connector, UpstreamError};
 use crate::config::PoolConfig;
 
+#[cfg(test)]
+mod tests;
+
+/// How long `close_all` may take in all; streams not closed by then are dropped unclosed.
+pub const CLOSE_ALL_BOUND: Duration = Duration::from_secs(5);
+
+/// How the pool opens a stream for an account: the [`Connector`] in the gateway, a scripted
+/// fake in tests. A type parameter rather than a trait object, so the gateway's path stays a
+/// direct call.
+pub trait Login: Send + Sync + 'static {
+    /// Connects, authenticates as `account` with `password` and binds `resource`.
+    fn login(
+        &self,
+        account: &BareJid,
+        password: &str,
+        resource: &str,
+    ) -> impl Future<Output = Result<LoggedIn, UpstreamError>> + Send;
+}
+
+impl Login for Connector {
+    fn login(
+        &self,
+        account: &BareJid,
+        password: &str,
+        resource: &str,
+    ) -> impl Future<Output = Result<LoggedIn, UpstreamError>> + Send {
+        Connector::login(self, account, password, resource)
+    }
+}
+
 /// The warm sessions of every account that used the gateway.
-pub struct SessionPool {
-    connector: Connector,
+pub struct SessionPool<L = Connector> {
+    connector: L,
     cfg: PoolConfig,
     key: hmac::Key,
     accounts: Mutex<HashMap<BareJid, Arc<AccountSlot>>>,
     logins: AtomicU64,
+    /// Fresh logins under way at once, whatever the account (each is a connection to the
+    /// server). Taken only once the account's own login turn has come, so that a queue of
+    /// one account's logins never holds every place.
+    login_places: Semaphore,
 }
 
 /// One account's session and the lock that keeps its logins one at a time.
@@ -30,19 +68,23 @@ struct AccountSlot {
     warm: Mutex<Option<Warm>>,
     /// When a request last used the account (for closing the least recently used).
     used: Mutex<Instant>,
+    /// The account's requests in flight, once their password is proved.
+    requests: Arc<Semaphore>,
+    /// When a login last went past the throttle on the strength of the proof.
+    exempted_at: Mutex<Option<Instant>>,
 }
 
-impl Default for AccountSlot {
-    fn default() -> Self {
+impl AccountSlot {
+    fn new(requests: usize) -> Self {
         Self {
             login: tokio::sync::Mutex::new(()),
             warm: Mutex::new(None),
             used: Mutex::new(Instant::now()),
+            requests: Arc::new(Semaphore::new(requests)),
+            exempted_at: Mutex::new(None),
         }
     }
-}
 
-impl AccountSlot {
     fn touch(&self) {
         if let Ok(mut u) = self.used.lock() {
             *u = Instant::now();
@@ -64,8 +106,8 @@ struct Warm {
     proved_at: Instant,
 }
 
-impl SessionPool {
-    pub fn new(connector: Connector, cfg: PoolConfig) -> Self {
+impl<L: Login> SessionPool<L> {
+    pub fn new(connector: L, cfg: PoolConfig) -> Self {
         let rng = ring::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness");
         Self {
@@ -74,7 +116,51 @@ impl SessionPool {
             key,
             accounts: Mutex::new(HashMap::new()),
             logins: AtomicU64::new(0),
+            login_places: Semaphore::new(cfg.max_logins),
         }
+    }
+
+    /// Whether `password` is the one the account last logged in with (whatever the state of
+    /// that stream or the age of the proof).
+    pub fn proof_matches(&self, account: &BareJid, password: &str) -> bool {
+        let Some(slot) = self.existing(account) else {
+            return false;
+        };
+        let warm = slot.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.as_ref().is_some_and(|w| {
+            hmac::verify(&self.key, &secret(account, password), w.proof.as_ref()).is_ok()
+        })
+    }
+
+    /// Spends the account's exemption from the login throttle when `password` matches the
+    /// proof and no exemption was spent within the re-auth interval.
+    pub fn take_exemption(&self, account: &BareJid, password: &str) -> bool {
+        if !self.proof_matches(account, password) {
+            return false;
+        }
+        let Some(slot) = self.existing(account) else {
+            return false;
+        };
+        let mut at = slot.exempted_at.lock().unwrap_or_else(|e| e.into_inner());
+        if at.is_some_and(|t| t.elapsed() < self.cfg.reauth_interval) {
+            return false;
+        }
+        *at = Some(Instant::now());
+        true
+    }
+
+    /// Forgets the account's proof (its password no longer logs in), and the exemption with it.
+    pub fn forget_proof(&self, account: &BareJid) {
+        if let Some(slot) = self.existing(account) {
+            let old = slot.warm.lock().unwrap_or_else(|e| e.into_inner()).take();
+            *slot.exempted_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            drop(old);
+        }
+    }
+
+    /// A place among the account's requests in flight, or `None` at its limit.
+    pub fn request_place(&self, account: &BareJid) -> Option<OwnedSemaphorePermit> {
+        self.slot(account).requests.clone().try_acquire_owned().ok()
     }
 
     /// The account's live session, if `password` is the one it was opened with and that
@@ -113,10 +199,15 @@ impl SessionPool {
         if let Some(s) = self.warm_in(&slot, account, password) {
             return Ok(s);
         }
+        let _place = self
+            .login_places
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::Closed("the gateway is shutting down".into()))?;
         let resource = format!("xrg-{:016x}", rand::random::<u64>());
         self.logins.fetch_add(1, Ordering::Relaxed);
         let logged_in = self.connector.login(account, password, &resource).await?;
-        tracing::info!(jid = %logged_in.jid, "logged in");
+        tracing::info!(account = %account, "logged in");
         let session = Arc::new(AdminSession::start(logged_in, self.cfg.session_in_flight));
         let warm = Warm {
             session: session.clone(),
@@ -133,7 +224,9 @@ impl SessionPool {
     }
 
     /// Closes the least recently used accounts' streams while more than `max_sessions` are
-    /// warm (never `keep`'s). Requests in flight on them finish first: they hold the session.
+    /// warm (never `keep`'s). Requests awaiting answers on them get them first, within
+    /// the pool's `eviction_drain` (`--request-timeout`); each close is then bounded by
+    /// [`CLOSE_BOUND`](super::session::CLOSE_BOUND).
     fn evict_beyond_limit(&self, keep: &BareJid) {
         let evicted: Vec<Arc<AccountSlot>> = {
             let Ok(mut accounts) = self.accounts.lock() else {
@@ -153,11 +246,18 @@ impl SessionPool {
             }
             out
         };
+        let drain = self.cfg.eviction_drain;
         for slot in evicted {
             let session = slot.warm.lock().ok().and_then(|mut w| w.take());
             if let Some(w) = session {
-                tracing::info!(jid = %w.session.jid(), "closing the least recently used session");
-                tokio::spawn(async move { w.session.close().await });
+                tracing::info!(
+                    account = %w.session.jid().to_bare(),
+                    "closing the least recently used session"
+                );
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(drain, w.session.idle()).await;
+                    w.session.close().await
+                });
             }
         }
     }
@@ -167,22 +267,57 @@ impl SessionPool {
         self.logins.load(Ordering::Relaxed)
     }
 
-    /// Closes every warm session with `</stream:stream>`.
+    /// Closes every warm session with `</stream:stream>`, all at once and within
+    /// [`CLOSE_ALL_BOUND`] in all; the streams whose server did not close them in time are
+    /// dropped unclosed, and named in the log.
     pub async fn close_all(&self) {
-        let slots: Vec<_> = match self.accounts.lock() {
-            Ok(mut a) => a.drain().map(|(_, s)| s).collect(),
-            Err(_) => return,
+        let slots: Vec<_> = {
+            let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+            accounts.drain().map(|(_, s)| s).collect()
         };
         let sessions: Vec<_> = slots
             .iter()
-            .filter_map(|s| s.warm.lock().ok()?.take().map(|w| w.session))
+            .filter_map(|s| {
+                let mut warm = s.warm.lock().unwrap_or_else(|e| e.into_inner());
+                warm.take().map(|w| w.session)
+            })
             .collect();
-        futures_util::future::join_all(sessions.iter().map(|s| s.close())).await;
+        let closes = sessions.iter().map(|s| async move {
+            match tokio::time::timeout(CLOSE_ALL_BOUND, s.close()).await {
+                Ok(CloseOutcome::Closed) => None,
+                Ok(CloseOutcome::Abandoned) => Some(s.jid().to_bare()),
+                Err(_) => {
+                    s.abandon();
+                    Some(s.jid().to_bare())
+                }
+            }
+        });
+        let abandoned: Vec<String> = futures_util::future::join_all(closes)
+            .await
+            .into_iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect();
+        if !abandoned.is_empty() {
+            tracing::warn!(
+                accounts = %abandoned.join(","),
+                "upstream streams dropped without a clean close: the server did not close them in time"
+            );
+        }
     }
 
     fn slot(&self, account: &BareJid) -> Arc<AccountSlot> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.entry(account.clone()).or_default().clone()
+        let per_account = self.cfg.max_in_flight_per_account;
+        accounts
+            .entry(account.clone())
+            .or_insert_with(|| Arc::new(AccountSlot::new(per_account)))
+            .clone()
+    }
+
+    fn existing(&self, account: &BareJid) -> Option<Arc<AccountSlot>> {
+        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.get(account).cloned()
     }
 }
 

@@ -1,26 +1,45 @@
 //! One logged-in c2s stream with many IQs in flight. A single task owns the stream: it writes
-//! what callers queue, matches replies to waiters by id, answers the server's own IQs, probes
-//! an idle stream, and when the stream dies fails every waiter at once. Dropping the last
-//! handle closes the stream with `</stream:stream>`.
+//! what callers queue, matches replies to waiters, answers the server's pings, probes an idle
+//! stream, and when the stream dies fails every waiter at once. Dropping the last handle
+//! closes the stream with `</stream:stream>`.
+//!
+//! Other accounts can send stanzas to the gateway's resource, so nothing arriving is trusted
+//! for being there: a reply is accepted only from the JID its request went to, under an id
+//! nobody can guess (random per stream and per IQ); IQ requests are answered only for the
+//! server. Anything else is dropped and counted.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 use tokio_xmpp::minidom::Element;
-use tokio_xmpp::parsers::iq::Iq;
-use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
-use tokio_xmpp::parsers::ping::Ping;
+use tokio_xmpp::parsers::jid::{FullJid, Jid};
 use tokio_xmpp::parsers::presence::Presence;
-use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
-use tokio_xmpp::xmlstream::{FallibleStreamElement, ReadError, XmppStreamElement};
-use tokio_xmpp::Stanza;
+use tokio_xmpp::parsers::stanza_error::StanzaError;
 
-use super::connect::{LoggedIn, Stream};
+use super::connect::LoggedIn;
 use super::UpstreamError;
+use driver::{Driver, Waiter};
+
+mod driver;
+#[cfg(test)]
+mod tests;
+
+/// How long `close` waits for the stream to end (the driver's own polite close takes at most
+/// [`driver::FOOTER_WAIT`]); past it the driver is stopped and the stream dropped unclosed.
+pub const CLOSE_BOUND: Duration = Duration::from_secs(3);
+
+/// How a close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// The driver sent `</stream:stream>` and stopped within [`CLOSE_BOUND`].
+    Closed,
+    /// It did not (the server stopped reading, or the queue was stuck): the driver was
+    /// stopped and the connection dropped without a footer.
+    Abandoned,
+}
 
 /// The answer to an IQ: its payload on success, the stanza error otherwise.
 #[derive(Debug, Clone)]
@@ -44,6 +63,8 @@ struct OutIq {
     kind: IqKind,
     payload: Element,
     reply: Waiter,
+    /// Its place among the stream's IQs in flight, given back when the answer comes.
+    permit: OwnedSemaphorePermit,
 }
 
 enum Outgoing {
@@ -57,19 +78,24 @@ enum Outgoing {
 pub struct AdminSession {
     jid: FullJid,
     tx: mpsc::Sender<Outgoing>,
-    /// IQs awaiting an answer at once on this stream; further ones queue here.
-    in_flight: Semaphore,
-    /// The semaphore's size: a batch larger than it takes all of it rather than waiting forever.
-    max_in_flight: u32,
+    /// IQs awaiting an answer at once on this stream; further ones queue here, one place per
+    /// IQ, each given back when its answer comes.
+    in_flight: Arc<Semaphore>,
+    /// How many places `in_flight` has in all.
+    places: u32,
     alive: Arc<AtomicBool>,
+    /// Stanzas dropped because they did not come from whom the gateway asked.
+    dropped: Arc<AtomicU64>,
     closed: watch::Receiver<bool>,
+    /// Stops the driver when a close does not finish in time.
+    driver: AbortHandle,
 }
 
 impl std::fmt::Debug for AdminSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSession")
-            .field("jid", &self.jid)
-            .finish()
+            .field("account", &self.jid.to_bare())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,35 +103,43 @@ impl AdminSession {
     /// Takes over a logged-in stream and starts the task that drives it; at most
     /// `max_in_flight` IQs await answers at once, later ones wait their turn.
     pub fn start(logged_in: LoggedIn, max_in_flight: usize) -> Self {
+        let places = u32::try_from(max_in_flight.max(2)).unwrap_or(u32::MAX);
         let (tx, rx) = mpsc::channel(1024);
         let alive = Arc::new(AtomicBool::new(true));
+        let dropped = Arc::new(AtomicU64::new(0));
         let (closed_tx, closed) = watch::channel(false);
-        let driver = Driver {
-            stream: logged_in.stream,
-            jid: logged_in.jid.clone(),
+        let driver = Driver::new(
+            logged_in.stream,
+            logged_in.jid.clone(),
             rx,
-            pending: HashMap::new(),
-            next_id: 1,
-            alive: alive.clone(),
-            close_requested: None,
-        };
-        tokio::spawn(async move {
+            alive.clone(),
+            dropped.clone(),
+        );
+        let task = tokio::spawn(async move {
             driver.run().await;
             let _ = closed_tx.send(true);
         });
         Self {
             jid: logged_in.jid,
             tx,
-            in_flight: Semaphore::new(max_in_flight.max(2)),
-            max_in_flight: u32::try_from(max_in_flight.max(2)).unwrap_or(u32::MAX),
+            in_flight: Arc::new(Semaphore::new(places as usize)),
+            places,
             alive,
+            dropped,
             closed,
+            driver: task.abort_handle(),
         }
     }
 
     /// The full JID of this stream.
     pub fn jid(&self) -> &FullJid {
         &self.jid
+    }
+
+    /// Stanzas dropped so far because they came from someone the gateway did not ask (forged
+    /// replies, requests from other accounts).
+    pub fn dropped_stanzas(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// False once the stream is known dead or closing.
@@ -128,19 +162,34 @@ impl AdminSession {
     }
 
     /// Sends IQs back to back in this order (the server handles a stream's stanzas in
-    /// order) and waits for all their answers: several round trips' work in about one.
+    /// order) and waits for all their answers: several round trips' work in about one. Each IQ
+    /// takes a place among the stream's IQs in flight; when none is free, what is ready goes
+    /// out and the rest waits for answers, so no batch ever exceeds the bound.
     pub async fn iqs(
         &self,
         requests: Vec<(Jid, IqKind, Element)>,
     ) -> Result<Vec<Result<IqReply, UpstreamError>>, UpstreamError> {
         let closed = || UpstreamError::Closed("the stream is closed".into());
-        let n = u32::try_from(requests.len())
-            .unwrap_or(u32::MAX)
-            .min(self.max_in_flight);
-        let _permits = self.in_flight.acquire_many(n).await.map_err(|_| closed())?;
         let mut receivers = Vec::with_capacity(requests.len());
-        let mut batch = Vec::with_capacity(requests.len());
+        let mut batch = Vec::new();
         for (to, kind, payload) in requests {
+            let permit = match self.in_flight.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if !batch.is_empty() {
+                        let ready = std::mem::take(&mut batch);
+                        self.tx
+                            .send(Outgoing::Iqs(ready))
+                            .await
+                            .map_err(|_| closed())?;
+                    }
+                    self.in_flight
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| closed())?
+                }
+            };
             let (reply, rx) = oneshot::channel();
             receivers.push(rx);
             batch.push(OutIq {
@@ -148,12 +197,15 @@ impl AdminSession {
                 kind,
                 payload,
                 reply,
+                permit,
             });
         }
-        self.tx
-            .send(Outgoing::Iqs(batch))
-            .await
-            .map_err(|_| closed())?;
+        if !batch.is_empty() {
+            self.tx
+                .send(Outgoing::Iqs(batch))
+                .await
+                .map_err(|_| closed())?;
+        }
         let mut replies = Vec::with_capacity(receivers.len());
         for rx in receivers {
             replies.push(rx.await.unwrap_or_else(|_| {
@@ -173,266 +225,45 @@ impl AdminSession {
             .map_err(|_| UpstreamError::Closed("the stream is closed".into()))
     }
 
+    /// Resolves once no IQ awaits an answer on this stream; IQs sent later wait behind it.
+    pub async fn idle(&self) {
+        let _all = self.in_flight.acquire_many(self.places).await;
+    }
+
     /// Resolves when the stream has ended, for whatever reason.
     pub async fn closed(&self) {
         let mut rx = self.closed.clone();
         let _ = rx.wait_for(|c| *c).await;
     }
 
-    /// Closes the stream with `</stream:stream>` and waits (briefly) for the server's close.
-    pub async fn close(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Outgoing::Close(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-        self.closed().await;
-    }
-}
-
-type Waiter = oneshot::Sender<Result<IqReply, UpstreamError>>;
-
-struct Driver {
-    stream: Stream,
-    jid: FullJid,
-    rx: mpsc::Receiver<Outgoing>,
-    pending: HashMap<String, Waiter>,
-    next_id: u64,
-    alive: Arc<AtomicBool>,
-    close_requested: Option<oneshot::Sender<()>>,
-}
-
-/// Why the driver stopped.
-enum End {
-    /// Every handle is gone or close was asked: close politely.
-    Close(Option<oneshot::Sender<()>>),
-    /// The stream failed.
-    Dead(UpstreamError),
-}
-
-impl Driver {
-    async fn run(mut self) {
-        let end = self.drive().await;
-        self.alive.store(false, Ordering::Release);
-        match end {
-            End::Close(done) => {
-                self.fail_all(|| UpstreamError::Closed("the gateway closed the stream".into()));
-                self.shutdown().await;
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
+    /// Closes the stream with `</stream:stream>` and waits (briefly) for the server's close;
+    /// returns within [`CLOSE_BOUND`] whatever the server does. Requests still awaiting an
+    /// answer fail with `Closed`.
+    pub async fn close(&self) -> CloseOutcome {
+        let polite = async {
+            let (done, wait) = oneshot::channel();
+            if self.tx.send(Outgoing::Close(done)).await.is_ok() {
+                let _ = wait.await;
             }
-            End::Dead(e) => {
-                tracing::info!(jid = %self.jid, error = %e, "upstream stream ended");
-                self.fail_all(|| e.clone());
-            }
-        }
-    }
-
-    async fn drive(&mut self) -> End {
-        loop {
-            tokio::select! {
-                out = self.rx.recv() => match out {
-                    None => return End::Close(None),
-                    Some(Outgoing::Close(done)) => return End::Close(Some(done)),
-                    Some(out) => {
-                        if let Err(e) = self.write(out).await {
-                            return End::Dead(e);
-                        }
-                        if let Some(done) = self.close_requested.take() {
-                            return End::Close(Some(done));
-                        }
-                    }
-                },
-                el = self.stream.next() => {
-                    if let Err(e) = self.read(el).await {
-                        return End::Dead(e);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Queues one element and everything else already waiting, then flushes once.
-    async fn write(&mut self, first: Outgoing) -> Result<(), UpstreamError> {
-        let mut next = Some(first);
-        while let Some(out) = next.take() {
-            match out {
-                Outgoing::Iqs(batch) => {
-                    for out in batch {
-                        self.feed_iq(out).await?;
-                    }
-                }
-                Outgoing::Presence(p) => self.feed(Stanza::Presence(p)).await?,
-                Outgoing::Close(done) => {
-                    // Seen while draining the queue: finish this batch, then close.
-                    self.close_requested = Some(done);
-                    break;
-                }
-            }
-            if let Ok(more) = self.rx.try_recv() {
-                next = Some(more);
-            }
-        }
-        SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
-            .await
-            .map_err(|e| UpstreamError::Stream(e.to_string()))
-    }
-
-    async fn feed_iq(&mut self, out: OutIq) -> Result<(), UpstreamError> {
-        if out.reply.is_closed() {
-            // The client hung up before the IQ left: it is not sent at all.
-            return Ok(());
-        }
-        let id = self.fresh_id();
-        let (from, to, iq_id) = (None, Some(out.to), id.clone());
-        let iq = match out.kind {
-            IqKind::Get => Iq::Get {
-                from,
-                to,
-                id: iq_id,
-                payload: out.payload,
-            },
-            IqKind::Set => Iq::Set {
-                from,
-                to,
-                id: iq_id,
-                payload: out.payload,
-            },
+            self.closed().await;
         };
-        self.pending.insert(id, out.reply);
-        self.feed(Stanza::Iq(iq)).await
-    }
-
-    async fn feed(&mut self, stanza: Stanza) -> Result<(), UpstreamError> {
-        self.stream
-            .feed(&XmppStreamElement::Stanza(stanza))
-            .await
-            .map_err(|e| UpstreamError::Stream(e.to_string()))
-    }
-
-    fn domain(&self) -> Jid {
-        Jid::from(BareJid::from_parts(None, self.jid.domain()))
-    }
-
-    fn fresh_id(&mut self) -> String {
-        self.next_id += 1;
-        format!("xrg{}", self.next_id)
-    }
-
-    async fn read(
-        &mut self,
-        el: Option<Result<FallibleStreamElement, ReadError>>,
-    ) -> Result<(), UpstreamError> {
-        match el {
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(Stanza::Iq(iq))))) => {
-                self.on_iq(iq).await
-            }
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => Err(
-                UpstreamError::Closed(format!("stream error from the server: {e:?}")),
-            ),
-            Some(Ok(FallibleStreamElement::Ok(_))) => Ok(()),
-            Some(Ok(FallibleStreamElement::Err(e))) => {
-                tracing::debug!(error = %e, "unparseable stanza from the upstream ignored");
-                self.fail_unparseable(e);
-                Ok(())
-            }
-            Some(Err(ReadError::SoftTimeout)) => {
-                // Silence: prove the stream is alive with a ping; the hard timeout follows
-                // if nothing comes back. Forget waiters whose clients went away meanwhile.
-                self.pending.retain(|_, w| !w.is_closed());
-                let id = self.fresh_id();
-                let ping = Iq::from_get(id, Ping).with_to(self.domain());
-                self.feed(Stanza::Iq(ping)).await?;
-                SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
-                    .await
-                    .map_err(|e| UpstreamError::Stream(e.to_string()))
-            }
-            Some(Err(ReadError::HardError(e))) => Err(UpstreamError::Closed(e.to_string())),
-            Some(Err(ReadError::ParseError(e))) => {
-                Err(UpstreamError::Closed(format!("unparseable stream: {e}")))
-            }
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
-                Err(UpstreamError::Closed("the server closed the stream".into()))
-            }
-        }
-    }
-
-    async fn on_iq(&mut self, iq: Iq) -> Result<(), UpstreamError> {
-        match iq {
-            Iq::Result { id, payload, .. } => {
-                self.resolve(&id, Ok(IqReply::Result(payload)));
-                Ok(())
-            }
-            Iq::Error { id, error, .. } => {
-                self.resolve(&id, Ok(IqReply::Error(Box::new(error))));
-                Ok(())
-            }
-            Iq::Get {
-                id, from, payload, ..
-            }
-            | Iq::Set {
-                id, from, payload, ..
-            } => {
-                // The server (or someone) asks us something: a ping gets a result, anything
-                // else service-unavailable, as RFC 6120 wants for unknown requests.
-                let answer = if payload.is("ping", tokio_xmpp::parsers::ns::PING) {
-                    Iq::empty_result(from.unwrap_or_else(|| self.domain()), id)
-                } else {
-                    let err = StanzaError::new(
-                        ErrorType::Cancel,
-                        DefinedCondition::ServiceUnavailable,
-                        "en",
-                        "",
-                    );
-                    let to = from.unwrap_or_else(|| self.domain());
-                    Iq::from_error(id, err).with_to(to)
-                };
-                self.feed(Stanza::Iq(answer)).await?;
-                SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
-                    .await
-                    .map_err(|e| UpstreamError::Stream(e.to_string()))
-            }
-        }
-    }
-
-    fn resolve(&mut self, id: &str, reply: Result<IqReply, UpstreamError>) {
-        if let Some(waiter) = self.pending.remove(id) {
-            let _ = waiter.send(reply);
-        }
-    }
-
-    /// A reply the parser could not read still answers its waiter, as an error.
-    fn fail_unparseable(&mut self, e: tokio_xmpp::xmlstream::StreamElementError) {
-        if let tokio_xmpp::xmlstream::StreamElementError::InvalidStanza { header, .. } = &e {
-            if let Some(id) = header.id.clone() {
-                self.resolve(
-                    &id,
-                    Err(UpstreamError::Stream(format!("unreadable answer: {e}"))),
+        match tokio::time::timeout(CLOSE_BOUND, polite).await {
+            Ok(()) => CloseOutcome::Closed,
+            Err(_) => {
+                tracing::info!(
+                    account = %self.jid.to_bare(),
+                    "the upstream stream did not close in time: dropped"
                 );
+                self.abandon();
+                CloseOutcome::Abandoned
             }
         }
     }
 
-    fn fail_all(&mut self, e: impl Fn() -> UpstreamError) {
-        for (_, w) in self.pending.drain() {
-            let _ = w.send(Err(e()));
-        }
-    }
-
-    /// Sends `</stream:stream>` and gives the server a moment to close its side.
-    async fn shutdown(&mut self) {
-        if self.stream.shutdown().await.is_err() {
-            return;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                match self.stream.next().await {
-                    None | Some(Err(ReadError::StreamFooterReceived)) => break,
-                    Some(Err(ReadError::HardError(_))) => break,
-                    _ => continue,
-                }
-            }
-        })
-        .await;
+    /// Stops the driver at once; the connection is dropped without a footer and every waiter
+    /// fails.
+    pub(crate) fn abandon(&self) {
+        self.alive.store(false, Ordering::Release);
+        self.driver.abort();
     }
 }

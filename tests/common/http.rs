@@ -72,6 +72,24 @@ pub async fn try_http(
     }
 }
 
+/// As [`http`], from the local address `from` (another loopback address, e.g. 127.0.0.2,
+/// stands for another client).
+pub async fn http_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let fut = request_from(Some(from), addr, method, path, headers, body);
+    match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => panic!("{method} http://{addr}{path} from {from} failed: {e}"),
+        Err(_) => panic!("{method} http://{addr}{path} from {from}: no response"),
+    }
+}
+
 async fn request(
     addr: SocketAddr,
     method: &str,
@@ -79,7 +97,25 @@ async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
+    request_from(None, addr, method, path, headers, body).await
+}
+
+async fn request_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = from {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let tcp = socket
+        .connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))

@@ -43,6 +43,7 @@ mod http;
 mod pki;
 mod procs;
 mod prosody;
+pub mod proxy;
 pub mod victim;
 pub mod xmpp;
 
@@ -53,7 +54,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use gateway::{binary as gateway_binary, TestGateway};
-pub use http::{basic, http, try_http, HttpResponse};
+pub use http::{basic, http, http_from, try_http, HttpResponse};
+pub use procs::random_hex;
 
 /// The one XMPP domain both servers serve (the seed document's own).
 pub const DOMAIN: &str = "domain.com";

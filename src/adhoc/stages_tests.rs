@@ -1,0 +1,167 @@
+use super::*;
+use crate::adhoc::fake::{self, completed, executing, field, request, Ctx, Fake};
+
+const NODE: &str = "http://jabber.org/protocol/admin#add-user";
+
+/// A server with a two-stage command: a form, then completion (or cancellation).
+fn server(jid: &str) -> Arc<Fake> {
+    Fake::new(jid, |_, cmd| match cmd.action.as_deref() {
+        Some("cancel") => {
+            let mut reply = completed(NODE, vec![])?;
+            reply.status = Status::Canceled;
+            Ok(reply)
+        }
+        _ if cmd.sessionid.is_none() => executing(
+            NODE,
+            "upstream-7",
+            vec![field("accountjid", "jid-single", &[])],
+        ),
+        _ => completed(NODE, vec![]),
+    })
+}
+
+/// Opens a kept session through the public path and returns its gateway id.
+fn open(stages: &Stages, ctx: &Ctx) -> String {
+    let reply = executing(
+        NODE,
+        "upstream-7",
+        vec![field("accountjid", "jid-single", &[])],
+    )
+    .unwrap();
+    let doc = stages.keep(&ctx.call(true), &reply).unwrap();
+    let id = doc.sessionid.unwrap();
+    assert_eq!(
+        id.len(),
+        32,
+        "the gateway's own random id, never upstream-7"
+    );
+    id
+}
+
+fn resume_req(id: &str, action: Option<&str>) -> crate::rest::CommandRequest {
+    let mut req = request(NODE, &[("accountjid", &["new@x.test"])]);
+    req.sessionid = Some(id.into());
+    req.action = action.map(str::to_string);
+    req
+}
+
+#[tokio::test]
+async fn a_kept_session_continues_to_its_result_once() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let id = open(&stages, &ctx);
+    let doc = stages
+        .resume(&ctx.call(true), &resume_req(&id, None))
+        .await
+        .unwrap();
+    assert!(doc.status.is_none() && doc.sessionid.is_none(), "completed");
+    let (_, cmd) = fake.sent().pop().unwrap();
+    assert_eq!(cmd.sessionid.as_deref(), Some("upstream-7"));
+    assert_eq!(cmd.action.as_deref(), Some("complete"));
+    let again = stages.resume(&ctx.call(true), &resume_req(&id, None)).await;
+    assert!(
+        matches!(again, Err(CommandError::UnknownSession)),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_foreign_ids_are_alike() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let id = open(&stages, &ctx);
+    let unknown = stages
+        .resume(&ctx.call(true), &resume_req("0123", None))
+        .await;
+    assert!(matches!(unknown, Err(CommandError::UnknownSession)));
+    let mut other = Ctx::new(&fake);
+    other.account = "mallory@x.test".parse().unwrap();
+    let foreign = stages
+        .resume(&other.call(true), &resume_req(&id, None))
+        .await;
+    assert!(matches!(foreign, Err(CommandError::UnknownSession)));
+    assert!(fake.sent().is_empty(), "nothing reached the server");
+    // The owner still has it.
+    assert!(stages
+        .resume(&ctx.call(true), &resume_req(&id, None))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn cancel_ends_the_session_upstream() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let id = open(&stages, &ctx);
+    let doc = stages
+        .resume(&ctx.call(true), &resume_req(&id, Some("cancel")))
+        .await
+        .unwrap();
+    assert_eq!(doc.status.as_deref(), Some("canceled"));
+    let (_, cmd) = fake.sent().pop().unwrap();
+    assert_eq!(
+        (cmd.action.as_deref(), cmd.form.is_none()),
+        (Some("cancel"), true)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_session_is_cancelled_by_the_sweeper_and_forgotten() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_millis(20));
+    let id = open(&stages, &ctx);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    stages.sweep();
+    fake::settle().await;
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.action.as_deref(), Some("cancel"));
+    let late = stages.resume(&ctx.call(true), &resume_req(&id, None)).await;
+    assert!(matches!(late, Err(CommandError::UnknownSession)));
+}
+
+#[tokio::test]
+async fn a_stage_does_not_keep_its_stream_and_dies_with_it() {
+    let old = server("admin@x.test/xrg-old");
+    let ctx = Ctx::new(&old);
+    let stages = Stages::new(Duration::from_secs(60));
+    let id = open(&stages, &ctx);
+    // The account's stream is replaced: the new one cannot go on with the old session.
+    let new = server("admin@x.test/xrg-new");
+    let next = Ctx::new(&new);
+    let moved = stages
+        .resume(&next.call(true), &resume_req(&id, None))
+        .await;
+    assert!(matches!(moved, Err(CommandError::UnknownSession)));
+    drop(ctx);
+    assert_eq!(
+        Arc::strong_count(&old),
+        1,
+        "only the test holds the old stream"
+    );
+    old.kill();
+    stages.sweep();
+    assert_eq!(stages.open.len(), 0);
+}
+
+#[tokio::test]
+async fn a_typo_costs_one_retry_not_the_session() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let id = open(&stages, &ctx);
+    let mut typo = resume_req(&id, None);
+    typo.fields[0].var = "acountjid".into();
+    match stages.resume(&ctx.call(true), &typo).await {
+        Err(CommandError::Field(e)) => assert_eq!(e.field, "acountjid"),
+        other => panic!("{other:?}"),
+    }
+    assert!(stages
+        .resume(&ctx.call(true), &resume_req(&id, None))
+        .await
+        .is_ok());
+}

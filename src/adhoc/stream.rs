@@ -1,0 +1,114 @@
+//! The seam between `adhoc` and `upstream`: a logged-in stream that runs commands and returns
+//! their answers, in the crate's own command types. The real one is the pool's
+//! [`AdminSession`]; the tests script a fake (`adhoc::fake`) that answers as Prosody or
+//! ejabberd would and records what was sent.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio_xmpp::parsers::disco::{DiscoItemsQuery, DiscoItemsResult};
+use tokio_xmpp::parsers::jid::{FullJid, Jid};
+
+use super::xep0050::{Command, CommandReply, NS_COMMANDS};
+use super::CommandError;
+use crate::upstream::{AdminSession, IqKind, IqReply};
+
+/// A future a stream hands back (boxed, so that handlers can hold any stream).
+pub type StreamFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The answer to one command: the server's reply, or its IQ error as a [`CommandError`].
+pub type Answer = Result<CommandReply, CommandError>;
+
+/// A command the target lists (disco#items on the commands node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub node: String,
+    pub name: Option<String>,
+}
+
+/// A logged-in stream of one account.
+pub trait CommandStream: Send + Sync {
+    /// The full JID the stream is bound to (its resource is the gateway's own session).
+    fn jid(&self) -> &FullJid;
+
+    /// False once the stream is known dead or closing.
+    fn is_alive(&self) -> bool;
+
+    /// Sends the commands back to back in this order (the server handles a stream's stanzas
+    /// in order) and returns each one's answer, in the same order; `Err` when the stream
+    /// itself failed before any answer could be had.
+    fn run(
+        &self,
+        batch: Vec<(Jid, Command)>,
+    ) -> StreamFuture<'_, Result<Vec<Answer>, CommandError>>;
+
+    /// The commands `to` lists for the account.
+    fn list<'a>(&'a self, to: &'a Jid) -> StreamFuture<'a, Result<Vec<Listed>, CommandError>>;
+}
+
+/// Runs one command and returns its answer.
+pub async fn run_one(stream: &dyn CommandStream, to: &Jid, cmd: Command) -> Answer {
+    stream
+        .run(vec![(to.clone(), cmd)])
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(CommandError::Malformed("no answer".into())))
+}
+
+impl CommandStream for AdminSession {
+    fn jid(&self) -> &FullJid {
+        AdminSession::jid(self)
+    }
+
+    fn is_alive(&self) -> bool {
+        AdminSession::is_alive(self)
+    }
+
+    fn run(
+        &self,
+        batch: Vec<(Jid, Command)>,
+    ) -> StreamFuture<'_, Result<Vec<Answer>, CommandError>> {
+        Box::pin(async move {
+            let requests = batch
+                .into_iter()
+                .map(|(to, cmd)| (to, IqKind::Set, cmd.to_element()))
+                .collect();
+            Ok(self
+                .iqs(requests)
+                .await?
+                .into_iter()
+                .map(|reply| match reply? {
+                    IqReply::Result(Some(payload)) => CommandReply::parse(&payload)
+                        .ok_or_else(|| CommandError::Malformed(format!("<{}/>", payload.name()))),
+                    IqReply::Result(None) => Err(CommandError::Malformed("an empty result".into())),
+                    IqReply::Error(e) => Err((*e).into()),
+                })
+                .collect())
+        })
+    }
+
+    fn list<'a>(&'a self, to: &'a Jid) -> StreamFuture<'a, Result<Vec<Listed>, CommandError>> {
+        Box::pin(async move {
+            let query = DiscoItemsQuery {
+                node: Some(NS_COMMANDS.to_string()),
+                rsm: None,
+            };
+            match self.iq(to.clone(), IqKind::Get, query.into()).await? {
+                IqReply::Result(Some(payload)) => {
+                    let items = DiscoItemsResult::try_from(payload)
+                        .map_err(|e| CommandError::Malformed(format!("disco#items: {e}")))?;
+                    Ok(items
+                        .items
+                        .into_iter()
+                        .map(|i| Listed {
+                            node: i.node.unwrap_or_default(),
+                            name: i.name,
+                        })
+                        .collect())
+                }
+                IqReply::Result(None) => Ok(Vec::new()),
+                IqReply::Error(e) => Err((*e).into()),
+            }
+        })
+    }
+}

@@ -1,0 +1,217 @@
+//! The log: `tracing` events to stderr, chosen by `RUST_LOG` (default `info`), with the
+//! libraries that see credentials or stanza bytes withheld at every level.
+//!
+//! The gateway carries secrets it must never write down: the HTTP Basic password, the SASL
+//! exchange made from it, and the `text-private` fields of commands (add-user,
+//! change-user-password), which servers may echo back in error replies (ejabberd returns the
+//! whole submitted form). The XMPP libraries trace every stanza they send and receive
+//! (`tokio_xmpp::xmlstream::capture`), every XML event they parse
+//! (`tokio_xmpp::xmlstream::common`), and print unexpected stanzas with `{:?}` in warnings. No
+//! `RUST_LOG` can turn these on: the withheld crates are refused by a layer in front of every
+//! other, and their `log` records are dropped before they become events. This fails closed: a
+//! new target those crates add later is withheld too. There is no switch for raw stanza
+//! capture; the gateway's own events (`xmpp_rest_gateway`) say what happened upstream.
+
+use std::io::IsTerminal;
+
+use tracing::{Event, Metadata, Subscriber};
+use tracing_log::{AsLog, NormalizeEvent};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Crates whose events never reach the log, whatever their level and whatever `RUST_LOG`
+/// says: they hold credentials or the bytes of stanzas and HTTP requests.
+pub const WITHHELD: &[&str] = &[
+    // The XMPP stream, its XML reader and writer, SASL: stanzas and SASL payloads.
+    "tokio_xmpp",
+    "xso",
+    "rxml",
+    "minidom",
+    "xmpp_parsers",
+    "sasl",
+    // The HTTP wire and the REST body's XML parser: `Authorization` and request bodies.
+    "hyper",
+    "hyper_util",
+    "h2",
+    "httparse",
+    "quick_xml",
+];
+
+/// Installs the global subscriber (stderr, colours only on a terminal) and routes the `log`
+/// records of dependencies into it, less the [`WITHHELD`] crates'. `RUST_LOG` unset or
+/// unparseable means `info`.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let installed =
+        tracing::subscriber::set_global_default(subscriber(filter, std::io::stderr, ansi));
+    if installed.is_err() {
+        // Only a second call gets here; the first subscriber, withholding too, stays.
+        return;
+    }
+    let bridge = tracing_log::LogTracer::builder()
+        .ignore_all(WITHHELD.iter().copied())
+        .with_max_level(tracing::level_filters::LevelFilter::current().as_log());
+    // A `log` logger set by someone else first would keep its own rules; nothing to add then.
+    let _ = bridge.init();
+}
+
+/// The subscriber [`init`] installs, writing to `writer`: a formatter filtered by `filter`,
+/// behind [`Withheld`].
+pub fn subscriber<W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .with_filter(filter);
+    tracing_subscriber::registry().with(fmt).with(Withheld)
+}
+
+/// Whether events of `target` are withheld: a [`WITHHELD`] crate or one of its modules.
+pub fn is_withheld(target: &str) -> bool {
+    WITHHELD.iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// The layer that refuses every span and event of a [`WITHHELD`] crate, for every layer
+/// behind it. Events bridged from `log` carry the target `log` in their static metadata and
+/// the real one in their fields, so both are looked at.
+pub struct Withheld;
+
+impl<S: Subscriber> Layer<S> for Withheld {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if is_withheld(meta.target()) {
+            tracing::subscriber::Interest::never()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        !is_withheld(meta.target())
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        let bridged = event.normalized_metadata();
+        let meta = bridged.as_ref().unwrap_or_else(|| event.metadata());
+        !is_withheld(meta.target())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer the tests read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// Runs `f` under the production subscriber with `RUST_LOG` set to `directives`, and
+    /// returns what it wrote.
+    fn logged(directives: &str, f: impl FnOnce()) -> String {
+        // The bridge as `init` installs it, but without its ignore list, so `log` records of
+        // withheld crates reach the layer and the layer alone is tested.
+        static BRIDGE: std::sync::Once = std::sync::Once::new();
+        BRIDGE.call_once(|| {
+            let _ = tracing_log::LogTracer::init();
+        });
+        let out = Captured::default();
+        let filter = EnvFilter::try_new(directives).unwrap();
+        tracing::subscriber::with_default(subscriber(filter, out.clone(), false), f);
+        out.text()
+    }
+
+    #[test]
+    fn stanza_capture_is_withheld_at_trace_whatever_rust_log_says() {
+        for directives in [
+            "trace",
+            "xmpp_rest_gateway=trace,tokio_xmpp::xmlstream::capture=trace",
+            "trace,tokio_xmpp=trace,sasl=trace,rxml=trace,xso=trace",
+        ] {
+            let out = logged(directives, || {
+                tracing::trace!(target: "tokio_xmpp::xmlstream::capture", "SEND <value>SECRET-1</value>");
+                tracing::error!(target: "tokio_xmpp", "stanza SECRET-2");
+                tracing::trace!(target: "rxml::parser", "Text SECRET-3");
+                tracing::debug!(target: "sasl::client", "SECRET-4");
+                tracing::trace!(target: "hyper::proto::h1", "authorization: SECRET-5");
+                tracing::trace!(target: "xmpp_rest_gateway::upstream", "an ordinary event");
+            });
+            assert!(!out.contains("SECRET"), "{directives}: {out}");
+            assert!(out.contains("an ordinary event"), "{directives}: {out}");
+        }
+    }
+
+    #[test]
+    fn log_records_of_withheld_crates_are_withheld() {
+        let out = logged("trace", || {
+            log::trace!(target: "tokio_xmpp::xmlstream::capture", "SEND SECRET-6");
+            log::warn!(target: "tokio_xmpp::stanzastream::connected", "unsupported SECRET-7");
+            log::trace!(target: "rustls::conn", "an ordinary log record");
+        });
+        assert!(!out.contains("SECRET"), "{out}");
+        assert!(out.contains("an ordinary log record"), "{out}");
+    }
+
+    #[test]
+    fn spans_of_withheld_crates_are_withheld() {
+        let out = logged("trace", || {
+            let span = tracing::trace_span!(target: "xso::parse", "parse", text = "SECRET-8");
+            let _in = span.enter();
+            tracing::info!("inside");
+        });
+        assert!(!out.contains("SECRET"), "{out}");
+        assert!(out.contains("inside"), "{out}");
+    }
+
+    #[test]
+    fn ordinary_events_follow_rust_log() {
+        let out = logged("info", || {
+            tracing::debug!(target: "xmpp_rest_gateway::http", "a debug event");
+            tracing::info!(target: "xmpp_rest_gateway::http", "an info event");
+        });
+        assert!(out.contains("an info event"), "{out}");
+        assert!(!out.contains("a debug event"), "{out}");
+    }
+
+    #[test]
+    fn withheld_means_the_crate_and_its_modules_only() {
+        assert!(is_withheld("tokio_xmpp"));
+        assert!(is_withheld("tokio_xmpp::xmlstream::capture"));
+        assert!(is_withheld("sasl::client::mechanisms"));
+        assert!(!is_withheld("saslprep"));
+        assert!(!is_withheld("rustls::conn"));
+        assert!(!is_withheld("xmpp_rest_gateway::upstream::session"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Body -> request: a depth pre-scan, a pass that refuses keys given twice, then
+//! `serde_json::Value`.
+
+use serde_json::{Map, Value};
+
+use crate::rest::xml::is_xml_char;
+use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
+
+/// The deepest nesting of objects and arrays a request may have:
+/// `{"command": {"fields": [{"value": [..]}]}}` needs 5.
+const MAX_DEPTH: usize = 8;
+
+/// Decodes a JSON request body, `{"command": {…}}` or the inner object alone (when it has no
+/// `command` key).
+///
+/// A number or boolean value is taken as its JSON text (`25` -> `"25"`, `false` -> `"false"`);
+/// `null` is no value. An empty `node`, `sessionid` or `action` counts as absent.
+pub fn decode_request(body: &[u8]) -> Result<CommandRequest, DecodeError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    check_depth(body)?;
+    serde_json::from_slice::<NoDuplicateKeys>(body)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let Value::Object(mut top) = doc else {
+        return Err(shape("the body must be a JSON object"));
+    };
+    let command = match top.remove("command") {
+        Some(Value::Object(command)) => command,
+        Some(_) => return Err(shape("\"command\" must be an object")),
+        None => top,
+    };
+    Ok(CommandRequest {
+        node: identifier(&command, "node")?,
+        fields: fields_from(command.get("fields"))?,
+        sessionid: identifier(&command, "sessionid")?,
+        action: identifier(&command, "action")?,
+    })
+}
+
+/// Refuses nesting beyond [`MAX_DEPTH`] before parsing, so a deep body costs neither a tree nor
+/// serde_json's own (much higher) recursion limit. Brackets inside strings do not count.
+fn check_depth(body: &[u8]) -> Result<(), DecodeError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(DecodeError::TooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A pass over a JSON document that refuses an object naming a key twice (`serde_json::Value`
+/// would silently keep the last, so `"node"` twice would run a command the client did not
+/// mean). Depth is bounded before this runs.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !keys.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
+}
+
+fn fields_from(fields: Option<&Value>) -> Result<Vec<RequestField>, DecodeError> {
+    match fields {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(fields)) => fields.iter().map(field_from).collect(),
+        Some(_) => Err(shape("\"fields\" must be an array")),
+    }
+}
+
+fn field_from(field: &Value) -> Result<RequestField, DecodeError> {
+    let Value::Object(field) = field else {
+        return Err(shape("a field must be an object"));
+    };
+    let var = match field.get("var") {
+        Some(Value::String(var)) => checked(var)?,
+        _ => return Err(shape("a field needs a string \"var\"")),
+    };
+    let value = match field.get("value") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(FieldValue::List(
+            items.iter().map(scalar).collect::<Result<_, _>>()?,
+        )),
+        Some(value) => Some(FieldValue::Single(scalar(value)?)),
+    };
+    Ok(RequestField { var, value })
+}
+
+/// One value as text: a string as is, a number or boolean as its JSON text. Tigase drops
+/// `false`, `0` and `""`; they are values like any other here.
+fn scalar(value: &Value) -> Result<String, DecodeError> {
+    match value {
+        Value::String(s) => checked(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => Err(shape(
+            "a value must be a string, number or boolean, or an array of those",
+        )),
+    }
+}
+
+/// `node`, `sessionid` or `action`: a string or null, absent when empty.
+fn identifier(command: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
+    match command.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => checked(s).map(Some),
+        Some(_) => Err(shape(format!("\"{key}\" must be a string"))),
+    }
+}
+
+/// Refuses characters the upstream's XML 1.0 stream cannot carry (JSON can: `"\u0000"`).
+fn checked(s: &str) -> Result<String, DecodeError> {
+    if s.chars().all(is_xml_char) {
+        Ok(s.to_owned())
+    } else {
+        Err(shape("a string holds a control character XML cannot carry"))
+    }
+}
+
+fn shape(message: impl Into<String>) -> DecodeError {
+    DecodeError::Shape(message.into())
+}

@@ -1,0 +1,10 @@
+//! The JSON codec of the REST document (Tigase's `{"command": {…}}` shape): [`decode`] reads a
+//! request body, [`encode`] writes responses, command lists and errors.
+
+mod decode;
+mod encode;
+#[cfg(test)]
+pub(super) mod tests;
+
+pub use decode::decode_request;
+pub use encode::{encode_error, encode_items, encode_response};

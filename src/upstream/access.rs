@@ -1,0 +1,149 @@
+//! The one entry point `http` calls for a request's stream: the account's warm session when
+//! the password matches it, else a fresh login within the failed-login budgets, then a place
+//! among the account's requests in flight.
+//!
+//! Order matters: the account-and-address pair is checked before anything else (so a locked
+//! pair learns nothing, whatever the password); a warm match needs no login and so no budget
+//! but the pair; a login that the wider budgets would refuse still goes through when its
+//! password matches the proof of the account's last successful login (it cannot fail unless
+//! the password was changed on the server), once per re-auth interval per account; if it does
+//! fail, the proof is forgotten and the exemption with it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_xmpp::parsers::jid::BareJid;
+
+use super::pool::Login;
+use super::throttle::{Failure, LoginThrottle};
+use super::{AdminSession, Connector, SessionPool, UpstreamError};
+use crate::config::ThrottleConfig;
+
+#[cfg(test)]
+mod tests;
+
+/// Why a request gets no stream.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AccessError {
+    /// Too many failed logins for this account or address; try again after this long.
+    #[error("too many failed logins")]
+    Throttled(Duration),
+    /// The server refused the credentials.
+    #[error("the XMPP server refused these credentials")]
+    Refused,
+    /// The server does not serve the account's domain.
+    #[error("the XMPP server does not serve the domain {0}")]
+    UnknownDomain(String),
+    /// The account has as many requests in flight as it may.
+    #[error("this account has too many requests in flight")]
+    AccountBusy,
+    /// The server could not be reached or failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Warm sessions, logins and the budgets that keep failed logins away from the server.
+pub struct Access<L = Connector> {
+    pool: SessionPool<L>,
+    throttle: LoginThrottle,
+}
+
+/// A request's stream and its place among the account's requests in flight (given back when
+/// dropped).
+#[derive(Debug)]
+pub struct Admitted {
+    pub session: Arc<AdminSession>,
+    _place: OwnedSemaphorePermit,
+}
+
+impl<L: Login> Access<L> {
+    pub fn new(pool: SessionPool<L>, throttle: ThrottleConfig) -> Self {
+        Self {
+            pool,
+            throttle: LoginThrottle::new(throttle),
+        }
+    }
+
+    /// A stream for `account` proved by `password`, for a client at `addr`.
+    pub async fn session(
+        &self,
+        account: &BareJid,
+        password: &str,
+        addr: IpAddr,
+    ) -> Result<Admitted, AccessError> {
+        self.throttle
+            .check_pair(account, addr)
+            .map_err(AccessError::Throttled)?;
+        let session = match self.pool.warm(account, password) {
+            Some(s) => s,
+            None => self.login(account, password, addr).await?,
+        };
+        let place = self
+            .pool
+            .request_place(account)
+            .ok_or(AccessError::AccountBusy)?;
+        Ok(Admitted {
+            session,
+            _place: place,
+        })
+    }
+
+    async fn login(
+        &self,
+        account: &BareJid,
+        password: &str,
+        addr: IpAddr,
+    ) -> Result<Arc<AdminSession>, AccessError> {
+        if let Err(wait) = self.throttle.check_login(account, addr, false) {
+            let exempt = self.throttle.check_login(account, addr, true).is_ok()
+                && self.pool.take_exemption(account, password);
+            if !exempt {
+                return Err(AccessError::Throttled(wait));
+            }
+            tracing::info!(%account, "login past the spent budgets: its password proved itself before");
+        }
+        let proved_before = self.pool.proof_matches(account, password);
+        match self.pool.login(account, password).await {
+            Ok(s) => {
+                self.throttle.succeeded(account, addr);
+                Ok(s)
+            }
+            Err(UpstreamError::AuthFailed(_)) => {
+                tracing::info!(%account, %addr, "login refused");
+                self.throttle.failed(account, addr, Failure::Login);
+                if proved_before {
+                    // The password was changed on the server: the proof proves nothing now.
+                    self.pool.forget_proof(account);
+                }
+                Err(AccessError::Refused)
+            }
+            Err(UpstreamError::HostUnknown(domain)) => {
+                tracing::info!(%account, %addr, "login for a domain the server does not serve");
+                self.throttle.failed(account, addr, Failure::AddressOnly);
+                Err(AccessError::UnknownDomain(domain))
+            }
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "login failed");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Forgets failed-login records with nothing left in their window.
+    pub fn sweep(&self) {
+        self.throttle.sweep();
+    }
+
+    /// Closes every warm session with `</stream:stream>`, within
+    /// [`CLOSE_ALL_BOUND`](super::pool::CLOSE_ALL_BOUND) whatever the server does.
+    pub async fn close_all(&self) {
+        self.pool.close_all().await;
+    }
+
+    /// How many logins were attempted since start.
+    pub fn logins(&self) -> u64 {
+        self.pool.logins()
+    }
+}

@@ -1,0 +1,354 @@
+//! Failed-login budgets, so that the gateway never turns a password-guessing client into
+//! failed logins against the XMPP server (ejabberd's mod_fail2ban would ban the gateway's own
+//! address, locking every admin out), and so that an attacker's failures lock out the attacker
+//! rather than the admins.
+//!
+//! Budgets, from the narrowest: the account-and-address pair (checked before anything else,
+//! warm sessions included); the client address (IPv6 by its /64, an IPv4-mapped address as
+//! IPv4); the account; and the whole gateway over an hour, which stays below fail2ban's 20 per
+//! source address per hour (every login through the gateway comes from its one address). A
+//! login that cannot fail because its password matches the proof of the account's last
+//! successful login is exempt from all but the pair (see `upstream::access`). Failures that
+//! never reach SASL (a domain the server does not serve) count against the address only.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use tokio_xmpp::parsers::jid::BareJid;
+
+use crate::config::ThrottleConfig;
+use crate::expiring::ExpiringMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Pair(BareJid, IpAddr),
+    Addr(IpAddr),
+    Account(BareJid),
+    Total,
+}
+
+/// The span of the total budget: mod_fail2ban's default ban lifetime, over which it counts.
+const TOTAL_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Keys kept at most, bounding memory under a spray of accounts (about 100 bytes each).
+const BOUND: usize = 100_000;
+
+/// Which budgets a failure is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The server refused the credentials: every budget.
+    Login,
+    /// Refused before SASL (the server does not serve the domain): the address alone.
+    AddressOnly,
+}
+
+/// The failed logins of the last window, per key, with the address that failed.
+pub struct LoginThrottle {
+    cfg: ThrottleConfig,
+    failures: ExpiringMap<Key, Failures>,
+}
+
+/// One budget's recent failures, newest last.
+struct Failures {
+    window: Duration,
+    times: VecDeque<(Instant, IpAddr)>,
+}
+
+impl Failures {
+    /// Nothing left within the window: the record can go.
+    fn spent(&self) -> bool {
+        self.times
+            .back()
+            .is_none_or(|(t, _)| t.elapsed() >= self.window)
+    }
+}
+
+/// The address a budget counts: IPv4-mapped IPv6 as IPv4, other IPv6 by its /64 (one host
+/// usually holds a whole /64).
+pub fn bucket(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+impl LoginThrottle {
+    pub fn new(cfg: ThrottleConfig) -> Self {
+        Self {
+            failures: ExpiringMap::new(TOTAL_WINDOW.max(cfg.window), BOUND),
+            cfg,
+        }
+    }
+
+    /// `Err(retry_after)` when this account has failed too often from this address.
+    pub fn check_pair(&self, account: &BareJid, addr: IpAddr) -> Result<(), Duration> {
+        let pair = Key::Pair(account.clone(), bucket(addr));
+        self.check(&[(pair, self.cfg.pair, self.cfg.window)])
+    }
+
+    /// `Err(retry_after)` when a login for this account from this address would exceed a
+    /// budget. An `exempt` login (its password matches the last proof) answers to the pair
+    /// alone: it cannot fail unless the password changed, and must not be locked out by
+    /// failures others spent.
+    pub fn check_login(
+        &self,
+        account: &BareJid,
+        addr: IpAddr,
+        exempt: bool,
+    ) -> Result<(), Duration> {
+        let (addr, window) = (bucket(addr), self.cfg.window);
+        let pair = (Key::Pair(account.clone(), addr), self.cfg.pair, window);
+        if exempt {
+            return self.check(&[pair]);
+        }
+        self.check(&[
+            pair,
+            (Key::Addr(addr), self.cfg.wide, window),
+            (Key::Account(account.clone()), self.cfg.wide, window),
+            (Key::Total, self.cfg.total, TOTAL_WINDOW),
+        ])
+    }
+
+    /// `Err(retry_after)` when this address has failed too often (for attempts that never
+    /// reach SASL and name no account the server knows).
+    pub fn check_address(&self, addr: IpAddr) -> Result<(), Duration> {
+        self.check(&[(Key::Addr(bucket(addr)), self.cfg.wide, self.cfg.window)])
+    }
+
+    /// Counts a failure against the budgets `kind` names.
+    pub fn failed(&self, account: &BareJid, addr: IpAddr, kind: Failure) {
+        let (now, addr) = (Instant::now(), bucket(addr));
+        let window = self.cfg.window;
+        let keys = match kind {
+            Failure::Login => vec![
+                (Key::Pair(account.clone(), addr), window),
+                (Key::Addr(addr), window),
+                (Key::Account(account.clone()), window),
+                (Key::Total, TOTAL_WINDOW),
+            ],
+            Failure::AddressOnly => vec![(Key::Addr(addr), window)],
+        };
+        // More than the largest budget is never needed to decide.
+        let largest = self.cfg.wide.max(self.cfg.pair).max(self.cfg.total) as usize;
+        for (key, window) in keys {
+            let is_total = key == Key::Total;
+            let new = || Failures {
+                window,
+                times: VecDeque::new(),
+            };
+            let (recent, _) = self.failures.upsert(key, new, |f| {
+                f.times.push_back((now, addr));
+                while f.times.len() > largest {
+                    f.times.pop_front();
+                }
+                is_total.then(|| {
+                    f.times
+                        .iter()
+                        .filter(|(t, _)| now.duration_since(*t) < TOTAL_WINDOW)
+                        .map(|(_, a)| *a)
+                        .collect::<Vec<_>>()
+                })
+            });
+            if let Some(recent) = recent {
+                self.warn_if_total_spent(recent);
+            }
+        }
+    }
+
+    /// Logs once, when the gateway-wide budget becomes spent, which addresses spent it.
+    fn warn_if_total_spent(&self, recent: Vec<IpAddr>) {
+        if recent.len() != self.cfg.total as usize {
+            return;
+        }
+        let mut spenders: Vec<(IpAddr, usize)> = Vec::new();
+        for a in recent {
+            match spenders.iter_mut().find(|(s, _)| *s == a) {
+                Some((_, n)) => *n += 1,
+                None => spenders.push((a, 1)),
+            }
+        }
+        let spenders: Vec<String> = spenders.iter().map(|(a, n)| format!("{a}x{n}")).collect();
+        tracing::warn!(
+            spent_by = %spenders.join(","),
+            "the gateway-wide failed-login budget is spent: logins that could fail are refused \
+             (429) for up to an hour; logins proved by an earlier success still go through"
+        );
+    }
+
+    /// Forgets records with no failure left in their window.
+    pub fn sweep(&self) {
+        self.failures.sweep(Failures::spent);
+    }
+
+    /// A successful login clears the pair's record.
+    pub fn succeeded(&self, account: &BareJid, addr: IpAddr) {
+        self.failures
+            .remove(&Key::Pair(account.clone(), bucket(addr)));
+    }
+
+    fn check(&self, budgets: &[(Key, u32, Duration)]) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut wait = Duration::ZERO;
+        for (key, limit, window) in budgets {
+            let (window, limit) = (*window, *limit as usize);
+            let decisive = self.failures.update(key, |f| {
+                while f
+                    .times
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) >= window)
+                {
+                    f.times.pop_front();
+                }
+                // Free again once the failure that keeps it at the limit leaves the window.
+                (f.times.len() >= limit).then(|| f.times[f.times.len() - limit].0)
+            });
+            if let Some(Some(decisive)) = decisive {
+                wait = wait.max(window.saturating_sub(now.duration_since(decisive)));
+            }
+        }
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(wait)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle() -> LoginThrottle {
+        LoginThrottle::new(ThrottleConfig {
+            pair: 3,
+            wide: 5,
+            total: 8,
+            window: Duration::from_secs(60),
+        })
+    }
+
+    fn jid(s: &str) -> BareJid {
+        s.parse().unwrap()
+    }
+
+    /// `n` failed logins, each for another account from another address.
+    fn spray(t: &LoginThrottle, n: u8) {
+        for i in 0..n {
+            let account = jid(&format!("u{i}@x"));
+            t.failed(&account, IpAddr::from([10, 0, 1, i]), Failure::Login);
+        }
+    }
+
+    #[test]
+    fn the_pair_locks_after_its_budget_and_a_success_clears_it() {
+        let t = throttle();
+        let (a, ip) = (jid("a@x"), "10.0.0.1".parse().unwrap());
+        for _ in 0..3 {
+            assert!(t.check_pair(&a, ip).is_ok());
+            t.failed(&a, ip, Failure::Login);
+        }
+        let wait = t.check_pair(&a, ip).unwrap_err();
+        assert!(wait > Duration::from_secs(58) && wait <= Duration::from_secs(60));
+        t.succeeded(&a, ip);
+        assert!(t.check_pair(&a, ip).is_ok());
+    }
+
+    #[test]
+    fn another_address_is_not_locked_by_the_pair() {
+        let t = throttle();
+        let a = jid("a@x");
+        for _ in 0..3 {
+            t.failed(&a, "10.0.0.1".parse().unwrap(), Failure::Login);
+        }
+        assert!(t.check_pair(&a, "10.0.0.2".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_total_budget_covers_sprays_from_many_addresses() {
+        let t = throttle();
+        spray(&t, 8);
+        let (fresh, ip) = (jid("fresh@x"), IpAddr::from([10, 0, 2, 1]));
+        let wait = t.check_login(&fresh, ip, false).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(3500),
+            "counted over an hour: {wait:?}"
+        );
+        assert!(
+            t.check_pair(&fresh, ip).is_ok(),
+            "warm sessions still served"
+        );
+    }
+
+    #[test]
+    fn the_wide_budgets_cover_sprays() {
+        let t = throttle();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for i in 0..5 {
+            t.failed(&jid(&format!("u{i}@x")), ip, Failure::Login);
+        }
+        let fresh = jid("fresh@x");
+        assert!(
+            t.check_pair(&fresh, ip).is_ok(),
+            "warm sessions still served"
+        );
+        assert!(t.check_login(&fresh, ip, false).is_err());
+    }
+
+    #[test]
+    fn an_exempt_login_answers_to_the_pair_alone() {
+        let t = throttle();
+        spray(&t, 8);
+        let (admin, ip) = (jid("admin@x"), IpAddr::from([10, 0, 2, 1]));
+        assert!(t.check_login(&admin, ip, false).is_err(), "total spent");
+        assert!(
+            t.check_login(&admin, ip, true).is_ok(),
+            "proved password passes"
+        );
+        for _ in 0..3 {
+            t.failed(&admin, ip, Failure::Login);
+        }
+        assert!(
+            t.check_login(&admin, ip, true).is_err(),
+            "but never the pair"
+        );
+    }
+
+    #[test]
+    fn failures_before_sasl_count_against_the_address_only() {
+        let t = throttle();
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        for i in 0..5 {
+            t.failed(&jid(&format!("a{i}@other")), ip, Failure::AddressOnly);
+        }
+        assert!(t.check_address(ip).is_err());
+        let elsewhere: IpAddr = "10.0.0.10".parse().unwrap();
+        assert!(t.check_login(&jid("a0@other"), elsewhere, false).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(
+            bucket("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            bucket("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+        let t = throttle();
+        let a = jid("a@x");
+        for i in 1..=3u16 {
+            let ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0, 0, 0, i));
+            t.failed(&a, ip, Failure::Login);
+        }
+        let same_64 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 9, 9, 9, 9));
+        assert!(t.check_pair(&a, same_64).is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! A loopback proxy between the gateway and a server's c2s port that reads the (plaintext,
+//! `--upstream-tls none`) stream as it passes, so that tests check what the server really
+//! received rather than the gateway's word: the ad-hoc commands the gateway sent, how many of
+//! its IQs were awaiting answers at once, and the JID the server bound. It can also cut every
+//! connection (what a server restart looks like from the gateway) and slip a forged stanza to
+//! the gateway just before its next command reaches the server (what another account can do).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// A function of the command IQ's id and the gateway's bound JID that returns the stanza to
+/// slip to the gateway before that IQ reaches the server.
+pub type Forger = Box<dyn Fn(&str, &str) -> String + Send>;
+
+/// What the proxy saw, over every connection it relayed.
+#[derive(Default)]
+pub struct Seen {
+    /// Ad-hoc `<command/>` payloads the gateway sent to the server.
+    pub commands: usize,
+    /// IQ requests of the gateway awaiting the server's answer, now and at most.
+    outstanding: HashSet<String>,
+    pub max_outstanding: usize,
+    /// The full JID the server bound for the gateway (the last one).
+    pub bound: Option<String>,
+    /// Forged stanzas slipped to the gateway.
+    pub forged: usize,
+    /// Connections the gateway opened (one per login).
+    pub connections: usize,
+    /// Ids of the IQ answers (`result` or `error`) the gateway sent.
+    pub answered: Vec<String>,
+}
+
+type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
+
+struct Shared {
+    seen: Mutex<Seen>,
+    forger: Mutex<Option<Forger>>,
+    cut: Notify,
+    /// The gateway side of the newest connection, for injections.
+    newest: Mutex<Option<GatewayWriter>>,
+}
+
+/// The running proxy; dropping it stops accepting (connections in progress end with it).
+pub struct XmppProxy {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const COMMANDS_NS: [&str; 2] = [
+    "xmlns='http://jabber.org/protocol/commands'",
+    "xmlns=\"http://jabber.org/protocol/commands\"",
+];
+
+impl XmppProxy {
+    pub async fn start(upstream: SocketAddr) -> XmppProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            seen: Mutex::new(Seen::default()),
+            forger: Mutex::new(None),
+            cut: Notify::new(),
+            newest: Mutex::new(None),
+        });
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        relay(client, server, s).await;
+                    }
+                });
+            }
+        });
+        XmppProxy { addr, shared, task }
+    }
+
+    /// Runs `f` on what the proxy saw so far.
+    pub fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.shared.seen.lock().unwrap())
+    }
+
+    /// Commands seen so far (a baseline to subtract).
+    pub fn commands(&self) -> usize {
+        self.seen(|s| s.commands)
+    }
+
+    /// Forgets the in-flight maximum, to measure one request's.
+    pub fn reset_max_outstanding(&self) {
+        let mut s = self.shared.seen.lock().unwrap();
+        s.max_outstanding = s.outstanding.len();
+    }
+
+    /// Before the gateway's next command IQ is passed on, sends the gateway `forger(id, jid)`.
+    pub fn forge_next(&self, forger: Forger) {
+        *self.shared.forger.lock().unwrap() = Some(forger);
+    }
+
+    /// Sends `stanza` to the gateway on the newest connection, as if the server routed it.
+    pub async fn inject(&self, stanza: &str) {
+        let writer = self.shared.newest.lock().unwrap().clone();
+        let writer = writer.expect("no connection to inject into");
+        writer
+            .lock()
+            .await
+            .write_all(stanza.as_bytes())
+            .await
+            .expect("injecting");
+    }
+
+    /// Cuts every connection in progress, as a server restart would.
+    pub fn cut(&self) {
+        self.shared.cut.notify_waiters();
+    }
+}
+
+impl Drop for XmppProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.shared.cut.notify_waiters();
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let to_gateway = Arc::new(tokio::sync::Mutex::new(client_write));
+    *shared.newest.lock().unwrap() = Some(to_gateway.clone());
+    shared.seen.lock().unwrap().connections += 1;
+    let cut = shared.cut.notified();
+    tokio::select! {
+        _ = upward(client_read, server_write, to_gateway.clone(), shared.clone()) => {}
+        _ = downward(server_read, to_gateway, shared.clone()) => {}
+        _ = cut => {}
+    }
+}
+
+/// Gateway -> server: counts commands and IQ requests, and slips in forgeries.
+async fn upward(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    to_gateway: GatewayWriter,
+    shared: Arc<Shared>,
+) {
+    let mut scan = TagScanner::default();
+    let mut tail = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let iqs = scan.iq_tags(&text);
+        let joined = format!("{tail}{text}");
+        let commands = COMMANDS_NS
+            .iter()
+            .map(|m| joined.matches(m).count())
+            .sum::<usize>();
+        tail = joined
+            .char_indices()
+            .rev()
+            .nth(COMMANDS_NS[0].len())
+            .map(|(i, _)| joined[i..].to_string())
+            .unwrap_or(joined);
+        let mut forgery = None;
+        {
+            let mut seen = shared.seen.lock().unwrap();
+            seen.commands += commands;
+            for tag in &iqs {
+                let Some(id) = attr(tag, "id") else { continue };
+                match attr(tag, "type").as_deref() {
+                    Some("get" | "set") => {
+                        seen.outstanding.insert(id);
+                    }
+                    Some("result" | "error") => seen.answered.push(id),
+                    _ => {}
+                }
+            }
+            seen.max_outstanding = seen.max_outstanding.max(seen.outstanding.len());
+            if commands > 0 {
+                let forger = shared.forger.lock().unwrap().take();
+                if let (Some(forger), Some(bound)) = (forger, seen.bound.clone()) {
+                    let id = iqs.iter().find_map(|t| attr(t, "id")).unwrap_or_default();
+                    forgery = Some(forger(&id, &bound));
+                    seen.forged += 1;
+                }
+            }
+        }
+        if let Some(f) = forgery {
+            let mut g = to_gateway.lock().await;
+            if g.write_all(f.as_bytes()).await.is_err() {
+                return;
+            }
+            // Written before the command reaches the server, so the real answer can only
+            // come after it on the same stream.
+            drop(g);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Server -> gateway: notes answers and the bound JID.
+async fn downward(mut from: OwnedReadHalf, to: GatewayWriter, shared: Arc<Shared>) {
+    let mut scan = TagScanner::default();
+    let mut text_so_far = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        {
+            let mut seen = shared.seen.lock().unwrap();
+            for tag in scan.iq_tags(&text) {
+                if matches!(attr(&tag, "type").as_deref(), Some("result" | "error")) {
+                    if let Some(id) = attr(&tag, "id") {
+                        seen.outstanding.remove(&id);
+                    }
+                }
+            }
+            if seen.bound.is_none() || text.contains("<jid>") {
+                text_so_far.push_str(&text);
+                if let Some(jid) = between(&text_so_far, "<jid>", "</jid>") {
+                    seen.bound = Some(jid);
+                    text_so_far.clear();
+                }
+            }
+        }
+        if to.lock().await.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Finds whole `<iq …>` start tags in a stream read in pieces.
+#[derive(Default)]
+struct TagScanner {
+    carry: String,
+}
+
+impl TagScanner {
+    fn iq_tags(&mut self, chunk: &str) -> Vec<String> {
+        self.carry.push_str(chunk);
+        let mut tags = Vec::new();
+        let mut rest = self.carry.as_str();
+        loop {
+            let Some(start) = rest.find("<iq") else {
+                // Keep a possible split "<i" for the next piece.
+                let keep = rest.len().saturating_sub(3);
+                let keep = (keep..=rest.len())
+                    .find(|i| rest.is_char_boundary(*i))
+                    .unwrap_or(rest.len());
+                rest = &rest[keep..];
+                break;
+            };
+            let after = &rest[start..];
+            match after.find('>') {
+                Some(end) => {
+                    tags.push(after[..=end].to_string());
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    rest = after;
+                    break;
+                }
+            }
+        }
+        self.carry = rest.to_string();
+        tags
+    }
+}
+
+/// The value of attribute `name` in a start tag, either quote.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    for q in ['\'', '"'] {
+        let key = format!(" {name}={q}");
+        if let Some(i) = tag.find(&key) {
+            let v = &tag[i + key.len()..];
+            return v.find(q).map(|end| v[..end].to_string());
+        }
+    }
+    None
+}
+
+fn between(text: &str, open: &str, close: &str) -> Option<String> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)?;
+    Some(text[start..start + end].to_string())
+}
