@@ -101,7 +101,7 @@ pub fn reply(input: &[u8]) -> Outcome {
 }
 
 /// Reads `el` as a command reply and, when it carries a form, fills it as the gateway would:
-/// with no client values (defaults only) and with a value for every field. The filled form,
+/// with no client values (defaults only) and with two values for every field. The filled form,
 /// made an element and read back, is the same form. Returns a shape for the signature.
 fn command(el: &Element) -> u8 {
     let Some(reply) = CommandReply::parse(el) else {
@@ -124,8 +124,9 @@ fn command(el: &Element) -> u8 {
         })
         .collect();
     let mut filled = 0;
-    for client in [&[][..], &every[..]] {
-        if let Ok(submit) = form::fill(form, client) {
+    // The default `--max-jids`, and a limit the two values given to every field exceed.
+    for (client, max_jids) in [(&[][..], 100), (&every[..], 100), (&every[..], 1)] {
+        if let Ok(submit) = form::fill(form, client, max_jids) {
             assert_eq!(
                 Form::parse(&submit.to_element()),
                 submit,
