@@ -6,6 +6,7 @@ pub mod auth;
 mod body;
 pub mod error;
 pub mod negotiate;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
