@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 use super::{router, Gateway, Peer};
@@ -85,14 +86,16 @@ pub async fn serve(
             watcher: graceful.watcher(),
             closing: closing.clone(),
         };
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            tokio::select! {
-                _ = conn.run(tcp, tls) => {}
-                _ = evicted => tracing::debug!(%peer, "connection closed to make room"),
-            }
-        });
+        // One spawn per kind of stream: a TLS stream's state (~11 KB) stays out of the futures
+        // of plain connections, the common idle keep-alive ones.
+        match &tls {
+            None => tokio::spawn(until_evicted(slot, evicted, conn.http(tcp))),
+            Some(acceptor) => tokio::spawn(until_evicted(
+                slot,
+                evicted,
+                conn.https(acceptor.clone(), tcp),
+            )),
+        };
     }
     drop(listener);
     let _ = closing_tx.send(true);
@@ -117,27 +120,25 @@ struct Connection {
     closing: tokio::sync::watch::Receiver<bool>,
 }
 
+/// Holds the connection's place under the cap while `work` runs, and ends it when the
+/// connection is chosen to make room for another.
+async fn until_evicted(slot: Slot, evicted: oneshot::Receiver<()>, work: impl Future<Output = ()>) {
+    let _slot = slot;
+    tokio::select! {
+        _ = work => {}
+        _ = evicted => tracing::debug!("connection closed to make room"),
+    }
+}
+
 impl Connection {
-    async fn run(self, tcp: tokio::net::TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
+    async fn https(self, acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
         let mut closing = self.closing.clone();
-        let stopped = async move {
-            let _ = closing.wait_for(|c| *c).await;
+        let handshake = tokio::select! {
+            h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => h,
+            _ = closing.wait_for(|c| *c) => return,
         };
-        // Boxed apart: a TLS stream's state is ~11 KB, which a plain connection (the common
-        // idle keep-alive one) would otherwise carry in its future too.
-        let opening: Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
-            None => Box::pin(self.http(tcp)),
-            Some(acceptor) => Box::pin(async move {
-                let handshake =
-                    tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-                if let Ok(Ok(stream)) = handshake {
-                    self.http(stream).await;
-                }
-            }),
-        };
-        tokio::select! {
-            _ = opening => {}
-            _ = stopped => {}
+        if let Ok(Ok(stream)) = handshake {
+            self.http(stream).await;
         }
     }
 
@@ -145,7 +146,11 @@ impl Connection {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let opened = tokio::time::timeout(HEADER_READ_TIMEOUT, preface(&mut io)).await;
+        let mut closing = self.closing.clone();
+        let opened = tokio::select! {
+            o = tokio::time::timeout(HEADER_READ_TIMEOUT, preface(&mut io)) => o,
+            _ = closing.wait_for(|c| *c) => return,
+        };
         match opened {
             Ok(Ok(Opening::Http1(prefix))) => {
                 let io = Rewound::new(prefix, io);
