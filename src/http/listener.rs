@@ -85,16 +85,14 @@ pub async fn serve(
             svc,
             watcher: graceful.watcher(),
             closing: closing.clone(),
+            _slot: slot,
+            evicted,
         };
         // One spawn per kind of stream: a TLS stream's state (~11 KB) stays out of the futures
         // of plain connections, the common idle keep-alive ones.
         match &tls {
-            None => tokio::spawn(until_evicted(slot, evicted, conn.http(tcp))),
-            Some(acceptor) => tokio::spawn(until_evicted(
-                slot,
-                evicted,
-                conn.https(acceptor.clone(), tcp),
-            )),
+            None => tokio::spawn(conn.http(tcp)),
+            Some(acceptor) => tokio::spawn(conn.https(acceptor.clone(), tcp)),
         };
     }
     drop(listener);
@@ -117,46 +115,48 @@ struct Connection {
     builder: hyper::server::conn::http1::Builder,
     svc: Tracked,
     watcher: hyper_util::server::graceful::Watcher,
+    /// Ends the connection at shutdown until hyper has it (hyper then shuts it down itself).
     closing: tokio::sync::watch::Receiver<bool>,
-}
-
-/// Holds the connection's place under the cap while `work` runs, and ends it when the
-/// connection is chosen to make room for another.
-async fn until_evicted(slot: Slot, evicted: oneshot::Receiver<()>, work: impl Future<Output = ()>) {
-    let _slot = slot;
-    tokio::select! {
-        _ = work => {}
-        _ = evicted => tracing::debug!("connection closed to make room"),
-    }
+    /// Its place under the cap, held as long as the connection is.
+    _slot: Slot,
+    /// Fires when the connection is chosen to make room for another.
+    evicted: oneshot::Receiver<()>,
 }
 
 impl Connection {
-    async fn https(self, acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
-        let mut closing = self.closing.clone();
+    async fn https(mut self, acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
         let handshake = tokio::select! {
             h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => h,
-            _ = closing.wait_for(|c| *c) => return,
+            _ = self.closing.wait_for(|c| *c) => return,
+            _ = &mut self.evicted => return,
         };
         if let Ok(Ok(stream)) = handshake {
             self.http(stream).await;
         }
     }
 
-    async fn http<IO>(self, mut io: IO)
+    // The hyper connection is created and awaited in this one function (not passed in as an
+    // argument), so that its state is stored once in the task, not twice.
+    async fn http<IO>(mut self, mut io: IO)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let mut closing = self.closing.clone();
         let opened = tokio::select! {
             o = tokio::time::timeout(HEADER_READ_TIMEOUT, preface(&mut io)) => o,
-            _ = closing.wait_for(|c| *c) => return,
+            _ = self.closing.wait_for(|c| *c) => return,
+            _ = &mut self.evicted => return,
         };
         match opened {
             Ok(Ok(Opening::Http1(prefix))) => {
-                let io = Rewound::new(prefix, io);
-                let conn = self.builder.serve_connection(TokioIo::new(io), self.svc);
+                let io = TokioIo::new(Rewound::new(prefix, io));
                 // From here on graceful shutdown is hyper's: the request in progress ends.
-                let _ = self.watcher.watch(conn).await;
+                let conn = self
+                    .watcher
+                    .watch(self.builder.serve_connection(io, self.svc));
+                tokio::select! {
+                    _ = conn => {}
+                    _ = &mut self.evicted => tracing::debug!("connection closed to make room"),
+                }
             }
             Ok(Ok(Opening::Http2)) => refuse_http2(io).await,
             Ok(Ok(Opening::Closed)) | Ok(Err(_)) | Err(_) => {}
