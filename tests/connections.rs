@@ -273,3 +273,60 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() {
         .expect("read");
     assert_eq!(n, 0, "bytes on an idle connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_tls_http2_prior_knowledge_gets_the_same_goaway_and_alpn_offers_only_http_1_1() {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+    let s = common::started(common::ServerKind::Prosody).await;
+    let pki = common::pki::shared();
+    let gw = TestGateway::start(
+        s,
+        &[
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pki.server_key.to_str().unwrap(),
+        ],
+    );
+    let tls = |alpn: &[&[u8]]| {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&pki.ca_pem).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    };
+    let name = ServerName::try_from("domain.com").unwrap();
+    let connect = |alpn: &'static [&'static [u8]]| {
+        let connector = tls(alpn);
+        let name = name.clone();
+        async move {
+            let tcp = TcpStream::connect(gw.addr).await.expect("connect");
+            connector.connect(name, tcp).await
+        }
+    };
+
+    let mut conn = connect(&[]).await.expect("TLS handshake without ALPN");
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write preface");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut got)).await;
+    read.expect("no end of stream within 30 s")
+        .expect("the gateway ended TLS without close_notify or reset the connection");
+    assert_eq!(got, GOAWAY, "{:?}", String::from_utf8_lossy(&got));
+
+    let both = connect(&[b"h2", b"http/1.1"]).await.expect("TLS handshake");
+    assert_eq!(both.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let h2_only = connect(&[b"h2"]).await;
+    assert!(h2_only.is_err(), "a client offering only h2 was accepted");
+}

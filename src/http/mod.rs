@@ -1,6 +1,6 @@
 //! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, Basic authentication against the
 //! XMPP server (with the failed-login throttle), content negotiation, limits (body size,
-//! requests in flight, request timeout), and the accept loop with HTTPS and graceful shutdown.
+//! requests in flight, request timeout); the accept loop and connection limits are in [`listener`].
 
 pub mod auth;
 pub mod error;
