@@ -56,6 +56,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(gw.cfg.max_header_bytes)
+        // A head must fit the buffer; beyond it hyper's default lets one grow to ~400 KB.
         .max_buf_size(gw.cfg.max_header_bytes.max(8192));
     tokio::pin!(shutdown);
     loop {
