@@ -103,6 +103,22 @@ pub struct Cli {
     #[arg(long, env = "XRG_MAX_JIDS", default_value_t = 100)]
     pub max_jids: usize,
 
+    /// HTTP connections open at once. At the cap a new connection makes room by closing the
+    /// oldest one still waiting for its request to arrive, else the oldest idle keep-alive
+    /// one; when every connection is working on a request, the new one is closed. Lowered at
+    /// start to fit the open-files limit (less 128 for upstream streams and files).
+    #[arg(long, env = "XRG_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Largest request head (request line and headers) in bytes, at least 8192; larger: 431.
+    #[arg(long, env = "XRG_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Seconds a keep-alive connection may stay idle between requests before it is closed
+    /// (1 to 30: the 30 s deadline for a request head also runs while idle).
+    #[arg(long, env = "XRG_KEEPALIVE_TIMEOUT", default_value_t = 15)]
+    pub keepalive_timeout: u64,
+
     /// Seconds after which a password is proved again by a fresh login, even on a busy session.
     #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
     pub reauth_interval: u64,
@@ -166,6 +182,9 @@ pub struct Config {
     pub max_body: usize,
     pub max_in_flight: usize,
     pub max_jids: usize,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub keepalive_timeout: Duration,
     pub pool: PoolConfig,
     pub command_idle: Duration,
     pub threads: usize,
@@ -267,6 +286,22 @@ impl Cli {
                 return bad(format!("{name} must be positive"));
             }
         }
+        if self.max_connections == 0 {
+            return bad("--max-connections must be positive".into());
+        }
+        if self.max_header_bytes < 8192 {
+            return bad(format!(
+                "--max-header-bytes {} is below 8192, which ordinary clients can exceed",
+                self.max_header_bytes
+            ));
+        }
+        if !(1..=30).contains(&self.keepalive_timeout) {
+            return bad(format!(
+                "--keepalive-timeout {} must be 1 to 30 seconds (the deadline for a request \
+                 head closes idle connections at 30 s anyway)",
+                self.keepalive_timeout
+            ));
+        }
         if self.connect_timeout > self.request_timeout {
             return bad("--connect-timeout must not exceed --request-timeout".into());
         }
@@ -308,6 +343,9 @@ impl Cli {
             max_body: self.max_body,
             max_in_flight: self.max_in_flight,
             max_jids: self.max_jids,
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            keepalive_timeout: Duration::from_secs(self.keepalive_timeout),
             pool: PoolConfig {
                 reauth_interval: Duration::from_secs(self.reauth_interval),
                 max_sessions: self.max_sessions,
@@ -412,5 +450,18 @@ mod tests {
     fn aliases_repeat() {
         let c = parse(&["--alias", "sess-man", "--alias", "admin-service"]).unwrap();
         assert_eq!(c.aliases, vec!["sess-man", "admin-service"]);
+    }
+
+    #[test]
+    fn connection_limits_have_their_defaults_and_bounds() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.max_connections, 4096);
+        assert_eq!(c.max_header_bytes, 16_384);
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(15));
+        assert!(parse(&["--max-header-bytes", "8191"]).is_err());
+        assert!(parse(&["--max-header-bytes", "8192"]).is_ok());
+        assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--keepalive-timeout", "0"]).is_err());
+        assert!(parse(&["--keepalive-timeout", "31"]).is_err());
     }
 }

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     runtime.block_on(run(cfg))
 }
 
-async fn run(cfg: Config) -> ExitCode {
+async fn run(mut cfg: Config) -> ExitCode {
     let tls = match cfg.tls.as_ref().map(|(c, k)| server_tls(c, k)).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -66,6 +66,7 @@ async fn run(cfg: Config) -> ExitCode {
         upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
         "xmpp-rest-gateway listening"
     );
+    cfg.max_connections = http::listener::fit_to_fd_limit(cfg.max_connections);
     let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
     let gw = Arc::new(Gateway::new(cfg, access));
     let sweeper = tokio::spawn(gw.clone().sweep_every(std::time::Duration::from_secs(1)));
@@ -90,11 +91,13 @@ fn server_tls(
         .map_err(|e| format!("{}: {e}", key.display()))?
         .ok_or_else(|| format!("{}: no private key found", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    // HTTP/2 is not served (a prior-knowledge client gets GOAWAY HTTP_1_1_REQUIRED).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -1,10 +1,11 @@
 //! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, Basic authentication against the
 //! XMPP server (with the failed-login throttle), content negotiation, limits (body size,
-//! requests in flight, request timeout), and the accept loop with HTTPS and graceful shutdown.
+//! requests in flight, request timeout); the accept loop and connection limits are in [`listener`].
 
 pub mod auth;
 mod body;
 pub mod error;
+pub mod listener;
 pub mod negotiate;
 pub mod query;
 
@@ -18,8 +19,6 @@ use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
 use axum::routing::{any, post};
 use axum::{Extension, Router};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::adhoc::{self, CommandStream, Commands, Target};
@@ -27,6 +26,8 @@ use crate::config::Config;
 use crate::rest::{self, Format};
 use crate::upstream::{Access, Admitted};
 use error::{document, ApiError};
+
+pub use listener::serve;
 
 /// Everything a request handler needs, shared by all of them.
 pub struct Gateway {
@@ -76,71 +77,6 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .fallback(any(not_found))
         .with_state(gw)
-}
-
-/// Serves until `shutdown` resolves, then finishes the requests in flight and closes every
-/// upstream stream.
-pub async fn serve(
-    gw: Arc<Gateway>,
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let app = router(gw.clone());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let svc = app.clone().layer(Extension(Peer(peer)));
-        let svc = hyper_util::service::TowerToHyperService::new(svc);
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
-        match &tls {
-            None => {
-                let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
-                    if let Ok(Ok(stream)) = handshake {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        let _ = watcher.watch(conn).await;
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    // Requests in flight finish (bounded by the request timeout), idle connections close.
-    let grace = gw.cfg.request_timeout + Duration::from_secs(2);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish in time");
-    }
-    gw.access.close_all().await;
-    tracing::info!("all upstream streams closed");
 }
 
 /// The response format for a request, from its query, `Accept` and `Content-Type`.

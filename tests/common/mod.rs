@@ -40,7 +40,7 @@ pub mod doc;
 mod ejabberd;
 mod gateway;
 mod http;
-mod pki;
+pub mod pki;
 mod procs;
 mod prosody;
 pub mod proxy;

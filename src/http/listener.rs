@@ -1,0 +1,267 @@
+//! The accept loop: one task per connection, HTTP/1.1 over plain TCP or TLS, HTTP/2 prior
+//! knowledge turned away with a GOAWAY, graceful shutdown, and the connection cap with its
+//! choice of whom to close ([`Connections`]).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, Response};
+use axum::Router;
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+use super::{router, Gateway, Peer};
+
+mod connections;
+mod fdlimit;
+mod preface;
+
+pub use connections::{Connections, Slot, Stage, StageCell};
+pub use fdlimit::fit_to_fd_limit;
+pub use preface::H2_GOAWAY;
+use preface::{preface, refuse_http2, Opening, Rewound};
+
+/// How long a request head may take, counted from the connection's start or from the end of
+/// the previous response (hyper's own default, so it also closes idle keep-alive connections).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight and closes every
+/// upstream stream.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let app = router(gw.clone());
+    let conns = Connections::new(gw.cfg.max_connections);
+    let reaper = tokio::spawn(conns.clone().reap_idle(gw.cfg.keepalive_timeout));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections not yet handed to hyper (TLS handshake, preface) end on this at shutdown.
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(gw.cfg.max_header_bytes)
+        // A head must fit the buffer; beyond it hyper's default lets one grow to ~400 KB.
+        .max_buf_size(gw.cfg.max_header_bytes.max(8192));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and the like: wait for descriptors to come back, never spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Some((slot, evicted)) = conns.admit() else {
+            continue; // dropping `tcp` closes it: every connection is mid-request
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = Tracked {
+            app: app.clone(),
+            peer: Peer(peer),
+            stage: slot.stage(),
+        };
+        let conn = Connection {
+            builder: builder.clone(),
+            svc,
+            watcher: graceful.watcher(),
+            closing: closing.clone(),
+            _slot: slot,
+            evicted,
+        };
+        // One spawn per kind of stream: a TLS stream's state (~11 KB) stays out of the futures
+        // of plain connections, the common idle keep-alive ones.
+        match &tls {
+            None => tokio::spawn(conn.http(tcp)),
+            Some(acceptor) => tokio::spawn(conn.https(acceptor.clone(), tcp)),
+        };
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    reaper.abort();
+    // Requests in flight finish (bounded by the request timeout), idle connections close.
+    let grace = gw.cfg.request_timeout + Duration::from_secs(2);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish in time");
+    }
+    gw.access.close_all().await;
+    tracing::info!("all upstream streams closed");
+}
+
+/// One accepted connection, before its first byte.
+struct Connection {
+    builder: hyper::server::conn::http1::Builder,
+    svc: Tracked,
+    watcher: hyper_util::server::graceful::Watcher,
+    /// Ends the connection at shutdown until hyper has it (hyper then shuts it down itself).
+    closing: tokio::sync::watch::Receiver<bool>,
+    /// Its place under the cap, held as long as the connection is.
+    _slot: Slot,
+    /// Fires when the connection is chosen to make room for another.
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Connection {
+    async fn https(mut self, acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
+        let handshake = tokio::select! {
+            h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => h,
+            _ = self.closing.wait_for(|c| *c) => return,
+            _ = &mut self.evicted => return,
+        };
+        if let Ok(Ok(stream)) = handshake {
+            self.http(stream).await;
+        }
+    }
+
+    // The hyper connection is created and awaited in this one function (not passed in as an
+    // argument), so that its state is stored once in the task, not twice.
+    async fn http<IO>(mut self, mut io: IO)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let opened = tokio::select! {
+            o = tokio::time::timeout(HEADER_READ_TIMEOUT, preface(&mut io)) => o,
+            _ = self.closing.wait_for(|c| *c) => return,
+            _ = &mut self.evicted => return,
+        };
+        match opened {
+            Ok(Ok(Opening::Http1(prefix))) => {
+                let io = TokioIo::new(Rewound::new(prefix, io));
+                // From here on graceful shutdown is hyper's: the request in progress ends.
+                let conn = self
+                    .watcher
+                    .watch(self.builder.serve_connection(io, self.svc));
+                tokio::select! {
+                    _ = conn => {}
+                    _ = &mut self.evicted => tracing::debug!("connection closed to make room"),
+                }
+            }
+            Ok(Ok(Opening::Http2)) => refuse_http2(io).await,
+            Ok(Ok(Opening::Closed)) | Ok(Err(_)) | Err(_) => {}
+        }
+    }
+}
+
+/// The router for one connection: adds the [`Peer`] and moves the connection's [`Stage`] as a
+/// request arrives, is worked on and is answered.
+#[derive(Clone)]
+struct Tracked {
+    app: Router,
+    peer: Peer,
+    stage: Arc<StageCell>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Tracked {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(self.peer);
+        let stage = self.stage.clone();
+        if body.is_end_stream() {
+            stage.set(Stage::Working);
+        } else {
+            stage.set(Stage::Receiving);
+        }
+        let body = Body::new(Watched {
+            inner: body,
+            stage: Some(stage.clone()),
+            ends: Stage::Working,
+        });
+        let app = self.app.clone();
+        Box::pin(async move {
+            let resp = app.oneshot(Request::from_parts(parts, body)).await?;
+            Ok(resp.map(|inner| {
+                Body::new(Watched {
+                    inner,
+                    stage: Some(stage),
+                    ends: Stage::Idle,
+                })
+            }))
+        })
+    }
+}
+
+/// A body that moves its connection to `ends` once it has been read to its end or dropped:
+/// a request body to [`Stage::Working`] (it has arrived), a response body to
+/// [`Stage::Idle`] (it has been written).
+struct Watched<B> {
+    inner: B,
+    stage: Option<Arc<StageCell>>,
+    ends: Stage,
+}
+
+impl<B> Watched<B> {
+    fn ended(&mut self) {
+        if let Some(stage) = self.stage.take() {
+            match self.ends {
+                // Only a request still arriving: never undo the answer's Idle.
+                Stage::Working => stage.advance(Stage::Receiving, Stage::Working),
+                other => stage.set(other),
+            }
+        }
+    }
+}
+
+impl<B> Drop for Watched<B> {
+    fn drop(&mut self) {
+        self.ended();
+    }
+}
+
+impl<B> http_body::Body for Watched<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let done = match &polled {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if done {
+            self.ended();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
