@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::rest::{self, Format};
 use crate::upstream::{Access, Admitted};
 use error::{document, ApiError};
+use query::{parse_query, QueryParams};
 
 pub use listener::serve;
 
@@ -80,23 +81,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 /// The response format for a request, from its query, `Accept` and `Content-Type`.
-fn response_format(query: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
-    let type_param = query_param(query, "type");
+fn response_format(query: &QueryParams, headers: &HeaderMap) -> Result<Format, ApiError> {
     let h = |name| headers.get(name).and_then(|v| v.to_str().ok());
     negotiate::response_format(
-        type_param.as_deref(),
+        query.type_.as_deref(),
         h(header::ACCEPT),
         h(header::CONTENT_TYPE),
     )
     .map_err(|e| ApiError::not_acceptable(e.0))
-}
-
-/// The value of `name` in a query string, percent-decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| percent_decode(v))
-    })
 }
 
 /// The format for an error body when negotiation itself failed: what the body spoke, else XML.
@@ -107,28 +99,13 @@ fn fallback_format(headers: &HeaderMap) -> Format {
     negotiate::body_format(ct).unwrap_or(Format::Xml)
 }
 
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])),
-            _ => None,
-        };
-        match (decoded, bytes[i]) {
-            (Some((hi, lo)), _) => {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-            (None, b'+') => out.push(b' '),
-            (None, b) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The format of an answer to a request that reached no handler: as negotiated when it can
+/// be, else the body's.
+fn format_of(uri: &Uri, headers: &HeaderMap) -> Format {
+    parse_query(uri.query().unwrap_or_default())
+        .ok()
+        .and_then(|q| response_format(&q, headers).ok())
+        .unwrap_or_else(|| fallback_format(headers))
 }
 
 /// `POST /rest/adhoc/{jid}`: run one command.
@@ -140,8 +117,7 @@ async fn post_command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let q = query.as_deref();
-    answer("POST", q, &headers, |format| {
+    answer("POST", query.as_deref(), &headers, |format, q| {
         handle_post(&gw, peer, path, q, &headers, body, format)
     })
     .await
@@ -151,12 +127,12 @@ async fn handle_post(
     gw: &Gateway,
     peer: Peer,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    query: Option<&str>,
+    query: QueryParams,
     headers: &HeaderMap,
     body: Body,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let keep = match query_param(query, "keep").as_deref() {
+    let keep = match query.keep.as_deref() {
         None | Some("0" | "false") => false,
         Some("" | "1" | "true") => true,
         Some(_) => return Err(ApiError::bad_request("keep takes 1 or 0")),
@@ -197,7 +173,7 @@ async fn get_commands(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    answer("GET", query.as_deref(), &headers, |format| {
+    answer("GET", query.as_deref(), &headers, |format, _| {
         handle_get(&gw, peer, path, &headers, format)
     })
     .await
@@ -236,17 +212,24 @@ async fn answer<F>(
     method: &str,
     query: Option<&str>,
     headers: &HeaderMap,
-    handle: impl FnOnce(Format) -> F,
+    handle: impl FnOnce(Format, QueryParams) -> F,
 ) -> Response
 where
     F: std::future::Future<Output = Result<Response, ApiError>>,
 {
-    let format = match response_format(query, headers) {
+    let query = match parse_query(query.unwrap_or_default()) {
+        Ok(q) => q,
+        Err(e) => {
+            let e = ApiError::bad_request(format!("the query string: {e}"));
+            return e.into_response_in(fallback_format(headers));
+        }
+    };
+    let format = match response_format(&query, headers) {
         Ok(f) => f,
         Err(e) => return e.into_response_in(fallback_format(headers)),
     };
     let started = Instant::now();
-    let resp = handle(format)
+    let resp = handle(format, query)
         .await
         .unwrap_or_else(|e| e.into_response_in(format));
     tracing::info!(
@@ -291,24 +274,11 @@ async fn authenticate(
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let format =
-        response_format(uri.query(), &headers).unwrap_or_else(|_| fallback_format(&headers));
+    let format = format_of(&uri, &headers);
     ApiError::method_not_allowed(method.as_str(), "GET, POST").into_response_in(format)
 }
 
 async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
-    let format =
-        response_format(uri.query(), &headers).unwrap_or_else(|_| fallback_format(&headers));
+    let format = format_of(&uri, &headers);
     ApiError::not_found().into_response_in(format)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_percent_decoded() {
-        assert_eq!(percent_decode("application%2Fjson"), "application/json");
-        assert_eq!(percent_decode("a+b%"), "a b%");
-    }
 }
