@@ -1,0 +1,97 @@
+use super::*;
+
+fn parse(args: &[&str]) -> Result<Config, String> {
+    let mut all = vec!["xmpp-rest-gateway"];
+    all.extend_from_slice(args);
+    Cli::try_parse_from(all)
+        .map_err(|e| e.to_string())?
+        .into_config()
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(
+        (c.upstream.host.as_str(), c.upstream.port),
+        ("127.0.0.1", 5222)
+    );
+    assert_eq!(c.upstream.tls, UpstreamTls::Starttls);
+    assert_eq!(c.aliases, vec!["sess-man"]);
+    assert_eq!(c.max_body, 262_144);
+    assert_eq!(c.pool.reauth_interval, Duration::from_secs(300));
+}
+
+#[test]
+fn public_listen_without_tls_is_refused() {
+    assert!(parse(&["--listen", "0.0.0.0:8080"])
+        .unwrap_err()
+        .contains("--tls-cert"));
+    assert!(parse(&["--listen", "0.0.0.0:8080", "--insecure-http"]).is_ok());
+}
+
+#[test]
+fn plaintext_upstream_only_on_loopback() {
+    assert!(parse(&[
+        "--upstream",
+        "xmpp.example.org:5222",
+        "--upstream-tls",
+        "none"
+    ])
+    .is_err());
+    assert!(parse(&["--upstream", "[::1]:5222", "--upstream-tls", "none"]).is_ok());
+    assert!(parse(&["--upstream", "localhost:5222", "--upstream-tls", "none"]).is_ok());
+}
+
+#[test]
+fn invalid_values_are_refused() {
+    assert!(parse(&["--upstream", "nohostport"]).is_err());
+    assert!(parse(&["--connect-timeout", "0"]).is_err());
+    assert!(parse(&["--tls-cert", "a.pem"]).is_err());
+    assert!(parse(&["--domain", "user@example.org"]).is_err());
+    assert!(parse(&["--alias", "a@b"]).is_err());
+}
+
+#[test]
+fn aliases_repeat() {
+    let c = parse(&["--alias", "sess-man", "--alias", "admin-service"]).unwrap();
+    assert_eq!(c.aliases, vec!["sess-man", "admin-service"]);
+}
+
+#[test]
+fn connection_limits_have_their_defaults_and_bounds() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.max_connections, 4096);
+    assert_eq!(c.max_header_bytes, 16_384);
+    assert_eq!(c.keepalive_timeout, Duration::from_secs(15));
+    assert!(parse(&["--max-header-bytes", "8191"]).is_err());
+    assert!(parse(&["--max-header-bytes", "8192"]).is_ok());
+    assert!(parse(&["--max-connections", "0"]).is_err());
+    assert!(parse(&["--keepalive-timeout", "0"]).is_err());
+    assert!(parse(&["--keepalive-timeout", "31"]).is_err());
+}
+
+#[test]
+fn admission_limits_have_their_defaults_and_bounds() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.body_timeout, Duration::from_secs(10));
+    assert_eq!(
+        (c.max_jids, c.max_header_bytes, c.max_connections),
+        (100, 16 * 1024, 4096)
+    );
+    assert_eq!(
+        (c.pool.max_in_flight_per_account, c.pool.max_logins),
+        (256, 32)
+    );
+    for zero in [
+        "--max-jids",
+        "--max-logins",
+        "--max-in-flight-per-account",
+        "--body-timeout",
+    ] {
+        let e = parse(&[zero, "0"]).unwrap_err();
+        assert!(e.contains(zero), "{e}");
+    }
+    assert!(parse(&["--max-header-bytes", "4096"]).is_err());
+}
