@@ -112,3 +112,118 @@ impl CommandStream for AdminSession {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_xmpp::minidom::Element;
+    use tokio_xmpp::parsers::iq::Iq;
+    use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+    use super::*;
+    use crate::upstream::fake::{logged_in, FakeServer};
+
+    async fn session() -> (Arc<AdminSession>, FakeServer) {
+        let jid: FullJid = "admin@example.org/xrg-1".parse().unwrap();
+        let (logged_in, server) = logged_in(&jid, 64 * 1024).await;
+        (Arc::new(AdminSession::start(logged_in, 8)), server)
+    }
+
+    fn el(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    /// The server's answer to the next request: `payload` from its addressee.
+    async fn answer(
+        server: &mut FakeServer,
+        answer: impl FnOnce(Option<Jid>, String) -> Iq,
+    ) -> Element {
+        match server.next_iq().await {
+            Iq::Set {
+                to, id, payload, ..
+            }
+            | Iq::Get {
+                to, id, payload, ..
+            } => {
+                server.send(answer(to, id)).await;
+                payload
+            }
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_goes_out_as_a_set_and_its_answer_comes_back_typed() {
+        let (session, mut server) = session().await;
+        let to: Jid = "example.org".parse().unwrap();
+        let cmd = Command::execute("http://jabber.org/protocol/admin#user-stats", None);
+        let run = run_one(session.as_ref(), &to, cmd);
+        let serve = answer(&mut server, |to, id| Iq::Result {
+            from: to,
+            to: None,
+            id,
+            payload: Some(el("<command xmlns='http://jabber.org/protocol/commands' \
+                 node='http://jabber.org/protocol/admin#user-stats' status='completed'>\
+                 <x xmlns='jabber:x:data' type='result'><field var='onlineresources' \
+                 type='text-multi'><value>phone</value></field></x></command>")),
+        });
+        let (reply, sent) = tokio::join!(run, serve);
+        assert_eq!(sent.attr("action"), Some("execute"));
+        let reply = reply.unwrap();
+        let field = reply
+            .form
+            .unwrap()
+            .field("onlineresources")
+            .cloned()
+            .unwrap();
+        assert_eq!(field.values, ["phone"]);
+    }
+
+    #[tokio::test]
+    async fn an_iq_error_becomes_the_xmpp_condition() {
+        let (session, mut server) = session().await;
+        let to: Jid = "example.org".parse().unwrap();
+        let run = run_one(session.as_ref(), &to, Command::execute("n", None));
+        let serve = answer(&mut server, |to, id| {
+            let e = StanzaError::new(ErrorType::Auth, DefinedCondition::Forbidden, "en", "no");
+            Iq::from_error(id, e).with_from(to.unwrap())
+        });
+        let (reply, _) = tokio::join!(run, serve);
+        match reply {
+            Err(CommandError::Xmpp {
+                type_,
+                condition,
+                text,
+            }) => {
+                assert_eq!((type_.as_str(), condition.as_str()), ("auth", "forbidden"));
+                assert_eq!(text.as_deref(), Some("no"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_command_list_is_read_from_disco_items() {
+        let (session, mut server) = session().await;
+        let to: Jid = "example.org".parse().unwrap();
+        let list = session.list(&to);
+        let serve = answer(&mut server, |to, id| Iq::Result {
+            from: to,
+            to: None,
+            id,
+            payload: Some(el("<query xmlns='http://jabber.org/protocol/disco#items' \
+                 node='http://jabber.org/protocol/commands'>\
+                 <item jid='example.org' node='uptime' name='Get uptime'/></query>")),
+        });
+        let (listed, asked) = tokio::join!(list, serve);
+        assert_eq!(asked.attr("node"), Some(NS_COMMANDS));
+        assert_eq!(
+            listed.unwrap(),
+            [Listed {
+                node: "uptime".into(),
+                name: Some("Get uptime".into())
+            }]
+        );
+    }
+}

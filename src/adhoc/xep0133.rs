@@ -46,3 +46,60 @@ fn field(var: &str, type_: &str, value: &str) -> Field {
         ..Field::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kick_names_the_jid_in_both_field_names() {
+        let (to, cmd) = end_session_iq(
+            &"example.org".parse().unwrap(),
+            &"u@example.org/r".parse().unwrap(),
+        );
+        assert_eq!(to.as_str(), "example.org");
+        assert_eq!(cmd.node, END_USER_SESSION);
+        let form = cmd.form.unwrap();
+        let vars: Vec<_> = form.fields.iter().map(|f| f.var.clone().unwrap()).collect();
+        assert_eq!(vars, ["FORM_TYPE", "accountjids", "accountjid"]);
+        assert!(form.fields[1..]
+            .iter()
+            .all(|f| f.values == ["u@example.org/r"]));
+    }
+
+    #[test]
+    fn online_resources_skip_empty_values_and_default_to_none() {
+        let (_, cmd) = user_stats_iq(
+            &"example.org".parse().unwrap(),
+            &"u@example.org".parse().unwrap(),
+        );
+        assert_eq!(
+            cmd.form.unwrap().field("accountjid").unwrap().values,
+            ["u@example.org"]
+        );
+        let mut reply = CommandReply {
+            node: USER_STATS.into(),
+            sessionid: None,
+            status: super::super::xep0050::Status::Completed,
+            actions: vec![],
+            default_action: None,
+            notes: vec![],
+            form: None,
+        };
+        assert!(
+            online_resources(reply.clone()).is_empty(),
+            "an unknown account"
+        );
+        reply.form = Some(Form {
+            fields: vec![
+                field("onlineresources", "text-multi", "phone"),
+                field("x", "text-single", ""),
+            ],
+            ..Form::default()
+        });
+        reply.form.as_mut().unwrap().fields[0]
+            .values
+            .push(String::new());
+        assert_eq!(online_resources(reply), ["phone"]);
+    }
+}
