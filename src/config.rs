@@ -6,7 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
+
+mod cli;
+pub use cli::{Cli, Command};
 
 /// How the gateway secures its c2s stream to the upstream server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -17,156 +20,6 @@ pub enum UpstreamTls {
     Direct,
     /// No TLS at all: only allowed when the upstream is a loopback address.
     None,
-}
-
-/// A REST gateway for XEP-0050 ad-hoc admin commands on Prosody or ejabberd, shaped like
-/// Tigase's HTTP API.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "xmpp-rest-gateway", version, about, args_override_self = true)]
-pub struct Cli {
-    /// Address the HTTP(S) API listens on.
-    #[arg(long, env = "XRG_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-
-    /// PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key).
-    #[arg(long, env = "XRG_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// PEM private key for --tls-cert.
-    #[arg(long, env = "XRG_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Allow plain HTTP on a non-loopback --listen address (Basic credentials then cross the
-    /// network in clear: only behind a TLS-terminating proxy).
-    #[arg(long, env = "XRG_INSECURE_HTTP", default_value_t = false)]
-    pub insecure_http: bool,
-
-    /// The XMPP server's c2s address (HOST:PORT).
-    #[arg(long, env = "XRG_UPSTREAM", default_value = "127.0.0.1:5222")]
-    pub upstream: String,
-
-    /// How to secure the c2s stream: starttls, direct or none (none: loopback only).
-    #[arg(long, env = "XRG_UPSTREAM_TLS", value_enum, default_value_t = UpstreamTls::Starttls)]
-    pub upstream_tls: UpstreamTls,
-
-    /// PEM file of the CA(s) to trust for the upstream's certificate, instead of the system's.
-    #[arg(long, env = "XRG_UPSTREAM_CA")]
-    pub upstream_ca: Option<PathBuf>,
-
-    /// Default domain for Basic user names given as a bare localpart.
-    #[arg(long, env = "XRG_DOMAIN")]
-    pub domain: Option<String>,
-
-    /// Localparts of URL JIDs that stand for the server itself, like Tigase's session manager
-    /// (`sess-man@domain` -> `domain`). Repeatable; comma-separated in the environment.
-    #[arg(
-        long = "alias",
-        env = "XRG_ALIAS",
-        default_value = "sess-man",
-        value_delimiter = ','
-    )]
-    pub aliases: Vec<String>,
-
-    /// Seconds to wait for the upstream's TCP connect, TLS and login.
-    #[arg(long, env = "XRG_CONNECT_TIMEOUT", default_value_t = 5)]
-    pub connect_timeout: u64,
-
-    /// Seconds a request may take in all before it is answered 504.
-    #[arg(long, env = "XRG_REQUEST_TIMEOUT", default_value_t = 30)]
-    pub request_timeout: u64,
-
-    /// Seconds the whole request body may take to arrive once the headers are in (slower:
-    /// 408). Counted before credentials are checked or a place in flight is taken.
-    #[arg(long, env = "XRG_BODY_TIMEOUT", default_value_t = 10)]
-    pub body_timeout: u64,
-
-    /// Largest request body accepted, in bytes (larger: 413).
-    #[arg(long, env = "XRG_MAX_BODY", default_value_t = 256 * 1024)]
-    pub max_body: usize,
-
-    /// Requests handled at once; beyond it: 503.
-    #[arg(long, env = "XRG_MAX_IN_FLIGHT", default_value_t = 1024)]
-    pub max_in_flight: usize,
-
-    /// Requests of one account handled at once, counted once its password is proved; beyond
-    /// it: 503, so one account (or one leaked password) cannot take every place.
-    #[arg(long, env = "XRG_MAX_IN_FLIGHT_PER_ACCOUNT", default_value_t = 256)]
-    pub max_in_flight_per_account: usize,
-
-    /// Fresh logins to the XMPP server under way at once, all accounts together; further
-    /// logins wait their turn (within the request timeout).
-    #[arg(long, env = "XRG_MAX_LOGINS", default_value_t = 32)]
-    pub max_logins: usize,
-
-    /// JIDs one request may name in a JID-list field (end-user-session's `accountjids`,
-    /// delete-user's, ...); beyond it: 400 naming the field, before anything is sent.
-    #[arg(long, env = "XRG_MAX_JIDS", default_value_t = 100)]
-    pub max_jids: usize,
-
-    /// HTTP connections open at once. At the cap a new connection makes room by closing the
-    /// oldest one still waiting for its request to arrive, else the oldest idle keep-alive
-    /// one; when every connection is working on a request, the new one is closed. Lowered at
-    /// start to fit the open-files limit (less 128 for upstream streams and files).
-    #[arg(long, env = "XRG_MAX_CONNECTIONS", default_value_t = 4096)]
-    pub max_connections: usize,
-
-    /// Largest request head (request line and headers) in bytes, at least 8192; larger: 431.
-    #[arg(long, env = "XRG_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
-    pub max_header_bytes: usize,
-
-    /// Seconds a keep-alive connection may stay idle between requests before it is closed
-    /// (1 to 30: the 30 s deadline for a request head also runs while idle).
-    #[arg(long, env = "XRG_KEEPALIVE_TIMEOUT", default_value_t = 15)]
-    pub keepalive_timeout: u64,
-
-    /// Seconds after which a password is proved again by a fresh login, even on a busy session.
-    #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
-    pub reauth_interval: u64,
-
-    /// IQs awaiting an answer at once on one account's stream; further requests queue.
-    #[arg(long, env = "XRG_SESSION_IN_FLIGHT", default_value_t = 64)]
-    pub session_in_flight: usize,
-
-    /// Accounts with a warm stream at once; beyond it the least recently used is closed.
-    #[arg(long, env = "XRG_MAX_SESSIONS", default_value_t = 256)]
-    pub max_sessions: usize,
-
-    /// Seconds a kept multi-stage command (`?keep=1`) may sit idle before the gateway cancels
-    /// it and forgets its sessionid.
-    #[arg(long, env = "XRG_COMMAND_IDLE", default_value_t = 300)]
-    pub command_idle: u64,
-
-    /// Threads that run the gateway (0: one per core). With 1, everything runs on one thread,
-    /// which spends the least CPU per request where the XMPP server shares a small machine.
-    #[arg(long, env = "XRG_THREADS", default_value_t = 0)]
-    pub threads: usize,
-
-    /// Failed logins per account and client address within --throttle-window before 429.
-    #[arg(long, env = "XRG_THROTTLE_PAIR", default_value_t = 5)]
-    pub throttle_pair: u32,
-
-    /// Failed logins per client address (any account), or per account (any address), within
-    /// --throttle-window before logins that need the upstream are refused with 429.
-    #[arg(long, env = "XRG_THROTTLE_WIDE", default_value_t = 15)]
-    pub throttle_wide: u32,
-
-    /// Failed logins of the whole gateway within an hour before logins that need the upstream
-    /// are refused with 429: keep it below ejabberd's mod_fail2ban limit (20 per address per
-    /// hour; every login through the gateway comes from its one address).
-    #[arg(long, env = "XRG_THROTTLE_TOTAL", default_value_t = 15)]
-    pub throttle_total: u32,
-
-    /// Seconds a failed login counts against its budgets.
-    #[arg(long, env = "XRG_THROTTLE_WINDOW", default_value_t = 300)]
-    pub throttle_window: u64,
-
-    /// Proxy address whose X-Forwarded-For header names the client. Repeatable.
-    #[arg(
-        long = "trusted-proxy",
-        env = "XRG_TRUSTED_PROXY",
-        value_delimiter = ','
-    )]
-    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// The checked configuration.
@@ -190,6 +43,9 @@ pub struct Config {
     pub threads: usize,
     pub throttle: ThrottleConfig,
     pub trusted_proxies: Vec<IpAddr>,
+    pub access_file: Option<PathBuf>,
+    pub credentials_file: Option<PathBuf>,
+    pub require_api_key: bool,
 }
 
 /// Where and how to reach the XMPP server.
@@ -302,6 +158,9 @@ impl Cli {
                 self.keepalive_timeout
             ));
         }
+        if self.require_api_key && self.access_file.is_none() {
+            return bad("--require-api-key needs --access-file (where the api-keys are)".into());
+        }
         if self.connect_timeout > self.request_timeout {
             return bad("--connect-timeout must not exceed --request-timeout".into());
         }
@@ -363,6 +222,9 @@ impl Cli {
                 window: Duration::from_secs(self.throttle_window),
             },
             trusted_proxies: self.trusted_proxies,
+            access_file: self.access_file,
+            credentials_file: self.credentials_file,
+            require_api_key: self.require_api_key,
         })
     }
 }

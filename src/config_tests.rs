@@ -1,4 +1,5 @@
 use super::*;
+use clap::Parser;
 
 fn parse(args: &[&str]) -> Result<Config, String> {
     let mut all = vec!["xmpp-rest-gateway"];
@@ -94,4 +95,20 @@ fn admission_limits_have_their_defaults_and_bounds() {
         assert!(e.contains(zero), "{e}");
     }
     assert!(parse(&["--max-header-bytes", "4096"]).is_err());
+}
+
+#[test]
+fn an_api_key_requirement_needs_an_access_file() {
+    let e = parse(&["--require-api-key"]).unwrap_err();
+    assert!(e.contains("--access-file"), "{e}");
+    let c = parse(&["--require-api-key", "--access-file", "/x.toml"]).unwrap();
+    assert!(c.require_api_key);
+}
+
+#[test]
+fn token_management_is_a_subcommand_that_takes_no_serving_flags() {
+    let cli = Cli::try_parse_from(["xmpp-rest-gateway", "token", "list", "--access-file", "/a"]);
+    assert!(matches!(cli.unwrap().command, Some(Command::Token { .. })));
+    let mixed = Cli::try_parse_from(["xmpp-rest-gateway", "--listen", "127.0.0.1:1", "token"]);
+    assert!(mixed.is_err());
 }

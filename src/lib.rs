@@ -20,6 +20,7 @@ pub mod config;
 pub mod expiring;
 pub mod http;
 pub mod logging;
+pub mod policy;
 pub mod rest;
 pub mod shutdown;
 pub mod upstream;

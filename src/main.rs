@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio_rustls::rustls;
-use xmpp_rest_gateway::config::{Cli, Config};
+use xmpp_rest_gateway::config::{Cli, Command, Config};
 use xmpp_rest_gateway::http::{self, Gateway};
+use xmpp_rest_gateway::policy::{Policy, ServiceCredentials};
 use xmpp_rest_gateway::upstream::{Access, Connector, SessionPool};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Token { command }) = cli.command.take() {
+        return xmpp_rest_gateway::policy::cli::run(command);
+    }
     let cfg = match cli.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -46,6 +50,24 @@ async fn run(mut cfg: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let policy = match &cfg.access_file {
+        Some(path) => Policy::load(path, cfg.require_api_key),
+        None => Ok(Policy::open()),
+    };
+    let policy = match policy {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let service = match ServiceCredentials::load(cfg.credentials_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let connector = match Connector::new(cfg.upstream.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -68,10 +90,17 @@ async fn run(mut cfg: Config) -> ExitCode {
     );
     cfg.max_connections = http::listener::fit_to_fd_limit(cfg.max_connections);
     let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
-    let gw = Arc::new(Gateway::new(cfg, access));
+    let watcher = cfg
+        .access_file
+        .is_some()
+        .then(|| tokio::spawn(policy.clone().watch()));
+    let gw = Arc::new(Gateway::new(cfg, access).with_policy(policy, service));
     let sweeper = tokio::spawn(gw.clone().sweep_every(std::time::Duration::from_secs(1)));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
     sweeper.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     ExitCode::SUCCESS
 }
 

@@ -213,6 +213,7 @@ impl Ctx {
             target: &self.target,
             keep,
             max_jids: 100,
+            guard: &super::unguarded,
         }
     }
 }

@@ -70,6 +70,9 @@ pub enum CommandError {
     /// The account holds as many open command sessions as it may.
     #[error("too many open command sessions (at most {0} per account)")]
     TooManyStages(usize),
+    /// The gateway's own rules refuse this node for this caller (nothing was sent).
+    #[error("{0}")]
+    Refused(String),
     /// The command completed but said it failed (`<note type='error'>`).
     #[error("{0}")]
     Failed(String),
@@ -100,6 +103,17 @@ pub struct Call<'a> {
     pub keep: bool,
     /// JIDs a JID-list field may carry.
     pub max_jids: usize,
+    /// The caller's rules: may it run this node? Asked by the dispatcher for every command
+    /// before anything is sent, a kept session's node included.
+    pub guard: &'a Guard<'a>,
+}
+
+/// A check of a node against the caller's rules (`Err` is refused, nothing sent).
+pub type Guard<'a> = dyn Fn(&str) -> Result<(), CommandError> + Sync + 'a;
+
+/// The guard of a caller without rules.
+pub fn unguarded(_: &str) -> Result<(), CommandError> {
+    Ok(())
 }
 
 /// Cancels an upstream command session without waiting for it: nothing is left open, and

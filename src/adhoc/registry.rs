@@ -78,6 +78,7 @@ impl Commands {
                 "an action other than execute needs the sessionid of a kept command".into(),
             ));
         }
+        (call.guard)(node)?;
         let result = match self.handlers.get(node).filter(|h| h.takes(call, req)) {
             Some(handler) => handler.run(call, req).await,
             None => self.generic.run(call, node, req, &self.stages).await,

@@ -116,6 +116,10 @@ impl Stages {
             .open
             .remove_if(&id.to_string(), |s| fits(s, call, req))
             .ok_or(CommandError::UnknownSession)?;
+        if let Err(refused) = (call.guard)(&stage.node) {
+            self.open.insert(id.to_string(), stage);
+            return Err(refused);
+        }
         let action = action.unwrap_or(&stage.default_action).to_string();
         let submission = match action.as_str() {
             "cancel" | "prev" => None,

@@ -56,6 +56,14 @@ pub fn credentials(headers: &HeaderMap, domain: Option<&str>) -> Result<Credenti
     })
 }
 
+/// The secret of `Authorization: Bearer SECRET`, if that is the scheme.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    let secret = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
 fn account(user: &str, domain: Option<&str>) -> Result<BareJid, ApiError> {
     let hint = "the user name must be the account's bare JID, e.g. admin@example.org";
     let user = user.trim();

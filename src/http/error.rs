@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::adhoc::CommandError;
+use crate::policy::Refusal;
 use crate::rest::{self, ErrorBody, Format};
 use crate::upstream::{AccessError, UpstreamError};
 
@@ -21,6 +22,8 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// The methods a 405 names in `Allow`.
     pub allow: Option<&'static str>,
+    /// A 401 for a token: `WWW-Authenticate: Bearer error="invalid_token"` beside Basic's.
+    pub bearer_challenge: bool,
 }
 
 impl ApiError {
@@ -32,7 +35,31 @@ impl ApiError {
             field: None,
             retry_after: None,
             allow: None,
+            bearer_challenge: false,
         }
+    }
+
+    /// 401 for an unknown, revoked or expired token, or a required api-key missing.
+    pub fn invalid_token(text: impl Into<String>) -> Self {
+        let mut e = Self::unauthorized(text);
+        e.bearer_challenge = true;
+        e
+    }
+
+    /// 403: the gateway's own rules refuse, before anything is sent upstream.
+    pub fn forbidden(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", text)
+    }
+
+    /// 429: a token's request rate is exceeded.
+    pub fn rate_limited(wait: Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "the token's request rate is exceeded; try again later",
+        );
+        e.retry_after = Some(wait);
+        e
     }
 
     /// 404: no such route.
@@ -153,6 +180,14 @@ impl ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"xmpp-rest-gateway\", charset=\"UTF-8\""),
             );
+            if self.bearer_challenge {
+                h.append(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"xmpp-rest-gateway\", error=\"invalid_token\"",
+                    ),
+                );
+            }
         }
         if let Some(allow) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -194,6 +229,16 @@ impl From<UpstreamError> for ApiError {
                 "upstream-unavailable",
                 other.to_string(),
             ),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::InvalidToken(t) => Self::invalid_token(t),
+            Refusal::Forbidden(t) => Self::forbidden(t),
+            Refusal::RateLimited(wait) => Self::rate_limited(wait),
         }
     }
 }
@@ -243,6 +288,7 @@ impl From<CommandError> for ApiError {
                 e
             }
             CommandError::BadRequest(t) => Self::bad_request(t),
+            CommandError::Refused(t) => Self::new(StatusCode::FORBIDDEN, "forbidden", t),
             CommandError::UnknownSession => Self::new(
                 StatusCode::NOT_FOUND,
                 "item-not-found",

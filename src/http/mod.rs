@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod body;
+mod caller;
 pub mod error;
 pub mod listener;
 pub mod negotiate;
@@ -23,8 +24,10 @@ use tokio::sync::Semaphore;
 
 use crate::adhoc::{self, CommandStream, Commands, Target};
 use crate::config::Config;
+use crate::policy::{Policy, ServiceCredentials};
 use crate::rest::{self, Format};
-use crate::upstream::{Access, Admitted};
+use crate::upstream::Access;
+use caller::Caller;
 use error::{document, ApiError};
 use query::{parse_query, QueryParams};
 
@@ -36,6 +39,10 @@ pub struct Gateway {
     access: Access,
     commands: Commands,
     in_flight: Arc<Semaphore>,
+    /// Tokens and per-command rules (everything allowed without an access file).
+    policy: Arc<Policy>,
+    /// The passwords of the accounts Bearer tokens act as.
+    service: ServiceCredentials,
 }
 
 /// The peer of the connection a request came on.
@@ -49,6 +56,17 @@ impl Gateway {
             commands: Commands::new(cfg.command_idle),
             access,
             cfg,
+            policy: Arc::new(Policy::open()),
+            service: ServiceCredentials::none(),
+        }
+    }
+
+    /// The same gateway under these rules, with these service-account passwords.
+    pub fn with_policy(self, policy: Arc<Policy>, service: ServiceCredentials) -> Self {
+        Self {
+            policy,
+            service,
+            ..self
         }
     }
 }
@@ -144,20 +162,28 @@ async fn handle_post(
     // Admission in order: the body under its own deadline, then credentials, then a place in
     // flight, so that a client that never finishes its body holds no place.
     let body = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
-    let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
+    let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let target = target(path, &gw.cfg.aliases)?;
+    let domains = caller::target_domains(&target, &request);
+    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+    let guard = |node: &str| caller.may_run(gw, node, &domains);
+    if let Some(node) = request.node.as_deref().filter(|n| !n.is_empty()) {
+        // Refused before a login: a token's rules cost the server nothing.
+        guard(node)?;
+    }
     let work = async {
-        let admitted = authenticate(gw, peer, headers, &creds).await?;
+        let admitted = caller.stream(gw).await?;
         let stream: Arc<dyn CommandStream> = admitted.session.clone();
         let call = adhoc::Call {
             stream: &stream,
-            account: &creds.account,
+            account: &caller.account,
             target: &target,
             keep,
             max_jids: gw.cfg.max_jids,
+            guard: &guard,
         };
         Ok::<_, ApiError>(gw.commands.run(&call, &request).await?)
     };
@@ -173,8 +199,8 @@ async fn get_commands(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    answer("GET", query.as_deref(), &headers, |format, _| {
-        handle_get(&gw, peer, path, &headers, format)
+    answer("GET", query.as_deref(), &headers, |format, q| {
+        handle_get(&gw, peer, path, q, &headers, format)
     })
     .await
 }
@@ -183,18 +209,21 @@ async fn handle_get(
     gw: &Gateway,
     peer: Peer,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: QueryParams,
     headers: &HeaderMap,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let creds = auth::credentials(headers, gw.cfg.domain.as_deref())?;
+    let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let target = target(path, &gw.cfg.aliases)?;
     let work = async {
-        let admitted = authenticate(gw, peer, headers, &creds).await?;
+        let admitted = caller.stream(gw).await?;
         let stream: Arc<dyn CommandStream> = admitted.session.clone();
         Ok::<_, ApiError>(adhoc::registry::list_commands(&stream, &target).await?)
     };
-    let items = timed(gw.cfg.request_timeout, work).await?;
+    let mut items = timed(gw.cfg.request_timeout, work).await?;
+    // Only the nodes the caller may run.
+    items.retain(|i| caller.shows(gw, &i.node));
     Ok(document(format, rest::encode_items(format, &items)))
 }
 
@@ -256,21 +285,6 @@ fn target(
 ) -> Result<Target, ApiError> {
     let Path(jid) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Ok(Target::resolve(&jid, aliases)?)
-}
-
-/// The request's stream: the warm session of the account, or a fresh login within the
-/// failed-login budgets of the client's address.
-async fn authenticate(
-    gw: &Gateway,
-    peer: Peer,
-    headers: &HeaderMap,
-    creds: &auth::Credentials,
-) -> Result<Admitted, ApiError> {
-    let addr = auth::client_addr(peer.0, headers, &gw.cfg.trusted_proxies);
-    Ok(gw
-        .access
-        .session(&creds.account, &creds.password, addr)
-        .await?)
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {

@@ -131,6 +131,18 @@ impl<L: Login> Access<L> {
         }
     }
 
+    /// `Err(retry_after)` when the client's address has spent its failure budget (for
+    /// requests that present a token, whose failed checks count against the address alone).
+    pub fn check_address(&self, addr: IpAddr) -> Result<(), Duration> {
+        self.throttle.check_address(addr)
+    }
+
+    /// Counts a refused token against the client's address (never the gateway-wide budget: it
+    /// did not reach SASL).
+    pub fn token_refused(&self, addr: IpAddr) {
+        self.throttle.address_failed(addr);
+    }
+
     /// Forgets failed-login records with nothing left in their window.
     pub fn sweep(&self) {
         self.throttle.sweep();

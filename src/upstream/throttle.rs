@@ -124,8 +124,7 @@ impl LoginThrottle {
 
     /// Counts a failure against the budgets `kind` names.
     pub fn failed(&self, account: &BareJid, addr: IpAddr, kind: Failure) {
-        let (now, addr) = (Instant::now(), bucket(addr));
-        let window = self.cfg.window;
+        let (addr, window) = (bucket(addr), self.cfg.window);
         let keys = match kind {
             Failure::Login => vec![
                 (Key::Pair(account.clone(), addr), window),
@@ -135,6 +134,17 @@ impl LoginThrottle {
             ],
             Failure::AddressOnly => vec![(Key::Addr(addr), window)],
         };
+        self.record(keys, addr);
+    }
+
+    /// Counts a failure of the address alone, naming no account (a refused token).
+    pub fn address_failed(&self, addr: IpAddr) {
+        let addr = bucket(addr);
+        self.record(vec![(Key::Addr(addr), self.cfg.window)], addr);
+    }
+
+    fn record(&self, keys: Vec<(Key, Duration)>, addr: IpAddr) {
+        let now = Instant::now();
         // More than the largest budget is never needed to decide.
         let largest = self.cfg.wide.max(self.cfg.pair).max(self.cfg.total) as usize;
         for (key, window) in keys {
