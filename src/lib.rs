@@ -14,12 +14,14 @@
 //! - [`http`]: the HTTP surface and the mapping of every error to a status.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 //! - [`logging`]: the log, with the crates that see secrets withheld at every level.
+//! - [`policy`]: least privilege: the access file's tokens and rules, service credentials, `token` CLI.
 
 pub mod adhoc;
 pub mod config;
 pub mod expiring;
 pub mod http;
 pub mod logging;
+pub mod policy;
 pub mod rest;
 pub mod shutdown;
 pub mod upstream;
