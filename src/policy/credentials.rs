@@ -13,7 +13,7 @@ use tokio_xmpp::parsers::jid::BareJid;
 pub const SYSTEMD_CREDENTIAL: &str = "xrg-credentials";
 
 /// Service-account passwords for token accounts.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct ServiceCredentials {
     passwords: HashMap<BareJid, String>,
 }

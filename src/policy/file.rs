@@ -219,7 +219,14 @@ pub fn parse_and_compile(text: &str) -> Result<(AccessFile, Rules), String> {
 /// Replaces `path` with `contents` so that a reader sees the old file or the new one, never
 /// half of one: a temporary file in the same directory, fsync, rename, fsync the directory.
 /// An existing file's mode and owner are kept; a new file gets 0644 (it holds only hashes).
+/// A symbolic link is followed, so the link stays and its target is replaced.
 pub fn write_atomically(path: &Path, contents: &str) -> Result<(), String> {
+    let resolved = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_owned(),
+        Err(e) => return Err(format!("cannot resolve {}: {e}", path.display())),
+    };
+    let path = resolved.as_path();
     let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

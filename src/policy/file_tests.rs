@@ -193,3 +193,17 @@ fn a_new_file_is_world_readable_it_holds_only_hashes() {
     assert_eq!(mode, 0o644);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_symlinked_file_keeps_its_link() {
+    let d = temp_dir("link");
+    let target = d.join("real.toml");
+    let link = d.join("access.toml");
+    std::fs::write(&target, "old").expect("write");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    write_atomically(&link, "new").expect("rewrite");
+    let meta = std::fs::symlink_metadata(&link).expect("meta");
+    assert!(meta.file_type().is_symlink(), "the link is still a link");
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "new");
+    let _ = std::fs::remove_dir_all(&d);
+}

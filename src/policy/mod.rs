@@ -48,6 +48,19 @@ pub struct Policy {
     seen: Mutex<Option<Stamp>>,
 }
 
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rules = self.rules();
+        f.debug_struct("Policy")
+            .field("path", &self.path)
+            .field("active", &self.active)
+            .field("tokens", &rules.tokens.len())
+            .field("accounts", &rules.accounts.len())
+            .field("require_api_key", &self.require_api_key)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Who acts for a request and under which rules.
 #[derive(Debug, Clone)]
 pub struct Grant {

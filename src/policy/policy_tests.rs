@@ -242,14 +242,13 @@ fn temp_file(tag: &str, text: &str) -> PathBuf {
 #[test]
 fn load_names_the_file_and_a_bad_reload_keeps_the_old_rules() {
     let e = Policy::load(&PathBuf::from("/nonexistent/xrg-access.toml"), false)
-        .err()
-        .expect("missing file");
+        .expect_err("missing file");
     assert!(e.contains("/nonexistent/xrg-access.toml"), "{e}");
     let path = temp_file("reload", EXAMPLE);
     let p = Policy::load(&path, false).expect("loads");
     assert!(p.admit(Some("test"), None, None, in_net()).is_ok());
     std::fs::write(&path, "[[token]]\nnme = \"x\"\n").expect("break");
-    let bad = Policy::load(&path, false).err().expect("bad file refused");
+    let bad = Policy::load(&path, false).expect_err("bad file refused");
     assert!(bad.contains("nme") && bad.contains("access.toml"), "{bad}");
     assert!(!p.reload(), "a bad file is not applied");
     assert!(
@@ -268,8 +267,15 @@ fn load_names_the_file_and_a_bad_reload_keeps_the_old_rules() {
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
+/// Polling and SIGHUP in one test: a SIGHUP reaches every watcher in the process, so a
+/// parallel test raising it would let a broken poll pass unnoticed.
 #[tokio::test]
-async fn watch_applies_a_revoke_within_two_seconds() {
+async fn watch_applies_a_revoke_within_two_seconds_and_at_once_on_sighup() {
+    polling_applies_a_revoke_within_two_seconds().await;
+    sighup_reloads_at_once().await;
+}
+
+async fn polling_applies_a_revoke_within_two_seconds() {
     let (secret, hash) = new_secret();
     let text = format!("[[token]]\nname = \"w\"\nsecret_sha256 = \"{hash}\"\naccount = \"a@b\"\n");
     let path = temp_file("watch", &text);
@@ -294,6 +300,35 @@ async fn watch_applies_a_revoke_within_two_seconds() {
             "revoke not seen"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watcher.abort();
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
+async fn sighup_reloads_at_once() {
+    // Our own SIGHUP listener first: from then on the signal cannot end the test process,
+    // whatever the order in which the watcher starts.
+    let mut own = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("SIGHUP listener");
+    let (secret, hash) = new_secret();
+    let text = format!("[[token]]\nname = \"h\"\nsecret_sha256 = \"{hash}\"\naccount = \"a@b\"\n");
+    let path = temp_file("sighup", &text);
+    let p = Arc::new(Policy::load(&path, false).expect("loads"));
+    // Polling once an hour: only the signal can bring the change in during this test.
+    let watcher = tokio::spawn(p.clone().watch_every(Duration::from_secs(3600)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(&path, "").expect("revoke");
+    assert!(p.admit(Some(&secret), None, None, in_net()).is_ok());
+    // SAFETY: raise only sends a signal to this process; a handler is installed above.
+    assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+    own.recv().await;
+    let started = Instant::now();
+    while p.admit(Some(&secret), None, None, in_net()).is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     watcher.abort();
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));

@@ -80,6 +80,11 @@ impl Policy {
     /// Reloads on SIGHUP and when the file changes (checked every second: mtime, size, and a
     /// content hash), until dropped/aborted. Only meaningful after `load`.
     pub async fn watch(self: Arc<Self>) {
+        self.watch_every(Duration::from_secs(1)).await
+    }
+
+    /// [`Policy::watch`] polling every `period`.
+    pub(super) async fn watch_every(self: Arc<Self>, period: Duration) {
         let Some(path) = self.path.clone() else {
             return;
         };
@@ -90,7 +95,7 @@ impl Policy {
                 None
             }
         };
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let hangup = async {
@@ -101,10 +106,14 @@ impl Policy {
             };
             tokio::select! {
                 _ = tick.tick() => self.check_for_change(&path),
-                _ = hangup => {
-                    tracing::info!("SIGHUP: reloading the access file");
-                    self.reload();
-                }
+                got = hangup => match got {
+                    Some(()) => {
+                        tracing::info!("SIGHUP: reloading the access file {}", path.display());
+                        self.reload();
+                    }
+                    // The signal stream ended: polling alone goes on.
+                    None => hup = None,
+                },
             }
         }
     }
