@@ -178,24 +178,47 @@ pub fn expires_at(arg: Option<&str>, now: i64) -> Result<Option<String>, String>
     Ok(Some(arg.to_owned()))
 }
 
-/// The file as it is, or an empty one when it does not exist yet.
-fn read_or_empty(path: &Path) -> Result<AccessFile, String> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AccessFile::default()),
-        _ => file::read(path).map(|(f, _)| f),
-    }
+/// The file as it is (and its bytes, to notice a concurrent rewrite), or an empty one when it
+/// does not exist yet.
+fn read_or_empty(path: &Path) -> Result<(AccessFile, Option<Vec<u8>>), String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((AccessFile::default(), None))
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot read the access file {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("access file {}: not UTF-8", path.display()))?;
+    let (access, _) = file::parse_and_compile(text)
+        .map_err(|e| format!("access file {}: {e}", path.display()))?;
+    Ok((access, Some(bytes)))
 }
 
-fn save(path: &Path, access: &AccessFile) -> Result<(), String> {
+/// Writes `access` over the file read as `before`, unless someone changed it meanwhile (two
+/// `token add` at once must not lose one of the tokens silently).
+pub(super) fn save(path: &Path, access: &AccessFile, before: Option<&[u8]>) -> Result<(), String> {
     // The same checks the gateway makes, so a rewrite never leaves a file it would refuse.
     access
         .compile()
         .map_err(|e| format!("access file {}: {e}", path.display()))?;
+    let now = std::fs::read(path).ok();
+    if now.as_deref() != before {
+        return Err(format!(
+            "the access file {} changed while this command ran; nothing was written, run it again",
+            path.display()
+        ));
+    }
     file::write_atomically(path, &access.to_toml()?)
 }
 
 fn add(path: &Path, entry: TokenEntry) -> Result<String, String> {
-    let mut access = read_or_empty(path)?;
+    let (mut access, before) = read_or_empty(path)?;
     if access.tokens.iter().any(|t| t.name == entry.name) {
         return Err(format!(
             "a token named {} already exists in {}",
@@ -206,7 +229,7 @@ fn add(path: &Path, entry: TokenEntry) -> Result<String, String> {
     let name = entry.name.clone();
     let nothing = entry.allow.is_empty();
     access.tokens.push(entry);
-    save(path, &access)?;
+    save(path, &access, before.as_deref())?;
     let mut msg = format!("added token {name} to {}", path.display());
     if nothing {
         msg.push_str(" (it has no --allow, so it may run no command)");
@@ -215,13 +238,19 @@ fn add(path: &Path, entry: TokenEntry) -> Result<String, String> {
 }
 
 fn revoke(path: &Path, name: &str) -> Result<String, String> {
-    let mut access = file::read(path)?.0;
-    let before = access.tokens.len();
+    let (mut access, before) = read_or_empty(path)?;
+    if before.is_none() {
+        return Err(format!(
+            "cannot read the access file {}: it does not exist",
+            path.display()
+        ));
+    }
+    let count = access.tokens.len();
     access.tokens.retain(|t| t.name != name);
-    if access.tokens.len() == before {
+    if access.tokens.len() == count {
         return Err(format!("no token named {name} in {}", path.display()));
     }
-    save(path, &access)?;
+    save(path, &access, before.as_deref())?;
     Ok(format!("revoked token {name} in {}", path.display()))
 }
 

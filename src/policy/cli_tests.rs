@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-use super::cli::{expires_at, run_with, TokenCommand};
+use super::cli::{expires_at, run_with, save, TokenCommand};
 use super::file;
 
 /// 2026-11-30T00:00:00Z
@@ -271,4 +271,21 @@ fn expires_takes_rfc3339_or_a_lifetime() {
     for bad in ["0d", "-1d", "xd", "2027-01-31", "99999999999999d"] {
         assert!(expires_at(Some(bad), NOW).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn a_file_changed_since_it_was_read_is_not_overwritten() {
+    let d = temp_dir("race");
+    let f = d.join("access.toml");
+    run(&["add", "a", "--access-file", p(&f)]);
+    let read = std::fs::read(&f).expect("file");
+    let (access, _) = file::read(&f).expect("parses");
+    // another `token add` lands between our read and our write
+    run(&["add", "b", "--access-file", p(&f)]);
+    let e = save(&f, &access, Some(&read)).expect_err("stale read refused");
+    assert!(e.contains("changed while this command ran"), "{e}");
+    let (now, _) = file::read(&f).expect("parses");
+    assert_eq!(now.tokens.len(), 2, "token b kept");
+    assert!(save(&f, &now, Some(&std::fs::read(&f).expect("file"))).is_ok());
+    let _ = std::fs::remove_dir_all(&d);
 }

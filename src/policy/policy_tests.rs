@@ -333,3 +333,15 @@ async fn sighup_reloads_at_once() {
     watcher.abort();
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
+
+#[test]
+fn account_jids_match_after_normalisation() {
+    let p = Policy::from_text(
+        "[[account]]\njid = \"Ops@Example.ORG\"\nallow = [\"*\"]\ndeny = [\"shutdown\"]\n",
+        false,
+    )
+    .expect("policy");
+    let ops = jid("ops@example.org");
+    let g = p.admit(None, None, Some(&ops), in_net()).expect("basic");
+    forbidden(p.may_run(&g, &ops, &node("shutdown"), &[]));
+}
