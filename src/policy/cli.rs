@@ -24,7 +24,7 @@ pub enum TokenCommand {
         /// The account a Bearer token acts as (its password comes from the credentials file).
         #[arg(long, value_name = "JID")]
         account: Option<String>,
-        /// A node it may run; short names mean http://jabber.org/protocol/admin#NAME, `*` any
+        /// A node it may run; short names mean `http://jabber.org/protocol/admin#NAME`, `*` any
         /// run of characters. Without --allow the token may run nothing.
         #[arg(long, value_name = "NODE")]
         allow: Vec<String>,

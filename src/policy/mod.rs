@@ -4,7 +4,9 @@
 //!
 //! Files: `file.rs` (the access file's TOML format, checks, atomic rewrite), `rules.rs` (globs,
 //! short names, deny over allow, domains, networks, expiry, rates), `credentials.rs` (the
-//! service-account passwords), `cli.rs` (`xmpp-rest-gateway token add|list|revoke`).
+//! service-account passwords), `cli.rs` (`xmpp-rest-gateway token add|list|revoke`),
+//! `watch.rs` (reload on SIGHUP and on change, keeping the rules in force when the new file is
+//! bad or gone). Tests live beside each, in `*_tests.rs`.
 
 pub mod cli;
 pub mod credentials;
