@@ -14,6 +14,7 @@
 //! - [`http`]: the HTTP surface and the mapping of every error to a status.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 //! - [`logging`]: the log, with the crates that see secrets withheld at every level.
+//! - [`policy`]: least privilege: the access file's tokens and rules, service credentials, `token` CLI.
 
 pub mod adhoc;
 pub mod config;
