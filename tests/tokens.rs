@@ -191,10 +191,9 @@ async fn a_helpdesk_token_ends_sessions_and_nothing_else(kind: ServerKind) {
 
     // Nothing secret at trace: the token, the service password, in any form.
     let log = gw.log();
-    assert!(
-        log.contains("TRACE") || log.contains("trace"),
-        "the log is at trace"
-    );
+    // Not vacuous: the log holds the gateway's lines for the requests above (RUST_LOG=trace;
+    // tests/secrets.rs shows that dependencies' trace lines come through).
+    assert!(log.matches(" request").count() >= 5, "{log}");
     let password = s.password("admin2");
     let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
     for secret in [
