@@ -88,7 +88,10 @@ async fn run(mut cfg: Config) -> ExitCode {
         upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
         "xmpp-rest-gateway listening"
     );
-    cfg.max_connections = http::listener::fit_to_fd_limit(cfg.max_connections);
+    // Upstream streams: a warm one per account, and logins under way (two per account while a
+    // login replaces a stream).
+    let upstream = cfg.pool.max_sessions + cfg.pool.max_logins;
+    cfg.max_connections = http::listener::fit_to_fd_limit(cfg.max_connections, upstream);
     let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
     let watcher = cfg
         .access_file

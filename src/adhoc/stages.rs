@@ -136,7 +136,11 @@ impl Stages {
             },
         };
         let cmd = Command::step(&stage.node, &action, &stage.upstream_sid, submission);
+        // Taken out and not yet answered: if the step fails or the request is dropped (its
+        // timeout), the upstream session is cancelled rather than left open on the server.
+        let abandoned = Abandoned(Some(&stage));
         let reply = run_one(call.stream.as_ref(), &stage.to, cmd).await?;
+        abandoned.answered();
         if reply.status != Status::Executing {
             return to_response(call.target, &reply);
         }
@@ -175,6 +179,23 @@ fn fits(s: &Stage, call: &Call<'_>, req: &CommandRequest) -> bool {
             .node
             .as_deref()
             .is_none_or(|n| n.is_empty() || n == s.node)
+}
+
+/// A session taken out for a step: cancelled upstream when dropped before its answer came.
+struct Abandoned<'a>(Option<&'a Stage>);
+
+impl Abandoned<'_> {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(stage) = self.0 {
+            cancel(stage);
+        }
+    }
 }
 
 /// Cancels an abandoned session upstream, if its stream still lives.

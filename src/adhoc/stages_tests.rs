@@ -165,3 +165,26 @@ async fn a_typo_costs_one_retry_not_the_session() {
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn a_step_that_fails_cancels_its_session_upstream() {
+    let fake = Fake::new("admin@x.test/xrg-1", |_, cmd| match cmd.action.as_deref() {
+        Some("cancel") => completed(NODE, vec![]),
+        _ => Err(CommandError::Xmpp {
+            type_: "wait".into(),
+            condition: "resource-constraint".into(),
+            text: None,
+        }),
+    });
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let id = open(&stages, &ctx);
+    let failed = stages.resume(&ctx.call(true), &resume_req(&id, None)).await;
+    assert!(
+        matches!(failed, Err(CommandError::Xmpp { .. })),
+        "{failed:?}"
+    );
+    fake::settle().await;
+    let actions: Vec<Option<String>> = fake.sent().into_iter().map(|(_, c)| c.action).collect();
+    assert_eq!(actions, [Some("complete".into()), Some("cancel".into())]);
+}

@@ -15,7 +15,7 @@ use super::{auth, Gateway, Peer};
 use crate::adhoc::{address, CommandError, Target};
 use crate::policy::{Grant, Refusal};
 use crate::rest::CommandRequest;
-use crate::upstream::Admitted;
+use crate::upstream::{AccessError, Admitted};
 
 /// A request's caller, once its credentials and token (if any) are accepted.
 pub struct Caller {
@@ -24,6 +24,8 @@ pub struct Caller {
     password: String,
     pub grant: Grant,
     pub addr: IpAddr,
+    /// Acting as a token's service account (its password from the credentials file).
+    service: bool,
 }
 
 impl Caller {
@@ -62,6 +64,13 @@ impl Caller {
                 let account = grant.bearer_account.clone().ok_or_else(|| {
                     Refusal::Forbidden("this token names no account to act as".into())
                 })?;
+                if refused_service(gw).contains(&account) {
+                    return Err(Refusal::Forbidden(format!(
+                        "the XMPP server refused the service password of {account}, the token's \
+                         account: fix the credentials file and restart the gateway"
+                    ))
+                    .into());
+                }
                 let password = gw.service.password(&account).ok_or_else(|| {
                     Refusal::Forbidden(format!(
                         "the gateway holds no password for {account}, the token's account \
@@ -72,6 +81,7 @@ impl Caller {
             }
         };
         Ok(Caller {
+            service: bearer.is_some(),
             account,
             password,
             grant,
@@ -82,10 +92,19 @@ impl Caller {
     /// The caller's stream: the warm session of the account, or a fresh login within the
     /// failed-login budgets of the client's address.
     pub async fn stream(&self, gw: &Gateway) -> Result<Admitted, ApiError> {
-        Ok(gw
+        let session = gw
             .access
             .session(&self.account, &self.password, self.addr)
-            .await?)
+            .await;
+        if self.service && matches!(session, Err(AccessError::Refused)) {
+            tracing::error!(
+                account = %self.account,
+                "the XMPP server refused the service password of a token's account; its \
+                 tokens are refused until the credentials file is fixed and the gateway restarted"
+            );
+            refused_service(gw).insert(self.account.clone());
+        }
+        Ok(session?)
     }
 
     /// Whether the caller's rules let it run `node` at these domains.
@@ -95,14 +114,24 @@ impl Caller {
             .map_err(|r| CommandError::Refused(r.to_string()))
     }
 
+    /// Whether the caller's rules let it address these domains at all.
+    pub fn may_address(&self, gw: &Gateway, domains: &[&str]) -> Result<(), ApiError> {
+        Ok(gw.policy.may_address(&self.grant, domains)?)
+    }
+
     /// Whether a listed command is shown to the caller.
     pub fn shows(&self, gw: &Gateway, node: &str) -> bool {
         gw.policy.shows(&self.grant, &self.account, node)
     }
 }
 
+fn refused_service(gw: &Gateway) -> std::sync::MutexGuard<'_, std::collections::HashSet<BareJid>> {
+    gw.service_refused.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The domains a request addresses: the URL JID's, and that of every JID-valued field (any
-/// value that is an account JID).
+/// value that is an account JID, or a bare domain with a dot in it: `example.org`, not
+/// `maintenance`).
 pub fn target_domains(target: &Target, req: &CommandRequest) -> Vec<String> {
     let mut domains = vec![target.to.domain().to_string()];
     let values = req
@@ -110,7 +139,9 @@ pub fn target_domains(target: &Target, req: &CommandRequest) -> Vec<String> {
         .iter()
         .flat_map(|f| f.value.as_ref().map(|v| v.as_slice()).unwrap_or_default());
     for v in values {
-        if let Some(jid) = address::parse_jid(v.trim()).filter(|j| j.node().is_some()) {
+        let v = v.trim();
+        let jid = address::parse_jid(v).filter(|j| j.node().is_some() || v.contains('.'));
+        if let Some(jid) = jid {
             let d = jid.domain().to_string();
             if !domains.contains(&d) {
                 domains.push(d);

@@ -224,6 +224,7 @@ impl From<UpstreamError> for ApiError {
                 Self::unauthorized("the XMPP server refused these credentials")
             }
             UpstreamError::HostUnknown(domain) => Self::unknown_domain(&domain),
+            UpstreamError::Throttled(wait) => Self::throttled(wait),
             other => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream-unavailable",

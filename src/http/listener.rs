@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
@@ -59,13 +59,18 @@ pub async fn serve(
         // A head must fit the buffer; beyond it hyper's default lets one grow to ~400 KB.
         .max_buf_size(gw.cfg.max_header_bytes.max(8192));
     tokio::pin!(shutdown);
+    let mut last_accept_warning: Option<Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // EMFILE and the like: wait for descriptors to come back, never spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    // EMFILE and the like: wait for descriptors to come back, never spin, and
+                    // say so at most every 10 s.
+                    if last_accept_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(error = %e, "accept failed");
+                        last_accept_warning = Some(Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -43,6 +43,9 @@ pub struct Gateway {
     policy: Arc<Policy>,
     /// The passwords of the accounts Bearer tokens act as.
     service: ServiceCredentials,
+    /// Service accounts whose password the server refused: not tried again until a restart,
+    /// so a stale credentials file cannot spend the failed-login budgets request by request.
+    service_refused: std::sync::Mutex<std::collections::HashSet<tokio_xmpp::parsers::jid::BareJid>>,
 }
 
 /// The peer of the connection a request came on.
@@ -58,6 +61,7 @@ impl Gateway {
             cfg,
             policy: Arc::new(Policy::open()),
             service: ServiceCredentials::none(),
+            service_refused: Default::default(),
         }
     }
 
@@ -216,6 +220,7 @@ async fn handle_get(
     let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let target = target(path, &gw.cfg.aliases)?;
+    caller.may_address(gw, &[target.to.domain().as_str()])?;
     let work = async {
         let admitted = caller.stream(gw).await?;
         let stream: Arc<dyn CommandStream> = admitted.session.clone();

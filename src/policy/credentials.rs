@@ -70,9 +70,10 @@ impl ServiceCredentials {
     pub fn parse(text: &str) -> Result<Self, String> {
         // Parsed as generic values first: serde's type errors would quote a value.
         let table: toml::Table = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| {
+                let before = text.get(..s.start).unwrap_or(text);
+                before.matches('\n').count() + 1
+            });
             // toml's message names the problem, not the text; the Display form would quote
             // the line, password and all.
             match line {

@@ -67,9 +67,10 @@ impl AccessFile {
     /// Parses the text. TOML errors carry the line number and the parser's message only.
     pub fn parse(text: &str) -> Result<AccessFile, String> {
         toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| {
+                let before = text.get(..s.start).unwrap_or(text);
+                before.matches('\n').count() + 1
+            });
             match line {
                 Some(l) => format!("line {l}: {}", e.message()),
                 None => e.message().to_owned(),

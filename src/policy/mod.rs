@@ -180,8 +180,9 @@ impl Policy {
     ///   also when `basic` is `None`);
     /// - neither: allowed (Grant with no token) unless `require_api_key` (InvalidToken);
     /// - the token's `expires` not passed (InvalidToken), its `from` networks contain `client`
-    ///   (Forbidden otherwise), its `rate` not exceeded (RateLimited; checked last, so refused
-    ///   requests spend nothing).
+    ///   (Forbidden otherwise), its `rate` not exceeded (RateLimited; checked last here, so a
+    ///   request this function refuses spends nothing; one refused later by the node or domain
+    ///   rules has spent its place, as a request answered 403 is still a request).
     ///
     /// Without an access file ([`Policy::open`]) an api-key is ignored and a Bearer token is
     /// unknown (InvalidToken). Secrets are compared as SHA-256 digests in constant time.
@@ -282,6 +283,22 @@ impl Policy {
                 "node {node} is not allowed for account {acting}"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// May a request under `grant` address these `domains` at all (the command list, which names
+    /// no node of its own)?
+    pub fn may_address(&self, grant: &Grant, domains: &[&str]) -> Result<(), Refusal> {
+        match grant
+            .rules
+            .as_ref()
+            .and_then(|t| t.domain_outside(domains).map(|d| (t, d)))
+        {
+            Some((t, d)) => Err(Refusal::Forbidden(format!(
+                "domain {d} is outside the domains of token {}",
+                t.name
+            ))),
+            None => Ok(()),
         }
     }
 

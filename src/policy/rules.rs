@@ -37,10 +37,12 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-/// A short name means the XEP-0133 node of that name. A lone `*` is kept as is so that
-/// `allow = ["*"]` means every node, the servers' own (ejabberd's `running nodes/...`) included.
+/// A short name means the XEP-0133 node of that name (`end-user-session`; `*-user` is
+/// `admin#*-user`). A pattern with `:`, `/`, `#` or a space is a full node pattern as written
+/// (`*#get-*`, `running nodes/*/shutdown`, `http://...`), and a lone `*` is every node, the
+/// servers' own (ejabberd's `running nodes/...`) included.
 pub fn expand_pattern(pattern: &str) -> String {
-    if pattern == "*" || pattern.contains(':') || pattern.contains('/') {
+    if pattern == "*" || pattern.contains([':', '/', '#', ' ']) {
         pattern.to_owned()
     } else {
         format!("{ADMIN_PREFIX}{pattern}")

@@ -60,6 +60,22 @@ fn short_names_mean_the_xep0133_node_and_full_names_stay() {
     );
     assert_eq!(expand_pattern("urn:x:y"), "urn:x:y");
     assert_eq!(expand_pattern("*"), "*");
+    assert_eq!(expand_pattern("*#get-*"), "*#get-*");
+    assert_eq!(
+        expand_pattern("*running nodes*shutdown*"),
+        "*running nodes*shutdown*"
+    );
+}
+
+#[test]
+fn ejabberds_own_nodes_are_denied_by_their_full_pattern() {
+    let r = rules(
+        &["*"],
+        &["running nodes/*/shutdown", "*running nodes*restart*"],
+    );
+    assert!(!r.permits("running nodes/ejabberd@localhost/shutdown"));
+    assert!(!r.permits("running nodes/ejabberd@localhost/restart"));
+    assert!(r.permits(&node("user-stats")));
 }
 
 #[test]

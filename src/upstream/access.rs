@@ -96,16 +96,31 @@ impl<L: Login> Access<L> {
         password: &str,
         addr: IpAddr,
     ) -> Result<Arc<AdminSession>, AccessError> {
+        // A quick refusal before queueing for the account's login turn.
         if let Err(wait) = self.throttle.check_login(account, addr, false) {
-            let exempt = self.throttle.check_login(account, addr, true).is_ok()
-                && self.pool.take_exemption(account, password);
-            if !exempt {
+            if self.throttle.check_login(account, addr, true).is_err()
+                || !self.pool.proof_matches(account, password)
+            {
                 return Err(AccessError::Throttled(wait));
             }
-            tracing::info!(%account, "login past the spent budgets: its password proved itself before");
         }
         let proved_before = self.pool.proof_matches(account, password);
-        match self.pool.login(account, password).await {
+        // At the account's turn, right before connecting: the budgets are reserved, not just
+        // checked, so logins under way count as failures until they end and requests sent at
+        // once cannot all pass a budget with room for one.
+        let gate = || match self.throttle.reserve_login(account, addr, false) {
+            Ok(r) => Ok(r),
+            Err(wait) => {
+                if !self.pool.take_exemption(account, password) {
+                    return Err(UpstreamError::Throttled(wait));
+                }
+                tracing::info!(%account, "login past the spent budgets: its password proved itself before");
+                self.throttle
+                    .reserve_login(account, addr, true)
+                    .map_err(UpstreamError::Throttled)
+            }
+        };
+        match self.pool.login_gated(account, password, gate).await {
             Ok(s) => {
                 self.throttle.succeeded(account, addr);
                 Ok(s)
@@ -124,6 +139,7 @@ impl<L: Login> Access<L> {
                 self.throttle.failed(account, addr, Failure::AddressOnly);
                 Err(AccessError::UnknownDomain(domain))
             }
+            Err(UpstreamError::Throttled(wait)) => Err(AccessError::Throttled(wait)),
             Err(e) => {
                 tracing::warn!(%account, error = %e, "login failed");
                 Err(e.into())

@@ -43,6 +43,9 @@ pub enum UpstreamError {
     /// The server refused the credentials (SASL failure).
     #[error("the XMPP server refused the login ({0})")]
     AuthFailed(String),
+    /// The failed-login budgets refuse this login; free again after this long.
+    #[error("too many failed logins")]
+    Throttled(std::time::Duration),
     /// The gateway's own upstream settings are unusable (CA file, …).
     #[error("upstream configuration: {0}")]
     Config(String),

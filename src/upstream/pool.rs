@@ -194,11 +194,24 @@ impl<L: Login> SessionPool<L> {
         account: &BareJid,
         password: &str,
     ) -> Result<Arc<AdminSession>, UpstreamError> {
+        self.login_gated(account, password, || Ok(())).await
+    }
+
+    /// As [`login`](Self::login), asking `gate` at the account's turn, right before
+    /// connecting (not when a login just completed serves): its `Err` is the answer, its `Ok`
+    /// value is held until the login ends (the throttle's reservation).
+    pub async fn login_gated<G>(
+        &self,
+        account: &BareJid,
+        password: &str,
+        gate: impl FnOnce() -> Result<G, UpstreamError>,
+    ) -> Result<Arc<AdminSession>, UpstreamError> {
         let slot = self.slot(account);
         let _one_at_a_time = slot.login.lock().await;
         if let Some(s) = self.warm_in(&slot, account, password) {
             return Ok(s);
         }
+        let _gate = gate()?;
         let _place = self
             .login_places
             .acquire()

@@ -11,8 +11,9 @@
 //! successful login is exempt from all but the pair (see `upstream::access`). Failures that
 //! never reach SASL (a domain the server does not serve) count against the address only.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio_xmpp::parsers::jid::BareJid;
@@ -47,7 +48,33 @@ pub enum Failure {
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
     failures: ExpiringMap<Key, Failures>,
+    /// Logins under way, per budget: each counts as a failure until it ends, so that requests
+    /// sent at once cannot all pass a budget that has room for one.
+    pending: Mutex<HashMap<Key, usize>>,
 }
+
+/// A login under way, counted against its budgets until dropped.
+pub struct Reservation<'a> {
+    throttle: &'a LoginThrottle,
+    keys: Vec<Key>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.throttle.lock_pending();
+        for key in &self.keys {
+            if let Some(n) = pending.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    pending.remove(key);
+                }
+            }
+        }
+    }
+}
+
+/// How long a client waits when only logins under way fill a budget.
+const PENDING_WAIT: Duration = Duration::from_secs(1);
 
 /// One budget's recent failures, newest last.
 struct Failures {
@@ -83,8 +110,34 @@ impl LoginThrottle {
     pub fn new(cfg: ThrottleConfig) -> Self {
         Self {
             failures: ExpiringMap::new(TOTAL_WINDOW.max(cfg.window), BOUND),
+            pending: Mutex::new(HashMap::new()),
             cfg,
         }
+    }
+
+    /// Checks the login budgets (as [`check_login`](Self::check_login)) counting the logins
+    /// already under way, and reserves a place in each until the returned guard is dropped.
+    pub fn reserve_login(
+        &self,
+        account: &BareJid,
+        addr: IpAddr,
+        exempt: bool,
+    ) -> Result<Reservation<'_>, Duration> {
+        let budgets = self.login_budgets(account, addr, exempt);
+        let mut pending = self.lock_pending();
+        self.check_with(&budgets, &pending)?;
+        let keys: Vec<Key> = budgets.into_iter().map(|(k, _, _)| k).collect();
+        for key in &keys {
+            *pending.entry(key.clone()).or_default() += 1;
+        }
+        Ok(Reservation {
+            throttle: self,
+            keys,
+        })
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<Key, usize>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `Err(retry_after)` when this account has failed too often from this address.
@@ -103,17 +156,27 @@ impl LoginThrottle {
         addr: IpAddr,
         exempt: bool,
     ) -> Result<(), Duration> {
+        let budgets = self.login_budgets(account, addr, exempt);
+        self.check_with(&budgets, &self.lock_pending())
+    }
+
+    fn login_budgets(
+        &self,
+        account: &BareJid,
+        addr: IpAddr,
+        exempt: bool,
+    ) -> Vec<(Key, u32, Duration)> {
         let (addr, window) = (bucket(addr), self.cfg.window);
         let pair = (Key::Pair(account.clone(), addr), self.cfg.pair, window);
         if exempt {
-            return self.check(&[pair]);
+            return vec![pair];
         }
-        self.check(&[
+        vec![
             pair,
             (Key::Addr(addr), self.cfg.wide, window),
             (Key::Account(account.clone()), self.cfg.wide, window),
             (Key::Total, self.cfg.total, TOTAL_WINDOW),
-        ])
+        ]
     }
 
     /// `Err(retry_after)` when this address has failed too often (for attempts that never
@@ -204,24 +267,42 @@ impl LoginThrottle {
     }
 
     fn check(&self, budgets: &[(Key, u32, Duration)]) -> Result<(), Duration> {
+        self.check_with(budgets, &HashMap::new())
+    }
+
+    /// The budgets' verdict, logins under way (`pending`) counted as failures.
+    fn check_with(
+        &self,
+        budgets: &[(Key, u32, Duration)],
+        pending: &HashMap<Key, usize>,
+    ) -> Result<(), Duration> {
         let now = Instant::now();
         let mut wait = Duration::ZERO;
         for (key, limit, window) in budgets {
             let (window, limit) = (*window, *limit as usize);
-            let decisive = self.failures.update(key, |f| {
-                while f
-                    .times
-                    .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) >= window)
-                {
-                    f.times.pop_front();
-                }
-                // Free again once the failure that keeps it at the limit leaves the window.
-                (f.times.len() >= limit).then(|| f.times[f.times.len() - limit].0)
-            });
-            if let Some(Some(decisive)) = decisive {
-                wait = wait.max(window.saturating_sub(now.duration_since(decisive)));
+            let extra = pending.get(key).copied().unwrap_or(0);
+            let failed = self
+                .failures
+                .update(key, |f| {
+                    while f
+                        .times
+                        .front()
+                        .is_some_and(|(t, _)| now.duration_since(*t) >= window)
+                    {
+                        f.times.pop_front();
+                    }
+                    f.times.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            if failed.len() + extra < limit {
+                continue;
             }
+            // Free again once the failure that keeps it at the limit leaves the window; when
+            // logins under way alone fill it, as soon as they end.
+            wait = wait.max(match failed.get(failed.len() + extra - limit) {
+                Some(decisive) => window.saturating_sub(now.duration_since(*decisive)),
+                None => PENDING_WAIT,
+            });
         }
         if wait.is_zero() {
             Ok(())
@@ -360,5 +441,23 @@ mod tests {
         }
         let same_64 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 9, 9, 9, 9));
         assert!(t.check_pair(&a, same_64).is_err());
+    }
+
+    #[test]
+    fn logins_under_way_count_until_they_end() {
+        let t = throttle();
+        let (a, ip) = (jid("a@x"), IpAddr::from([10, 0, 3, 1]));
+        let held: Vec<_> = (0..3)
+            .map(|_| t.reserve_login(&a, ip, false).unwrap())
+            .collect();
+        assert!(
+            t.reserve_login(&a, ip, false).is_err(),
+            "the pair's 3 places are taken"
+        );
+        drop(held);
+        assert!(
+            t.reserve_login(&a, ip, false).is_ok(),
+            "free once they ended"
+        );
     }
 }

@@ -1,22 +1,25 @@
 //! The file-descriptor plan: the soft limit on open files raised to the hard one at start,
 //! and the connection cap lowered to fit under it.
 
-/// Descriptors kept free of HTTP connections: upstream streams, the listener, log files.
-pub const FD_RESERVE: usize = 128;
+/// Descriptors kept free of HTTP connections besides the upstream streams: the listener, files,
+/// the runtime's own.
+pub const FD_RESERVE: usize = 64;
 
 /// Raises the soft limit on open files to the hard limit, and returns how many connections
-/// fit under it: `wanted`, or the limit less [`FD_RESERVE`] (with a warning) when smaller.
-pub fn fit_to_fd_limit(wanted: usize) -> usize {
+/// fit under it: `wanted`, or the limit less `upstream` (the streams the pool may hold: warm
+/// sessions and logins under way) and [`FD_RESERVE`], with a warning, when smaller.
+pub fn fit_to_fd_limit(wanted: usize, upstream: usize) -> usize {
     let Some(soft) = raise_nofile() else {
         return wanted;
     };
-    let room = (soft as usize).saturating_sub(FD_RESERVE).max(1);
+    let reserve = FD_RESERVE + upstream;
+    let room = (soft as usize).saturating_sub(reserve).max(1);
     if wanted > room {
         tracing::warn!(
             max_connections = wanted,
             clamped_to = room,
             nofile = soft,
-            reserve = FD_RESERVE,
+            reserve,
             "--max-connections does not fit the open-files limit; raise LimitNOFILE / ulimit -n"
         );
         room

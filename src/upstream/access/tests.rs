@@ -141,3 +141,28 @@ async fn an_account_busy_beyond_its_requests_in_flight() {
     access.session(&admin(), "pw", addr(1)).await.unwrap();
     assert_eq!(fake.logins(), 1);
 }
+
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_reach_the_server_no_more_than_the_budgets_allow() {
+    let (access, fake) = access(pool_cfg());
+    fake.refuse("guess");
+    // Slow logins, so that every request is in flight before any has failed.
+    fake.set_delay(Duration::from_millis(50));
+    let admin = admin();
+    let one_account = (0..20).map(|_| access.session(&admin, "guess", addr(1)));
+    let answers = futures_util::future::join_all(one_account).await;
+    assert!(answers.iter().all(|r| r.is_err()));
+    assert_eq!(
+        fake.logins(),
+        2,
+        "the pair's budget, not one login per request"
+    );
+
+    let spray = (0..20u8).map(|i| {
+        let account: BareJid = format!("u{i}@example.org").parse().unwrap();
+        let access = &access;
+        async move { access.session(&account, "guess", addr(2)).await }
+    });
+    futures_util::future::join_all(spray).await;
+    assert_eq!(fake.logins() - 2, 3, "the address's budget across accounts");
+}
