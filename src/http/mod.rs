@@ -162,7 +162,9 @@ async fn handle_post(
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let body_format = negotiate::body_format(ct).ok_or_else(ApiError::unsupported_media_type)?;
+    let body_format = negotiate::request_format(query.type_.as_deref(), ct)
+        .map_err(|e| ApiError::not_acceptable(e.0))?
+        .ok_or_else(ApiError::unsupported_media_type)?;
     // Admission in order: the body under its own deadline, then credentials, then a place in
     // flight, so that a client that never finishes its body holds no place.
     let body = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;

@@ -1,5 +1,8 @@
-//! Which format a response speaks: `?type=` (Tigase's parameter), then an `Accept` header that
-//! prefers one format, then the request's `Content-Type`, then XML (Tigase's default).
+//! Which format a request body and a response speak. Tigase's `?type=` decides both when given
+//! (`text/xml` and `application/xml` mean XML, `application/json` JSON), so a Tigase script may
+//! post with curl's default form content type. Otherwise the body is read by its
+//! `Content-Type`, and the response speaks what an `Accept` header prefers, then the request's
+//! `Content-Type`, then XML (Tigase's default).
 
 use crate::rest::Format;
 
@@ -9,6 +12,29 @@ pub fn body_format(content_type: Option<&str>) -> Option<Format> {
         "application/xml" | "text/xml" => Some(Format::Xml),
         "application/json" => Some(Format::Json),
         _ => None,
+    }
+}
+
+/// The format `?type=` names.
+pub fn type_param(t: &str) -> Result<Format, NotAcceptable> {
+    match essence(t).as_str() {
+        "application/json" => Ok(Format::Json),
+        "application/xml" | "text/xml" => Ok(Format::Xml),
+        _ => Err(NotAcceptable(format!(
+            "type={t:?}: only text/xml, application/xml and application/json are served"
+        ))),
+    }
+}
+
+/// The format of a request body: `?type=`'s when given, else its `Content-Type`'s (`None`:
+/// neither XML nor JSON, a 415).
+pub fn request_format(
+    query_type: Option<&str>,
+    content_type: Option<&str>,
+) -> Result<Option<Format>, NotAcceptable> {
+    match query_type {
+        Some(t) => type_param(t).map(Some),
+        None => Ok(body_format(content_type)),
     }
 }
 
@@ -23,13 +49,7 @@ pub fn response_format(
     content_type: Option<&str>,
 ) -> Result<Format, NotAcceptable> {
     if let Some(t) = query_type {
-        return match essence(t).as_str() {
-            "application/json" => Ok(Format::Json),
-            "application/xml" => Ok(Format::Xml),
-            _ => Err(NotAcceptable(format!(
-                "type={t:?}: only application/json and application/xml are served"
-            ))),
-        };
+        return type_param(t);
     }
     if let Some(accept) = accept.filter(|a| !a.trim().is_empty()) {
         let xml = preference(accept, &["application/xml", "text/xml"]);
@@ -153,6 +173,21 @@ mod tests {
             Ok(Json)
         );
         assert!(f(Some("text/html"), None, None).is_err());
+        assert_eq!(f(Some("text/xml"), Some("application/json"), None), Ok(Xml));
+    }
+
+    #[test]
+    fn the_type_parameter_reads_the_body_whatever_its_content_type() {
+        let form = Some("application/x-www-form-urlencoded");
+        assert_eq!(request_format(Some("text/xml"), form), Ok(Some(Xml)));
+        assert_eq!(request_format(Some("application/xml"), form), Ok(Some(Xml)));
+        assert_eq!(
+            request_format(Some("application/json"), form),
+            Ok(Some(Json))
+        );
+        assert!(request_format(Some("text/html"), form).is_err());
+        assert_eq!(request_format(None, form), Ok(None), "415 without type");
+        assert_eq!(request_format(None, Some("text/xml")), Ok(Some(Xml)));
     }
 
     #[test]
