@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -34,6 +35,8 @@ pub struct Seen {
     pub connections: usize,
     /// Ids of the IQ answers (`result` or `error`) the gateway sent.
     pub answered: Vec<String>,
+    /// Stream footers (`</stream:stream>`) the gateway sent: streams it closed properly.
+    pub stream_ends: usize,
 }
 
 type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
@@ -57,6 +60,18 @@ const COMMANDS_NS: [&str; 2] = [
     "xmlns='http://jabber.org/protocol/commands'",
     "xmlns=\"http://jabber.org/protocol/commands\"",
 ];
+const STREAM_END: &str = "</stream:stream>";
+
+/// A gateway whose c2s stream passes through a reading proxy (`--upstream-tls none`), with
+/// `extra` flags.
+pub async fn proxied(s: &super::TestServer, extra: &[&str]) -> (XmppProxy, super::TestGateway) {
+    let proxy = XmppProxy::start(s.c2s_addr()).await;
+    let upstream = proxy.addr.to_string();
+    let mut args = vec!["--upstream", upstream.as_str(), "--upstream-tls", "none"];
+    args.extend_from_slice(extra);
+    let gw = super::TestGateway::start(s, &args);
+    (proxy, gw)
+}
 
 impl XmppProxy {
     pub async fn start(upstream: SocketAddr) -> XmppProxy {
@@ -90,6 +105,23 @@ impl XmppProxy {
     /// Commands seen so far (a baseline to subtract).
     pub fn commands(&self) -> usize {
         self.seen(|s| s.commands)
+    }
+
+    /// Waits until `done` holds of what the proxy saw; panics naming `what` after `limit`.
+    pub async fn await_seen(&self, what: &str, limit: Duration, done: impl Fn(&Seen) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !self.seen(&done) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not seen within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Connections the gateway opened so far: one per login, refused ones included.
+    pub fn connections(&self) -> usize {
+        self.seen(|s| s.connections)
     }
 
     /// Forgets the in-flight maximum, to measure one request's.
@@ -150,7 +182,7 @@ async fn upward(
     shared: Arc<Shared>,
 ) {
     let mut scan = TagScanner::default();
-    let mut tail = String::new();
+    let (mut commands_carry, mut ends_carry) = (String::new(), String::new());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -159,21 +191,13 @@ async fn upward(
         };
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         let iqs = scan.iq_tags(&text);
-        let joined = format!("{tail}{text}");
-        let commands = COMMANDS_NS
-            .iter()
-            .map(|m| joined.matches(m).count())
-            .sum::<usize>();
-        tail = joined
-            .char_indices()
-            .rev()
-            .nth(COMMANDS_NS[0].len())
-            .map(|(i, _)| joined[i..].to_string())
-            .unwrap_or(joined);
+        let commands = count_new(&mut commands_carry, &text, &COMMANDS_NS);
+        let stream_ends = count_new(&mut ends_carry, &text, &[STREAM_END]);
         let mut forgery = None;
         {
             let mut seen = shared.seen.lock().unwrap();
             seen.commands += commands;
+            seen.stream_ends += stream_ends;
             for tag in &iqs {
                 let Some(id) = attr(tag, "id") else { continue };
                 match attr(tag, "type").as_deref() {
@@ -241,6 +265,25 @@ async fn downward(mut from: OwnedReadHalf, to: GatewayWriter, shared: Arc<Shared
             return;
         }
     }
+}
+
+/// Matches of any of `needles` in a stream read in pieces that end in `text` (the new piece),
+/// with `carry` the end of the pieces before it.
+fn count_new(carry: &mut String, text: &str, needles: &[&str]) -> usize {
+    let joined = format!("{carry}{text}");
+    let old = carry.len();
+    let count = needles
+        .iter()
+        .flat_map(|n| joined.match_indices(n).map(move |(i, _)| i + n.len()))
+        .filter(|end| *end > old)
+        .count();
+    let keep = needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1;
+    let mut start = joined.len().saturating_sub(keep);
+    while !joined.is_char_boundary(start) {
+        start -= 1;
+    }
+    *carry = joined[start..].to_string();
+    count
 }
 
 /// Finds whole `<iq …>` start tags in a stream read in pieces.

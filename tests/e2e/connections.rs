@@ -7,18 +7,16 @@
 //! requests that must still get their 200. No test asserts on wall-clock time: where timing
 //! matters, the order of events is compared.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{basic, http, TestGateway};
+use crate::common::rest::{admin, PATH};
+use crate::common::{self, http, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PATH: &str = "/rest/adhoc/sess-man@domain.com";
 /// What the gateway answers HTTP/2 prior knowledge (see `http::listener::H2_GOAWAY`): an empty
 /// SETTINGS frame, then GOAWAY, last stream 0, HTTP_1_1_REQUIRED, with a reason.
 const GOAWAY: &[u8] = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00\
@@ -52,11 +50,6 @@ fn raise_nofile(need: u64) {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
     }
-}
-
-fn admin() -> String {
-    let s = common::prosody();
-    basic(&s.jid("admin"), &s.password("admin"))
 }
 
 /// A connection that sent whole POST headers promising 100 bytes of body, and no body.
