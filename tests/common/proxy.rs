@@ -37,6 +37,9 @@ pub struct Seen {
     pub answered: Vec<String>,
     /// Stream footers (`</stream:stream>`) the gateway sent: streams it closed properly.
     pub stream_ends: usize,
+    /// Connections relayed now, and those the gateway closed (its socket, read to the end).
+    live: usize,
+    pub closed_by_gateway: usize,
 }
 
 type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
@@ -47,6 +50,8 @@ struct Shared {
     cut: Notify,
     /// The gateway side of the newest connection, for injections.
     newest: Mutex<Option<GatewayWriter>>,
+    /// The gateway side of every connection so far (writes to closed ones fail, unheeded).
+    writers: Mutex<Vec<GatewayWriter>>,
 }
 
 /// The running proxy; dropping it stops accepting (connections in progress end with it).
@@ -82,6 +87,7 @@ impl XmppProxy {
             forger: Mutex::new(None),
             cut: Notify::new(),
             newest: Mutex::new(None),
+            writers: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -147,9 +153,29 @@ impl XmppProxy {
             .expect("injecting");
     }
 
-    /// Cuts every connection in progress, as a server restart would.
+    /// Cuts every connection in progress, as a server that vanished would.
     pub fn cut(&self) {
         self.shared.cut.notify_waiters();
+    }
+
+    /// Ends every stream as a server shutting down does (a `system-shutdown` stream error and
+    /// the footer), waits until the gateway has closed each of those connections, which it
+    /// does once it has noticed the stream is over, then cuts them. Returns how many there
+    /// were; panics if the gateway has not closed them all within 10 s.
+    pub async fn shut_down(&self) -> usize {
+        const BYE: &str = "<stream:error><system-shutdown \
+            xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>";
+        let (live, closed) = self.seen(|s| (s.live, s.closed_by_gateway));
+        let writers = self.shared.writers.lock().unwrap().clone();
+        for w in writers {
+            let _ = w.lock().await.write_all(BYE.as_bytes()).await;
+        }
+        let what = format!("the gateway closing {live} streams the server ended");
+        let limit = Duration::from_secs(10);
+        self.await_seen(&what, limit, |s| s.closed_by_gateway >= closed + live)
+            .await;
+        self.cut();
+        live
     }
 }
 
@@ -165,28 +191,37 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (server_read, server_write) = server.into_split();
     let to_gateway = Arc::new(tokio::sync::Mutex::new(client_write));
     *shared.newest.lock().unwrap() = Some(to_gateway.clone());
-    shared.seen.lock().unwrap().connections += 1;
-    let cut = shared.cut.notified();
-    tokio::select! {
-        _ = upward(client_read, server_write, to_gateway.clone(), shared.clone()) => {}
-        _ = downward(server_read, to_gateway, shared.clone()) => {}
-        _ = cut => {}
+    shared.writers.lock().unwrap().push(to_gateway.clone());
+    {
+        let mut seen = shared.seen.lock().unwrap();
+        seen.connections += 1;
+        seen.live += 1;
     }
+    let cut = shared.cut.notified();
+    let closed_by_gateway = tokio::select! {
+        closed = upward(client_read, server_write, to_gateway.clone(), shared.clone()) => closed,
+        _ = downward(server_read, to_gateway, shared.clone()) => false,
+        _ = cut => false,
+    };
+    let mut seen = shared.seen.lock().unwrap();
+    seen.live -= 1;
+    seen.closed_by_gateway += usize::from(closed_by_gateway);
 }
 
-/// Gateway -> server: counts commands and IQ requests, and slips in forgeries.
+/// Gateway -> server: counts commands and IQ requests, and slips in forgeries. Returns
+/// whether the gateway closed the connection (rather than the server side failing).
 async fn upward(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     to_gateway: GatewayWriter,
     shared: Arc<Shared>,
-) {
+) -> bool {
     let mut scan = TagScanner::default();
     let (mut commands_carry, mut ends_carry) = (String::new(), String::new());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return true,
             Ok(n) => n,
         };
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -221,14 +256,14 @@ async fn upward(
         if let Some(f) = forgery {
             let mut g = to_gateway.lock().await;
             if g.write_all(f.as_bytes()).await.is_err() {
-                return;
+                return false;
             }
             // Written before the command reaches the server, so the real answer can only
             // come after it on the same stream.
             drop(g);
         }
         if to.write_all(&buf[..n]).await.is_err() {
-            return;
+            return false;
         }
     }
 }

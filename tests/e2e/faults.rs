@@ -72,7 +72,13 @@ async fn hundreds_of_concurrent_requests_get_their_own_answers(kind: ServerKind)
         tasks.spawn(async move {
             if n % 3 == 2 {
                 // end-user-session of an offline account: nothing to end, empty fields.
-                let r = post_json(addr, PATH, &auth, &end_sessions(&[offline.clone()])).await;
+                let r = post_json(
+                    addr,
+                    PATH,
+                    &auth,
+                    &end_sessions(std::slice::from_ref(&offline)),
+                )
+                .await;
                 assert_eq!(r.status, 200, "{}", r.text());
                 assert_eq!(
                     r.json()["command"]["fields"],

@@ -214,6 +214,9 @@ async fn https_is_served_with_tls_cert_and_key(kind: ServerKind) {
     assert_eq!(resp.status(), 200);
     // Plain HTTP to the HTTPS port gets no HTTP answer: the connection ends at once.
     let plain = common::try_http(gw.addr, "GET", PATH, &[], b"").await;
-    let err = plain.err().expect("an HTTP answer on the HTTPS port");
+    let err = match plain {
+        Ok(r) => panic!("an HTTP answer on the HTTPS port: {}", r.status),
+        Err(e) => e,
+    };
     assert!(err.starts_with("request: "), "{err}");
 }
