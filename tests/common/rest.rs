@@ -2,6 +2,7 @@
 //! requests and answers in the gateway's JSON shape.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 
 use super::{basic, http, HttpResponse, TestServer};
 
@@ -11,6 +12,17 @@ pub const SEED_CONNECTED_XML: &str = include_str!("../fixtures/seed/response-con
 pub const SEED_CONNECTED_JSON: &str = include_str!("../fixtures/seed/response-connected.json");
 pub const SEED_OFFLINE_XML: &str = include_str!("../fixtures/seed/response-not-connected.xml");
 pub const SEED_OFFLINE_JSON: &str = include_str!("../fixtures/seed/response-not-connected.json");
+
+/// The seed documents for `idle@domain.com`, whom no test connects: for tests that need an
+/// end-user-session answer but must not end the sessions the seed tests hold for `test`.
+pub static IDLE_SEED_XML: LazyLock<String> = LazyLock::new(|| seed_for(SEED_REQUEST_XML, "idle"));
+pub static IDLE_SEED_JSON: LazyLock<String> = LazyLock::new(|| seed_for(SEED_REQUEST_JSON, "idle"));
+
+/// A seed document naming `local@domain.com` instead of `test@domain.com`.
+pub fn seed_for(document: &str, local: &str) -> String {
+    assert_eq!(document.matches("test@domain.com").count(), 1, "{document}");
+    document.replace("test@domain.com", &format!("{local}@domain.com"))
+}
 
 /// The seed document's target: the admin commands of the server's session manager.
 pub const PATH: &str = "/rest/adhoc/sess-man@domain.com";

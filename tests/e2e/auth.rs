@@ -22,7 +22,14 @@ async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
     let (proxy, gw) = proxied(s, &["--throttle-pair", "3"]).await;
     let wrong = basic("throttle1@domain.com", "wrong");
     for _ in 0..3 {
-        let r = post(gw.addr, PATH, &wrong, "application/xml", SEED_REQUEST_XML).await;
+        let r = post(
+            gw.addr,
+            PATH,
+            &wrong,
+            "application/xml",
+            IDLE_SEED_XML.as_str(),
+        )
+        .await;
         assert_eq!(r.status, 401, "{}", r.text());
         assert!(r
             .header("www-authenticate")
@@ -33,7 +40,14 @@ async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
     }
     // Locked for the pair, whatever the password, and the upstream is not asked.
     let right = basic("throttle1@domain.com", &s.password("throttle1"));
-    let r = post(gw.addr, PATH, &right, "application/xml", SEED_REQUEST_XML).await;
+    let r = post(
+        gw.addr,
+        PATH,
+        &right,
+        "application/xml",
+        IDLE_SEED_XML.as_str(),
+    )
+    .await;
     assert_eq!(r.status, 429, "{}", r.text());
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 300);
@@ -43,7 +57,14 @@ async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
         "one login per 401, none for the 429"
     );
     // Other accounts from the same address are not locked out.
-    let r = post(gw.addr, PATH, &admin(), "application/xml", SEED_REQUEST_XML).await;
+    let r = post(
+        gw.addr,
+        PATH,
+        &admin(),
+        "application/xml",
+        IDLE_SEED_XML.as_str(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(proxy.connections(), 4);
     // Passwords reach no log.
@@ -55,7 +76,14 @@ async fn a_non_admin_is_403(kind: ServerKind) {
     let s = common::started(kind).await;
     let gw = gateway(kind).await;
     let auth = basic("nonadmin@domain.com", &s.password("nonadmin"));
-    let r = post(gw.addr, PATH, &auth, "application/json", SEED_REQUEST_JSON).await;
+    let r = post(
+        gw.addr,
+        PATH,
+        &auth,
+        "application/json",
+        IDLE_SEED_JSON.as_str(),
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(error_of(&r)["condition"], "forbidden");
     assert!(error_of(&r)["text"].as_str().is_some_and(|t| !t.is_empty()));
@@ -66,7 +94,14 @@ async fn a_warm_session_serves_without_logging_in_again(kind: ServerKind) {
     let (proxy, gw) = proxied(s, &[]).await;
     let auth = basic("Admin@Domain.com", "adminpass");
     for _ in 0..5 {
-        let r = post(gw.addr, PATH, &auth, "application/xml", SEED_REQUEST_XML).await;
+        let r = post(
+            gw.addr,
+            PATH,
+            &auth,
+            "application/xml",
+            IDLE_SEED_XML.as_str(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert_eq!(proxy.connections(), 1, "logins");
@@ -75,7 +110,7 @@ async fn a_warm_session_serves_without_logging_in_again(kind: ServerKind) {
 async fn a_changed_password_is_tried_with_a_fresh_login(kind: ServerKind) {
     let s = common::started(kind).await;
     let (proxy, gw) = proxied(s, &["--reauth-interval", "1"]).await;
-    let body = SEED_REQUEST_XML.replace("test@domain.com", "user6@domain.com");
+    let body = seed_for(SEED_REQUEST_XML, "user6");
     let ok = post(gw.addr, PATH, &admin(), "application/xml", &body).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     // Another password for a warm account is a fresh login (refused), not the warm session.

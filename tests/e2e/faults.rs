@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::common::proxy::proxied;
 use crate::common::rest::{
-    admin, end_sessions, post, post_json, user_stats, PATH, SEED_REQUEST_XML,
+    admin, end_sessions, post, post_json, seed_for, user_stats, PATH, SEED_REQUEST_XML,
 };
 use crate::common::tcp_proxy::{Mode, TcpProxy};
 use crate::common::victim::Victim;
@@ -222,7 +222,7 @@ async fn the_least_recently_used_session_is_closed_beyond_the_bound(kind: Server
 async fn sigterm_finishes_and_closes_upstream_streams(kind: ServerKind) {
     let s = common::started(kind).await;
     let (proxy, mut gw) = proxied(s, &[]).await;
-    let body = SEED_REQUEST_XML.replace("test@domain.com", "user10@domain.com");
+    let body = seed_for(SEED_REQUEST_XML, "user10");
     let r = post(gw.addr, PATH, &admin(), "application/xml", &body).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let status = gw.terminate(Duration::from_secs(10)).expect("exited");

@@ -23,7 +23,7 @@ async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
         PATH,
         &admin(),
         "application/xml",
-        SEED_REQUEST_XML,
+        IDLE_SEED_XML.as_str(),
     )
     .await;
     assert_eq!(r.status, 502, "{}", r.text());
@@ -44,7 +44,7 @@ async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
         PATH,
         &admin(),
         "application/xml",
-        SEED_REQUEST_XML,
+        IDLE_SEED_XML.as_str(),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -207,7 +207,7 @@ async fn https_is_served_with_tls_cert_and_key(kind: ServerKind) {
         .header("authorization", admin())
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(hyper::body::Bytes::from(
-            SEED_REQUEST_JSON,
+            IDLE_SEED_JSON.as_str(),
         )))
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
