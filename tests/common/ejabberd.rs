@@ -21,12 +21,11 @@ use super::{password_for, pki, procs, xmpp, ServerKind, Startup, TestServer, ACC
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Close to Debian's stock ejabberd.yml where the gateway can tell: SCRAM storage, the `normal`
-/// c2s shaper for non-admins, `max_user_sessions: 10`, `mod_fail2ban`, stream management. It
-/// differs in: one loopback c2s listener with STARTTLS offered (not required) and backlog 128
-/// (default 5 drops connections under load), no http/s2s/stun/mqtt listeners, no outgoing s2s
-/// (`s2s_access: none`), no ACME, `admin@domain.com`, `admin2@domain.com` and `admin3@domain.com` as admins, and
-/// `mod_fail2ban`'s limit raised from 20 to 200 failed logins per address: every e2e module
-/// shares this one server, and their wrong passwords together pass 20 within the hour.
+/// c2s shaper for non-admins, `max_user_sessions: 10`, stream management. It differs in: one
+/// loopback c2s listener with STARTTLS offered (not required) and backlog 128 (default 5 drops
+/// connections under load), no http/s2s/stun/mqtt listeners, no outgoing s2s, no ACME,
+/// `admin`, `admin2` and `admin3` as admins, and `mod_fail2ban` banning at 200 failed logins
+/// per address, not 20: the e2e modules share this server, and together pass 20 in an hour.
 const CONFIG: &str = r#"# Written by the xmpp-rest-gateway e2e harness.
 loglevel: info
 log_rotate_count: 0
