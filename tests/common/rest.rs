@@ -63,6 +63,12 @@ pub async fn post_json(
     post(addr, path, auth, "application/json", &body.to_string()).await
 }
 
+/// The idle seed document in XML as the admin: a request that needs the upstream and ends
+/// nobody's sessions.
+pub async fn idle_seed_as_admin(addr: SocketAddr) -> HttpResponse {
+    post(addr, PATH, &admin(), "application/xml", &IDLE_SEED_XML).await
+}
+
 /// end-user-session for `jids`.
 pub fn end_sessions(jids: &[String]) -> serde_json::Value {
     serde_json::json!({"command": {"node": END_USER_SESSION,

@@ -57,14 +57,7 @@ async fn wrong_password_is_401_and_throttled_to_429(kind: ServerKind) {
         "one login per 401, none for the 429"
     );
     // Other accounts from the same address are not locked out.
-    let r = post(
-        gw.addr,
-        PATH,
-        &admin(),
-        "application/xml",
-        IDLE_SEED_XML.as_str(),
-    )
-    .await;
+    let r = idle_seed_as_admin(gw.addr).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(proxy.connections(), 4);
     // Passwords reach no log.

@@ -18,14 +18,7 @@ async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
     // Trusting another CA, the server's certificate does not verify: no login, 502.
     let other_ca = other_ca();
     let untrusted = TestGateway::start(s, &["--upstream-ca", other_ca.to_str().unwrap()]);
-    let r = post(
-        untrusted.addr,
-        PATH,
-        &admin(),
-        "application/xml",
-        IDLE_SEED_XML.as_str(),
-    )
-    .await;
+    let r = idle_seed_as_admin(untrusted.addr).await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(
         parse_xml(&r.body).child("condition").unwrap().text,
@@ -39,14 +32,7 @@ async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
         untrusted.log()
     );
     // With the harness CA (as every other test runs), TLS verifies for domain.com on 127.0.0.1.
-    let r = post(
-        gateway(kind).await.addr,
-        PATH,
-        &admin(),
-        "application/xml",
-        IDLE_SEED_XML.as_str(),
-    )
-    .await;
+    let r = idle_seed_as_admin(gateway(kind).await.addr).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -55,30 +41,26 @@ fn other_ca() -> std::path::PathBuf {
     static CA: OnceLock<std::path::PathBuf> = OnceLock::new();
     CA.get_or_init(|| {
         let dir = common::scratch_dir("other-ca");
-        let out = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args([
-                "-nodes", "-keyout", "key.pem", "-out", "ca.pem", "-days", "1",
-            ])
-            .args(["-subj", "/CN=not the harness CA"])
-            .current_dir(&dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        #[rustfmt::skip]
+        openssl(&dir, &[
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", "key.pem", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=not the harness CA",
+        ]);
         dir.join("ca.pem")
     })
     .clone()
+}
+
+/// Runs `openssl args` in `dir`; panics with its stderr if it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "openssl {args:?}: {stderr}");
 }
 
 /// A CA and a certificate for 127.0.0.1 it signed, made with openssl: (ca.pem, cert, key).
@@ -91,72 +73,19 @@ fn https_pki() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
+        #[rustfmt::skip]
         let steps: [&[&str]; 3] = [
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=https test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign",
-            ],
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "csr.pem",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "csr.pem",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "cert.pem",
-                "-days",
-                "1",
-                "-extfile",
-                "ext",
-            ],
+            &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=https test CA",
+              "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign"],
+            &["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", "key.pem", "-out", "csr.pem", "-subj", "/CN=127.0.0.1"],
+            &["x509", "-req", "-in", "csr.pem", "-CA", "ca.pem", "-CAkey", "ca.key",
+              "-CAcreateserial", "-out", "cert.pem", "-days", "1", "-extfile", "ext"],
         ];
         for args in steps {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            openssl(&dir, args);
         }
         dir
     });
