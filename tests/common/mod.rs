@@ -44,6 +44,8 @@ pub mod pki;
 mod procs;
 mod prosody;
 pub mod proxy;
+pub mod rest;
+pub mod tcp_proxy;
 pub mod victim;
 pub mod xmpp;
 
@@ -60,13 +62,21 @@ pub use procs::random_hex;
 /// The one XMPP domain both servers serve (the seed document's own).
 pub const DOMAIN: &str = "domain.com";
 
-/// Accounts registered at start. `admin` and `admin2` are the servers' administrators; every other one is an
-/// ordinary user. Passwords: see [`password_for`].
+/// Accounts registered at start. `admin`, `admin2` and `admin3` are the servers'
+/// administrators; every other one is an ordinary user. Passwords: see [`password_for`].
+///
+/// Every e2e test runs in one process against the same two servers, so a test that ends an
+/// account's sessions, or counts them, owns that account: `admin3` ends its own sessions
+/// (e2e `seed`), `load1`…`load12` carry the concurrency test's resources (e2e `faults`), and
+/// `idle`, whom no test connects, is what the seed document names when a test only needs an
+/// answer (`rest::IDLE_SEED_XML`), so that it ends nobody's sessions.
 #[rustfmt::skip]
 pub const ACCOUNTS: &[&str] = &[
     "admin",
-    "admin2", "test", "user1", "user2", "user3", "user4", "user5", "user6", "user7", "user8",
-    "user9", "user10", "user11", "user12", "nonadmin", "throttle1", "throttle2", "throttle3",
+    "admin2", "admin3", "test", "user1", "user2", "user3", "user4", "user5", "user6", "user7",
+    "user8", "user9", "user10", "user11", "user12", "nonadmin", "throttle1", "throttle2",
+    "throttle3", "load1", "load2", "load3", "load4", "load5", "load6", "load7", "load8",
+    "load9", "load10", "load11", "load12", "idle",
 ];
 
 /// The password of a pre-registered account: `adminpass` for `admin`, `pass-<local>` otherwise

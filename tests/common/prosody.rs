@@ -19,7 +19,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// `unlimited_jids` exempts the admin from `limits` as a deployment guide would say to.
 const CONFIG: &str = r#"-- Written by the xmpp-rest-gateway e2e harness. Started with -F (foreground): 0.12
 -- deprecates the `daemonize` option in favour of the command-line flag.
-admins = { "admin@domain.com", "admin2@domain.com" }
+admins = { "admin@domain.com", "admin2@domain.com", "admin3@domain.com" }
 modules_enabled = {
 	"roster"; "saslauth"; "tls"; "disco"; "ping"; "admin_adhoc"; "smacks"; "limits";
 	"uptime"; "version"; "posix";
@@ -34,7 +34,7 @@ legacy_ssl_ports = { }
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = false
 limits = { c2s = { rate = "10kb/s"; }; }
-unlimited_jids = { "admin@domain.com", "admin2@domain.com" }
+unlimited_jids = { "admin@domain.com", "admin2@domain.com", "admin3@domain.com" }
 authentication = "internal_hashed"
 storage = "internal"
 data_path = "@DIR@/data"
@@ -60,7 +60,8 @@ pub(super) const DEFAULT: Options = Options {
 };
 
 /// The line a variant without `unlimited_admins` leaves out.
-const UNLIMITED_LINE: &str = "unlimited_jids = { \"admin@domain.com\", \"admin2@domain.com\" }\n";
+const UNLIMITED_LINE: &str =
+    "unlimited_jids = { \"admin@domain.com\", \"admin2@domain.com\", \"admin3@domain.com\" }\n";
 
 /// The config of a variant: [`CONFIG`] itself for [`DEFAULT`].
 fn config_text(opts: &Options) -> String {

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -34,6 +35,11 @@ pub struct Seen {
     pub connections: usize,
     /// Ids of the IQ answers (`result` or `error`) the gateway sent.
     pub answered: Vec<String>,
+    /// Stream footers (`</stream:stream>`) the gateway sent: streams it closed properly.
+    pub stream_ends: usize,
+    /// Connections relayed now, and those the gateway closed (its socket, read to the end).
+    live: usize,
+    pub closed_by_gateway: usize,
 }
 
 type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
@@ -44,6 +50,8 @@ struct Shared {
     cut: Notify,
     /// The gateway side of the newest connection, for injections.
     newest: Mutex<Option<GatewayWriter>>,
+    /// The gateway side of every connection so far (writes to closed ones fail, unheeded).
+    writers: Mutex<Vec<GatewayWriter>>,
 }
 
 /// The running proxy; dropping it stops accepting (connections in progress end with it).
@@ -57,6 +65,18 @@ const COMMANDS_NS: [&str; 2] = [
     "xmlns='http://jabber.org/protocol/commands'",
     "xmlns=\"http://jabber.org/protocol/commands\"",
 ];
+const STREAM_END: &str = "</stream:stream>";
+
+/// A gateway whose c2s stream passes through a reading proxy (`--upstream-tls none`), with
+/// `extra` flags.
+pub async fn proxied(s: &super::TestServer, extra: &[&str]) -> (XmppProxy, super::TestGateway) {
+    let proxy = XmppProxy::start(s.c2s_addr()).await;
+    let upstream = proxy.addr.to_string();
+    let mut args = vec!["--upstream", upstream.as_str(), "--upstream-tls", "none"];
+    args.extend_from_slice(extra);
+    let gw = super::TestGateway::start(s, &args);
+    (proxy, gw)
+}
 
 impl XmppProxy {
     pub async fn start(upstream: SocketAddr) -> XmppProxy {
@@ -67,6 +87,7 @@ impl XmppProxy {
             forger: Mutex::new(None),
             cut: Notify::new(),
             newest: Mutex::new(None),
+            writers: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -92,6 +113,23 @@ impl XmppProxy {
         self.seen(|s| s.commands)
     }
 
+    /// Waits until `done` holds of what the proxy saw; panics naming `what` after `limit`.
+    pub async fn await_seen(&self, what: &str, limit: Duration, done: impl Fn(&Seen) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !self.seen(&done) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not seen within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Connections the gateway opened so far: one per login, refused ones included.
+    pub fn connections(&self) -> usize {
+        self.seen(|s| s.connections)
+    }
+
     /// Forgets the in-flight maximum, to measure one request's.
     pub fn reset_max_outstanding(&self) {
         let mut s = self.shared.seen.lock().unwrap();
@@ -115,9 +153,29 @@ impl XmppProxy {
             .expect("injecting");
     }
 
-    /// Cuts every connection in progress, as a server restart would.
+    /// Cuts every connection in progress, as a server that vanished would.
     pub fn cut(&self) {
         self.shared.cut.notify_waiters();
+    }
+
+    /// Ends every stream as a server shutting down does (a `system-shutdown` stream error and
+    /// the footer), waits until the gateway has closed each of those connections, which it
+    /// does once it has noticed the stream is over, then cuts them. Returns how many there
+    /// were; panics if the gateway has not closed them all within 10 s.
+    pub async fn shut_down(&self) -> usize {
+        const BYE: &str = "<stream:error><system-shutdown \
+            xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>";
+        let (live, closed) = self.seen(|s| (s.live, s.closed_by_gateway));
+        let writers = self.shared.writers.lock().unwrap().clone();
+        for w in writers {
+            let _ = w.lock().await.write_all(BYE.as_bytes()).await;
+        }
+        let what = format!("the gateway closing {live} streams the server ended");
+        let limit = Duration::from_secs(10);
+        self.await_seen(&what, limit, |s| s.closed_by_gateway >= closed + live)
+            .await;
+        self.cut();
+        live
     }
 }
 
@@ -133,47 +191,48 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (server_read, server_write) = server.into_split();
     let to_gateway = Arc::new(tokio::sync::Mutex::new(client_write));
     *shared.newest.lock().unwrap() = Some(to_gateway.clone());
-    shared.seen.lock().unwrap().connections += 1;
-    let cut = shared.cut.notified();
-    tokio::select! {
-        _ = upward(client_read, server_write, to_gateway.clone(), shared.clone()) => {}
-        _ = downward(server_read, to_gateway, shared.clone()) => {}
-        _ = cut => {}
+    shared.writers.lock().unwrap().push(to_gateway.clone());
+    {
+        let mut seen = shared.seen.lock().unwrap();
+        seen.connections += 1;
+        seen.live += 1;
     }
+    let cut = shared.cut.notified();
+    let closed_by_gateway = tokio::select! {
+        closed = upward(client_read, server_write, to_gateway.clone(), shared.clone()) => closed,
+        _ = downward(server_read, to_gateway, shared.clone()) => false,
+        _ = cut => false,
+    };
+    let mut seen = shared.seen.lock().unwrap();
+    seen.live -= 1;
+    seen.closed_by_gateway += usize::from(closed_by_gateway);
 }
 
-/// Gateway -> server: counts commands and IQ requests, and slips in forgeries.
+/// Gateway -> server: counts commands and IQ requests, and slips in forgeries. Returns
+/// whether the gateway closed the connection (rather than the server side failing).
 async fn upward(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     to_gateway: GatewayWriter,
     shared: Arc<Shared>,
-) {
+) -> bool {
     let mut scan = TagScanner::default();
-    let mut tail = String::new();
+    let (mut commands_carry, mut ends_carry) = (String::new(), String::new());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return true,
             Ok(n) => n,
         };
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         let iqs = scan.iq_tags(&text);
-        let joined = format!("{tail}{text}");
-        let commands = COMMANDS_NS
-            .iter()
-            .map(|m| joined.matches(m).count())
-            .sum::<usize>();
-        tail = joined
-            .char_indices()
-            .rev()
-            .nth(COMMANDS_NS[0].len())
-            .map(|(i, _)| joined[i..].to_string())
-            .unwrap_or(joined);
+        let commands = count_new(&mut commands_carry, &text, &COMMANDS_NS);
+        let stream_ends = count_new(&mut ends_carry, &text, &[STREAM_END]);
         let mut forgery = None;
         {
             let mut seen = shared.seen.lock().unwrap();
             seen.commands += commands;
+            seen.stream_ends += stream_ends;
             for tag in &iqs {
                 let Some(id) = attr(tag, "id") else { continue };
                 match attr(tag, "type").as_deref() {
@@ -197,14 +256,14 @@ async fn upward(
         if let Some(f) = forgery {
             let mut g = to_gateway.lock().await;
             if g.write_all(f.as_bytes()).await.is_err() {
-                return;
+                return false;
             }
             // Written before the command reaches the server, so the real answer can only
             // come after it on the same stream.
             drop(g);
         }
         if to.write_all(&buf[..n]).await.is_err() {
-            return;
+            return false;
         }
     }
 }
@@ -241,6 +300,25 @@ async fn downward(mut from: OwnedReadHalf, to: GatewayWriter, shared: Arc<Shared
             return;
         }
     }
+}
+
+/// Matches of any of `needles` in a stream read in pieces that end in `text` (the new piece),
+/// with `carry` the end of the pieces before it.
+fn count_new(carry: &mut String, text: &str, needles: &[&str]) -> usize {
+    let joined = format!("{carry}{text}");
+    let old = carry.len();
+    let count = needles
+        .iter()
+        .flat_map(|n| joined.match_indices(n).map(move |(i, _)| i + n.len()))
+        .filter(|end| *end > old)
+        .count();
+    let keep = needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1;
+    let mut start = joined.len().saturating_sub(keep);
+    while !joined.is_char_boundary(start) {
+        start -= 1;
+    }
+    *carry = joined[start..].to_string();
+    count
 }
 
 /// Finds whole `<iq …>` start tags in a stream read in pieces.

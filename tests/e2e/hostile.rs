@@ -3,21 +3,15 @@
 //! the server through a reading proxy (`common::proxy`, plaintext c2s on loopback), so every
 //! count below is what the server received, not what the gateway says it sent.
 
-#[macro_use]
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::proxy::XmppProxy;
-use common::{basic, http, http_from, HttpResponse, ServerKind, TestGateway, TestServer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PATH: &str = "/rest/adhoc/sess-man@domain.com";
-const USER_STATS: &str = "http://jabber.org/protocol/admin#user-stats";
-const END_USER_SESSION: &str = "http://jabber.org/protocol/admin#end-user-session";
-const CHANGE_PASSWORD: &str = "http://jabber.org/protocol/admin#change-user-password";
+use crate::common::proxy::proxied;
+use crate::common::rest::*;
+use crate::common::{self, basic, http, http_from, ServerKind, TestGateway};
 
 on_both_servers!(
     a_jid_list_beyond_the_bound_is_400_before_anything_is_sent,
@@ -28,47 +22,16 @@ on_both_servers!(
     small_refusals,
 );
 
-/// A gateway whose c2s stream passes through a reading proxy.
-async fn proxied(s: &TestServer, extra: &[&str]) -> (XmppProxy, TestGateway) {
-    let proxy = XmppProxy::start(s.c2s_addr()).await;
-    let upstream = proxy.addr.to_string();
-    let mut args = vec!["--upstream", upstream.as_str(), "--upstream-tls", "none"];
-    args.extend_from_slice(extra);
-    let gw = TestGateway::start(s, &args);
-    (proxy, gw)
-}
-
-fn auth(s: &TestServer, local: &str) -> String {
-    basic(&s.jid(local), &s.password(local))
-}
-
-async fn post_json(addr: SocketAddr, auth: &str, body: &serde_json::Value) -> HttpResponse {
-    let headers = [
-        ("authorization", auth),
-        ("content-type", "application/json"),
-    ];
-    http(addr, "POST", PATH, &headers, body.to_string().as_bytes()).await
-}
-
-fn end_sessions(jids: &[String]) -> serde_json::Value {
-    json!({"command": {"node": END_USER_SESSION,
-        "fields": [{"var": "accountjids", "value": jids}]}})
-}
-
-fn user_stats(jid: &str) -> serde_json::Value {
-    json!({"command": {"node": USER_STATS, "fields": [{"var": "accountjid", "value": jid}]}})
-}
-
 async fn a_jid_list_beyond_the_bound_is_400_before_anything_is_sent(kind: ServerKind) {
     let s = common::started(kind).await;
     let (proxy, gw) = proxied(s, &[]).await;
     let admin = auth(s, "admin");
     // Warm: the login and its stream exist, so what follows can only be commands.
-    let r = post_json(gw.addr, &admin, &user_stats(&s.jid("test"))).await;
+    let r = post_json(gw.addr, PATH, &admin, &user_stats(&s.jid("test"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let before = proxy.commands();
     let jids: Vec<String> = (0..101).map(|i| format!("ghost{i}@domain.com")).collect();
-    let r = post_json(gw.addr, &admin, &end_sessions(&jids)).await;
+    let r = post_json(gw.addr, PATH, &admin, &end_sessions(&jids)).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["error"]["field"], "accountjids", "{}", r.text());
     assert_eq!(proxy.commands(), before, "nothing may reach the server");
@@ -82,7 +45,7 @@ async fn a_refused_caller_costs_the_server_two_iqs_however_many_accounts_it_name
     let caller = auth(s, "nonadmin");
     let before = proxy.commands();
     let jids: Vec<String> = (0..100).map(|i| format!("ghost{i}@domain.com")).collect();
-    let r = post_json(gw.addr, &caller, &end_sessions(&jids)).await;
+    let r = post_json(gw.addr, PATH, &caller, &end_sessions(&jids)).await;
     assert_eq!(r.status, 403, "{}", r.text());
     // The first account's user-stats and end-user-session, pipelined; nothing after the 403.
     assert_eq!(proxy.commands() - before, 2);
@@ -92,13 +55,13 @@ async fn a_hundred_sessions_never_exceed_the_in_flight_bound(kind: ServerKind) {
     let s = common::started(kind).await;
     let (proxy, gw) = proxied(s, &["--session-in-flight", "8"]).await;
     let admin = auth(s, "admin");
-    let r = post_json(gw.addr, &admin, &user_stats(&s.jid("test"))).await;
+    let r = post_json(gw.addr, PATH, &admin, &user_stats(&s.jid("test"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let (before, _) = (proxy.commands(), proxy.reset_max_outstanding());
     let jids: Vec<String> = (0..100)
         .map(|i| format!("{}/gone{i}", s.jid("user12")))
         .collect();
-    let r = post_json(gw.addr, &admin, &end_sessions(&jids)).await;
+    let r = post_json(gw.addr, PATH, &admin, &end_sessions(&jids)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["command"]["fields"], json!([]), "none was online");
     assert_eq!(
@@ -115,7 +78,7 @@ async fn a_forged_reply_is_ignored_and_only_the_server_is_answered(kind: ServerK
     let s = common::started(kind).await;
     let (proxy, gw) = proxied(s, &[]).await;
     let admin = auth(s, "admin");
-    let r = post_json(gw.addr, &admin, &user_stats(&s.jid("test"))).await;
+    let r = post_json(gw.addr, PATH, &admin, &user_stats(&s.jid("test"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // Another account answers the gateway's next command first, with its id, as the server
     // would route it (the server stamps the sender's real JID).
@@ -127,7 +90,7 @@ async fn a_forged_reply_is_ignored_and_only_the_server_is_answered(kind: ServerK
              </error></iq>"
         )
     }));
-    let r = post_json(gw.addr, &admin, &user_stats(&s.jid("test"))).await;
+    let r = post_json(gw.addr, PATH, &admin, &user_stats(&s.jid("test"))).await;
     assert_eq!(
         proxy.seen(|s| s.forged),
         1,
@@ -164,18 +127,8 @@ async fn a_forged_reply_is_ignored_and_only_the_server_is_answered(kind: ServerK
         !answered("probe-from-test"),
         "another account's ping was answered"
     );
-    let r = post_json(gw.addr, &admin, &user_stats(&s.jid("test"))).await;
+    let r = post_json(gw.addr, PATH, &admin, &user_stats(&s.jid("test"))).await;
     assert_eq!(r.status, 200, "the stream still serves: {}", r.text());
-}
-
-/// Waits until the gateway has noticed `n` ended upstream streams (a synchronisation point,
-/// not an assertion: the next request must find the stream gone rather than race it).
-async fn streams_ended(gw: &TestGateway, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.log().matches("upstream stream ended").count() < n {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn failures_from_one_address_do_not_lock_out_a_proved_password(kind: ServerKind) {
@@ -220,12 +173,13 @@ async fn failures_from_one_address_do_not_lock_out_a_proved_password(kind: Serve
     let form = json!({"command": {"node": CHANGE_PASSWORD, "fields": [
         {"var": "accountjid", "value": s.jid(&changed)},
         {"var": "password", "value": format!("pn-{tag}")}]}});
-    let r = post_json(direct.addr, &auth(s, "admin"), &form).await;
+    let r = post_json(direct.addr, PATH, &auth(s, "admin"), &form).await;
     assert_eq!(r.status, 200, "{}", r.text());
 
-    // The server "restarts": every stream is lost, so the next requests need logins.
-    proxy.cut();
-    streams_ended(&gw, 2).await;
+    // The server restarts: it ends every stream, so the next requests need logins. Waiting
+    // for the gateway to close both connections (it does once it has noticed) keeps the next
+    // request from racing the end of its stream.
+    proxy.shut_down().await;
     let r = list(gw.addr, basic(&s.jid(&kept), &p_kept)).await;
     assert_eq!(
         r.status,

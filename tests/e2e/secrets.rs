@@ -6,17 +6,13 @@
 //! bytes (decimal or hex), and inside any base64 text (HTTP Basic, SASL PLAIN). Without
 //! `src/logging.rs` this finds 4 lines on Prosody and 9 on ejabberd.
 
-#[macro_use]
-mod common;
-
 use base64::Engine as _;
 use serde_json::json;
 
-use common::{basic, http, HttpResponse, ServerKind, TestGateway};
+use crate::common::rest::{ADMIN_NS, PATH};
+use crate::common::{self, basic, http, HttpResponse, ServerKind, TestGateway};
 
-const PATH: &str = "/rest/adhoc/sess-man@domain.com";
 const LIST_PATH: &str = "/rest/adhoc/sess-man@domain.com?type=application/json";
-const ADMIN_NS: &str = "http://jabber.org/protocol/admin#";
 
 /// How many HTTP requests the test makes, each one `request` line in the log.
 const REQUESTS: usize = 8;

@@ -2,9 +2,7 @@
 //! header with STARTTLS offered, and completes a STARTTLS handshake that trusts only the
 //! harness CA (and fails for a name the certificate does not carry).
 
-mod common;
-
-use common::{xmpp, TestServer};
+use crate::common::{self, xmpp, TestServer};
 use std::time::Duration;
 
 async fn check(server: &TestServer) {

@@ -7,18 +7,16 @@
 //! requests that must still get their 200. No test asserts on wall-clock time: where timing
 //! matters, the order of events is compared.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{basic, http, TestGateway};
+use crate::common::rest::{admin, PATH};
+use crate::common::{self, http, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PATH: &str = "/rest/adhoc/sess-man@domain.com";
 /// What the gateway answers HTTP/2 prior knowledge (see `http::listener::H2_GOAWAY`): an empty
 /// SETTINGS frame, then GOAWAY, last stream 0, HTTP_1_1_REQUIRED, with a reason.
 const GOAWAY: &[u8] = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00\
@@ -54,9 +52,36 @@ fn raise_nofile(need: u64) {
     }
 }
 
-fn admin() -> String {
-    let s = common::prosody();
-    basic(&s.jid("admin"), &s.password("admin"))
+/// Sends the HTTP/2 preface and the client's SETTINGS frame, as an HTTP/2 client does, and
+/// asserts the gateway answers [`GOAWAY`] then ends the stream cleanly (`reset` says how it
+/// failed otherwise).
+async fn assert_goaway_after_preface(
+    conn: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    reset: &str,
+) {
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write preface");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut got)).await;
+    read.expect("no end of stream within 30 s").expect(reset);
+    assert_eq!(got, GOAWAY, "{:?}", String::from_utf8_lossy(&got));
+}
+
+/// `n` connections stalled after their headers, each read to its end by a task of its own,
+/// which stamps its place in `order`.
+async fn stall(
+    addr: SocketAddr,
+    n: usize,
+    order: &Arc<AtomicU64>,
+) -> tokio::task::JoinSet<(End, u64)> {
+    let mut ends = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let conn = stalled_after_headers(addr).await;
+        let order = order.clone();
+        ends.spawn(async move { read_end(conn, &order).await });
+    }
+    ends
 }
 
 /// A connection that sent whole POST headers promising 100 bytes of body, and no body.
@@ -133,12 +158,7 @@ async fn at_the_cap_stalled_clients_make_room_and_a_real_request_is_answered_fir
     let s = common::started(common::ServerKind::Prosody).await;
     let gw = TestGateway::start(s, &["--max-connections", "200", "--body-timeout", "5"]);
     let order = Arc::new(AtomicU64::new(0));
-    let mut ends = tokio::task::JoinSet::new();
-    for _ in 0..300 {
-        let conn = stalled_after_headers(gw.addr).await;
-        let order = order.clone();
-        ends.spawn(async move { read_end(conn, &order).await });
-    }
+    let mut ends = stall(gw.addr, 300, &order).await;
     let r = http(gw.addr, "GET", PATH, &[("authorization", &admin())], b"").await;
     let answered_at = order.fetch_add(1, Ordering::SeqCst);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -170,12 +190,7 @@ async fn fifteen_hundred_stalled_connections_neither_keep_out_a_request_nor_stay
     // Default flags but the body deadline: 3 s instead of 10, to keep the test short.
     let gw = TestGateway::start(s, &["--body-timeout", "3"]);
     let order = Arc::new(AtomicU64::new(0));
-    let mut ends = tokio::task::JoinSet::new();
-    for _ in 0..1500 {
-        let conn = stalled_after_headers(gw.addr).await;
-        let order = order.clone();
-        ends.spawn(async move { read_end(conn, &order).await });
-    }
+    let mut ends = stall(gw.addr, 1500, &order).await;
     let r = http(gw.addr, "GET", PATH, &[("authorization", &admin())], b"").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let mut timed_out = 0;
@@ -221,15 +236,8 @@ async fn http2_prior_knowledge_gets_goaway_http_1_1_required_then_a_clean_close(
     let s = common::started(common::ServerKind::Prosody).await;
     let gw = TestGateway::start(s, &[]);
     let mut conn = TcpStream::connect(gw.addr).await.expect("connect");
-    // The preface, then the client's SETTINGS frame, as an HTTP/2 client sends them.
-    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .expect("write preface");
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut got)).await;
-    read.expect("no end of stream within 30 s")
-        .expect("the gateway reset the connection instead of closing it");
-    assert_eq!(got, GOAWAY, "{:?}", String::from_utf8_lossy(&got));
+    let reset = "the gateway reset the connection instead of closing it";
+    assert_goaway_after_preface(&mut conn, reset).await;
 
     let r = http(gw.addr, "GET", PATH, &[("authorization", &admin())], b"").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -316,14 +324,8 @@ async fn inside_tls_http2_prior_knowledge_gets_the_same_goaway_and_alpn_offers_o
     };
 
     let mut conn = connect(&[]).await.expect("TLS handshake without ALPN");
-    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .expect("write preface");
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut got)).await;
-    read.expect("no end of stream within 30 s")
-        .expect("the gateway ended TLS without close_notify or reset the connection");
-    assert_eq!(got, GOAWAY, "{:?}", String::from_utf8_lossy(&got));
+    let reset = "the gateway ended TLS without close_notify or reset the connection";
+    assert_goaway_after_preface(&mut conn, reset).await;
 
     let both = connect(&[b"h2", b"http/1.1"]).await.expect("TLS handshake");
     assert_eq!(both.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
