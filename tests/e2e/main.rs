@@ -22,6 +22,7 @@ mod secrets;
 mod seed;
 mod stages;
 mod tls;
+mod tokens;
 
 use std::sync::OnceLock;
 

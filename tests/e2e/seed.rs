@@ -20,6 +20,7 @@ on_both_servers!(
     several_accounts_in_one_request,
     an_admin_ends_its_own_other_sessions_and_keeps_serving,
     a_hibernating_session_is_ended_and_reported,
+    a_tigase_script_posts_the_seed_with_curls_default_content_type,
 );
 
 async fn seed_responses_on_both_formats(kind: ServerKind) {
@@ -145,4 +146,32 @@ async fn a_hibernating_session_is_ended_and_reported(kind: ServerKind) {
         !sleepy.resume(s, "user12").await,
         "the ended session was resumed"
     );
+}
+
+/// Tigase's documentation: `curl -d @request.xml '...?type=text/xml'`, which posts with curl's
+/// default `Content-Type: application/x-www-form-urlencoded`. The seed request, unchanged but
+/// for the account (one of this test's own, so that no concurrent test is disturbed).
+async fn a_tigase_script_posts_the_seed_with_curls_default_content_type(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = gateway(kind).await;
+    let (local, pw) = (
+        format!("tig{}", common::random_hex(4)),
+        common::random_hex(8),
+    );
+    s.register(&local, &pw);
+    let victim = Victim::connect_with(s, &local, &pw, "resource").await;
+    let form = "application/x-www-form-urlencoded";
+    let path = format!("{PATH}?type=text/xml");
+    let request = seed_for(SEED_REQUEST_XML, &local);
+    let r = post(gw.addr, &path, &admin(), form, &request).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/xml"));
+    assert_xml_eq(&r.body, seed_for(SEED_CONNECTED_XML, &local).as_bytes());
+    assert!(
+        victim.closed_within(KICK_SEEN).await,
+        "the session really ended"
+    );
+    // Without `type`, the same post is refused: the body's type is unknown.
+    let r = post(gw.addr, PATH, &admin(), form, &request).await;
+    assert_eq!(r.status, 415, "{}", r.text());
 }

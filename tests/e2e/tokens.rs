@@ -2,19 +2,16 @@
 //! account, api-keys beside Basic, per-account rules, hot revocation. Refusals are checked on
 //! the wire through the reading c2s proxy: nothing refused may reach the server.
 
-#[macro_use]
-mod common;
-
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::proxy::XmppProxy;
+use crate::common::victim::Victim;
+use crate::common::{self, basic, http, HttpResponse, ServerKind, TestGateway, TestServer};
 use base64::Engine;
-use common::proxy::XmppProxy;
-use common::victim::Victim;
-use common::{basic, http, HttpResponse, ServerKind, TestGateway, TestServer};
 use serde_json::json;
 
 const PATH: &str = "/rest/adhoc/sess-man@domain.com";
@@ -117,14 +114,21 @@ async fn a_helpdesk_token_ends_sessions_and_nothing_else(kind: ServerKind) {
     let bearer = format!("Bearer {secret}");
     let auth = [("authorization", bearer.as_str())];
 
-    let victim = Victim::connect(s, "user4", "phone").await;
+    // An account of this test's own: ending its sessions disturbs no concurrent test.
+    let (local, pw) = (
+        format!("tok{}", common::random_hex(4)),
+        common::random_hex(8),
+    );
+    s.register(&local, &pw);
+    let victim = Victim::connect_with(s, &local, &pw, "phone").await;
     let end = command(
         END_USER_SESSION,
-        json!([{"var": "accountjids", "value": [s.jid("user4")]}]),
+        json!([{"var": "accountjids", "value": [s.jid(&local)]}]),
     );
     let r = post(gw.addr, &auth, &end).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains("user4@domain.com/phone"), "{}", r.text());
+    let line = format!("{}/phone", s.jid(&local));
+    assert!(r.text().contains(&line), "{}", r.text());
     assert!(
         victim.closed_within(Duration::from_secs(10)).await,
         "the session really ended"
