@@ -271,3 +271,15 @@ impl Login for Arc<FakeUpstream> {
         }
     }
 }
+
+/// The pool settings the upstream tests start from (each overrides what it is about).
+pub(crate) fn pool_config() -> crate::config::PoolConfig {
+    crate::config::PoolConfig {
+        reauth_interval: Duration::from_secs(300),
+        max_sessions: 10,
+        session_in_flight: 8,
+        max_in_flight_per_account: 4,
+        max_logins: 4,
+        eviction_drain: Duration::from_secs(30),
+    }
+}

@@ -65,7 +65,7 @@ pub async fn try_http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
-    let fut = request(addr, method, path, headers, body);
+    let fut = request_from(None, addr, method, path, headers, body);
     match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
         Ok(result) => result,
         Err(_) => Err(format!("no response within {REQUEST_TIMEOUT:?}")),
@@ -83,21 +83,10 @@ pub async fn http_from(
     body: &[u8],
 ) -> HttpResponse {
     let fut = request_from(Some(from), addr, method, path, headers, body);
-    match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => panic!("{method} http://{addr}{path} from {from} failed: {e}"),
-        Err(_) => panic!("{method} http://{addr}{path} from {from}: no response"),
-    }
-}
-
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<HttpResponse, String> {
-    request_from(None, addr, method, path, headers, body).await
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| Err(format!("no response within {REQUEST_TIMEOUT:?}")))
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path} from {from} failed: {e}"))
 }
 
 async fn request_from(

@@ -5,14 +5,7 @@ use crate::config::PoolConfig;
 use crate::upstream::fake::FakeUpstream;
 
 fn pool_cfg() -> PoolConfig {
-    PoolConfig {
-        reauth_interval: Duration::from_secs(300),
-        max_sessions: 10,
-        session_in_flight: 8,
-        max_in_flight_per_account: 4,
-        max_logins: 4,
-        eviction_drain: Duration::from_secs(30),
-    }
+    crate::upstream::fake::pool_config()
 }
 
 /// Two failures lock a pair, three an address or an account.

@@ -9,14 +9,7 @@ use crate::upstream::session::CLOSE_BOUND;
 use crate::upstream::{IqKind, IqReply};
 
 fn cfg() -> PoolConfig {
-    PoolConfig {
-        reauth_interval: Duration::from_secs(300),
-        max_sessions: 10,
-        session_in_flight: 8,
-        max_in_flight_per_account: 4,
-        max_logins: 4,
-        eviction_drain: Duration::from_secs(30),
-    }
+    crate::upstream::fake::pool_config()
 }
 
 fn pool(cfg: PoolConfig) -> (Arc<SessionPool<Arc<FakeUpstream>>>, Arc<FakeUpstream>) {
