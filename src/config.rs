@@ -46,6 +46,8 @@ pub struct Config {
     pub access_file: Option<PathBuf>,
     pub credentials_file: Option<PathBuf>,
     pub require_api_key: bool,
+    /// Stanzas per account through `POST /rest/stream/`.
+    pub stream_rate: crate::policy::rules::Rate,
 }
 
 /// Where and how to reach the XMPP server.
@@ -161,6 +163,8 @@ impl Cli {
         if self.require_api_key && self.access_file.is_none() {
             return bad("--require-api-key needs --access-file (where the api-keys are)".into());
         }
+        let stream_rate = crate::policy::rules::Rate::parse(&self.stream_rate)
+            .map_err(|e| ConfigError(format!("--stream-rate: {e}")))?;
         if self.connect_timeout > self.request_timeout {
             return bad("--connect-timeout must not exceed --request-timeout".into());
         }
@@ -225,6 +229,7 @@ impl Cli {
             access_file: self.access_file,
             credentials_file: self.credentials_file,
             require_api_key: self.require_api_key,
+            stream_rate,
         })
     }
 }

@@ -181,6 +181,10 @@ pub struct Cli {
     /// does by default. Needs --access-file.
     #[arg(long, env = "XRG_REQUIRE_API_KEY", default_value_t = false)]
     pub require_api_key: bool,
+
+    /// Stanzas one account may send through POST /rest/stream/: N/s, N/m or N/h (burst N).
+    #[arg(long, env = "XRG_STREAM_RATE", default_value = "20/s")]
+    pub stream_rate: String,
 }
 
 /// What the binary does instead of serving.

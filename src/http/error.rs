@@ -62,6 +62,17 @@ impl ApiError {
         e
     }
 
+    /// 429: the account's `--stream-rate` is exceeded.
+    pub fn stream_rate(wait: Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "this account's stanza rate (--stream-rate) is exceeded; try again later",
+        );
+        e.retry_after = Some(wait);
+        e
+    }
+
     /// 404: no such route.
     pub fn not_found() -> Self {
         Self::new(
@@ -206,6 +217,21 @@ pub fn document(format: Format, body: Vec<u8>) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type(format));
+    resp
+}
+
+/// 202 with no body: a stanza written to the server, which sends nothing back for it.
+pub fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// An answer stanza as the body (`application/xml`): 200 for a result, else the status of
+/// `error`, the contract's status for the stanza's error.
+pub fn stanza(error: Option<&ApiError>, body: Vec<u8>) -> Response {
+    let status = error.map_or(StatusCode::OK, |e| e.status);
+    let mut resp = (status, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(Format::Xml));
     resp
 }
 

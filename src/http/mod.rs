@@ -9,6 +9,7 @@ pub mod error;
 pub mod listener;
 pub mod negotiate;
 pub mod query;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct Gateway {
     /// Service accounts whose password the server refused: not tried again until a restart,
     /// so a stale credentials file cannot spend the failed-login budgets request by request.
     service_refused: std::sync::Mutex<std::collections::HashSet<tokio_xmpp::parsers::jid::BareJid>>,
+    /// The accounts' budgets for `POST /rest/stream/`.
+    stream_rates: stream::StreamRates,
 }
 
 /// The peer of the connection a request came on.
@@ -57,6 +60,7 @@ impl Gateway {
         Self {
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
             commands: Commands::new(cfg.command_idle),
+            stream_rates: stream::StreamRates::new(cfg.stream_rate),
             access,
             cfg,
             policy: Arc::new(Policy::open()),
@@ -85,6 +89,7 @@ impl Gateway {
             tick.tick().await;
             self.commands.sweep();
             self.access.sweep();
+            self.stream_rates.sweep();
         }
     }
 }
@@ -97,6 +102,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             post(post_command)
                 .get(get_commands)
                 .fallback(method_not_allowed),
+        )
+        .route(
+            "/rest/stream/",
+            post(stream::post_stream).fallback(method_not_allowed_post),
+        )
+        .route(
+            "/rest/stream",
+            post(stream::post_stream).fallback(method_not_allowed_post),
         )
         .fallback(any(not_found))
         .with_state(gw)
@@ -297,6 +310,11 @@ fn target(
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let format = format_of(&uri, &headers);
     ApiError::method_not_allowed(method.as_str(), "GET, POST").into_response_in(format)
+}
+
+async fn method_not_allowed_post(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let format = format_of(&uri, &headers);
+    ApiError::method_not_allowed(method.as_str(), "POST").into_response_in(format)
 }
 
 async fn not_found(uri: Uri, headers: HeaderMap) -> Response {

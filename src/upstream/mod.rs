@@ -14,7 +14,7 @@ pub mod throttle;
 pub use access::{Access, AccessError, Admitted};
 pub use connect::Connector;
 pub use pool::SessionPool;
-pub use session::{AdminSession, IqKind, IqReply};
+pub use session::{AdminSession, IqKind, IqReply, OneWay};
 
 /// What can go wrong between the gateway and the XMPP server.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::jid::{FullJid, Jid};
-#[cfg(feature = "test-client")]
-use tokio_xmpp::parsers::presence::Presence;
+use tokio_xmpp::parsers::message::Message;
+use tokio_xmpp::parsers::presence::{self, Presence};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
+use tokio_xmpp::Stanza;
 
 use super::connect::LoggedIn;
 use super::UpstreamError;
@@ -68,9 +69,40 @@ struct OutIq {
     permit: OwnedSemaphorePermit,
 }
 
+/// A stanza the gateway may write without awaiting an answer: a message, or a subscription
+/// presence. Never an available, unavailable or directed presence, which would make the
+/// account's shared stream receive messages or reveal its resource: the type cannot hold one.
+#[derive(Debug)]
+pub struct OneWay(Box<Stanza>);
+
+impl OneWay {
+    /// A message, sent as the account (its `from` is left to the server).
+    pub fn message(mut message: Message) -> OneWay {
+        message.from = None;
+        OneWay(Box::new(Stanza::Message(message)))
+    }
+
+    /// A presence of type subscribe, subscribed, unsubscribe or unsubscribed with a `to`;
+    /// nothing for anything else.
+    pub fn subscription(mut p: Presence) -> Option<OneWay> {
+        use presence::Type;
+        let subscription = matches!(
+            p.type_,
+            Type::Subscribe | Type::Subscribed | Type::Unsubscribe | Type::Unsubscribed
+        );
+        if !subscription || p.to.is_none() {
+            return None;
+        }
+        p.from = None;
+        Some(OneWay(Box::new(Stanza::Presence(p))))
+    }
+}
+
 enum Outgoing {
     /// IQs written back to back, in this order, in one flush.
     Iqs(Vec<OutIq>),
+    /// One stanza; `written` is answered once it is flushed to the server.
+    OneWay(OneWay, oneshot::Sender<()>),
     /// Only test clients send presence (the `test-client` feature): the gateway's own
     /// streams never do, and its binary cannot.
     #[cfg(feature = "test-client")]
@@ -219,6 +251,18 @@ impl AdminSession {
             }));
         }
         Ok(replies)
+    }
+
+    /// Writes one message or subscription presence; returns once it is flushed to the server
+    /// (nothing comes back for it).
+    pub async fn send(&self, stanza: OneWay) -> Result<(), UpstreamError> {
+        let (written, wait) = oneshot::channel();
+        self.tx
+            .send(Outgoing::OneWay(stanza, written))
+            .await
+            .map_err(|_| UpstreamError::Closed("the stream is closed".into()))?;
+        wait.await
+            .map_err(|_| UpstreamError::Closed("the stream closed before the write".into()))
     }
 
     /// Sends a presence (the gateway's own sessions never do; test clients do).

@@ -25,6 +25,12 @@ pub fn decode_request(body: &[u8]) -> Result<CommandRequest, DecodeError> {
     command_from(&root)
 }
 
+/// Checks that `body` is one well-formed element (no DTD, within the depth bound, XML 1.0
+/// characters only) without interpreting it: the request guards, for a stanza body.
+pub fn check_element(body: &[u8]) -> Result<(), DecodeError> {
+    parse_tree(body).map(|_| ())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding: body -> element tree
 

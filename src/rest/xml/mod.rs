@@ -6,7 +6,7 @@ mod encode;
 #[cfg(test)]
 pub(super) mod tests;
 
-pub use decode::decode_request;
+pub use decode::{check_element, decode_request};
 pub use encode::{encode_error, encode_items, encode_response};
 
 /// Whether XML 1.0 can carry `c` at all (its `Char` production). Upstream streams are XML 1.0,

@@ -125,12 +125,17 @@ impl Driver {
     /// Queues one element and everything else already waiting, then flushes once.
     async fn write(&mut self, first: Outgoing) -> Result<(), UpstreamError> {
         let mut next = Some(first);
+        let mut written = Vec::new();
         while let Some(out) = next.take() {
             match out {
                 Outgoing::Iqs(batch) => {
                     for out in batch {
                         self.feed_iq(out).await?;
                     }
+                }
+                Outgoing::OneWay(stanza, done) => {
+                    self.feed(*stanza.0).await?;
+                    written.push(done);
                 }
                 #[cfg(feature = "test-client")]
                 Outgoing::Presence(p) => self.feed(Stanza::Presence(p)).await?,
@@ -146,7 +151,11 @@ impl Driver {
         }
         SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
             .await
-            .map_err(|e| UpstreamError::Stream(e.to_string()))
+            .map_err(|e| UpstreamError::Stream(e.to_string()))?;
+        for done in written {
+            let _ = done.send(());
+        }
+        Ok(())
     }
 
     async fn feed_iq(&mut self, out: OutIq) -> Result<(), UpstreamError> {

@@ -1,0 +1,282 @@
+//! `POST /rest/stream/`: one serialized stanza (Tigase's endpoint), sent on the account's warm
+//! stream. That stream is shared by every request of the account, so nothing a client sends may
+//! break it or change what the gateway is: a `from` other than the account's bare JID is
+//! refused, an `iq` goes out under the gateway's own id (the answer is mapped back to the
+//! client's), presence only of the subscription types, one stanza per request, at most
+//! `--stream-rate` per account.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use axum::Extension;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::jid::{BareJid, Jid};
+use tokio_xmpp::parsers::message::Message;
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::presence::Presence;
+
+use super::error::{self, ApiError};
+use super::query::QueryParams;
+use super::{admit, answer, body, negotiate, timed, Caller, Gateway, Peer};
+use crate::adhoc::CommandError;
+use crate::expiring::ExpiringMap;
+use crate::policy::rules::{Bucket, Rate};
+use crate::rest::{self, Format};
+use crate::upstream::{IqKind, IqReply, OneWay};
+
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
+
+/// The accounts' stanza budgets (`--stream-rate`). A bucket untouched for a whole unit is full
+/// again, so expiring it then loses nothing.
+pub struct StreamRates {
+    rate: Rate,
+    buckets: ExpiringMap<BareJid, Bucket>,
+}
+
+impl StreamRates {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            buckets: ExpiringMap::new(rate.unit, 100_000),
+        }
+    }
+
+    /// Takes one stanza's worth of `account`'s budget, or 429 with the wait.
+    fn take(&self, account: &BareJid) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let (taken, _) = self.buckets.upsert(
+            account.clone(),
+            || Bucket::full(&self.rate, now),
+            |b| b.take(&self.rate, now),
+        );
+        taken.map_err(ApiError::stream_rate)
+    }
+
+    pub fn sweep(&self) {
+        self.buckets.sweep(|_| false);
+    }
+}
+
+/// What a body asks the gateway to send.
+#[derive(Debug)]
+enum Outbound {
+    Iq {
+        /// The client's id, restored on the answer.
+        id: String,
+        to: Jid,
+        kind: IqKind,
+        payload: Element,
+    },
+    OneWay {
+        stanza: OneWay,
+        to: Option<Jid>,
+    },
+}
+
+/// `POST /rest/stream/`.
+pub(super) async fn post_stream(
+    State(gw): State<Arc<Gateway>>,
+    Extension(peer): Extension<Peer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    answer("POST", query.as_deref(), &headers, |_, q| {
+        handle(&gw, peer, q, &headers, body)
+    })
+    .await
+}
+
+async fn handle(
+    gw: &Gateway,
+    peer: Peer,
+    query: QueryParams,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = negotiate::request_format(query.type_.as_deref(), ct)
+        .map_err(|e| ApiError::not_acceptable(e.0))?;
+    if format != Some(Format::Xml) {
+        // A stanza is XML whatever the client calls it; a JSON body is not one.
+        return Err(ApiError::unsupported_media_type());
+    }
+    let body = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
+    let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
+    let _permit = admit(gw)?;
+    let outbound = parse(&body, &caller.account)?;
+    // Refused before a login: the rules and the rate cost the server nothing.
+    let to = match &outbound {
+        Outbound::Iq { to, payload, .. } => {
+            match command_node(payload)? {
+                Some(node) => caller.may_run(gw, node, &[to.domain().as_str()])?,
+                None => gw.policy.may_stream(&caller.grant)?,
+            }
+            Some(to)
+        }
+        Outbound::OneWay { to, .. } => {
+            gw.policy.may_stream(&caller.grant)?;
+            to.as_ref()
+        }
+    };
+    let domain = to.map_or(caller.account.domain(), |t| t.domain());
+    caller.may_address(gw, &[domain.as_str()])?;
+    gw.stream_rates.take(&caller.account)?;
+    let work = async {
+        let admitted = caller.stream(gw).await?;
+        match outbound {
+            Outbound::OneWay { stanza, .. } => {
+                admitted.session.send(stanza).await?;
+                Ok(error::accepted())
+            }
+            Outbound::Iq {
+                id,
+                to,
+                kind,
+                payload,
+            } => {
+                let reply = admitted.session.iq(to.clone(), kind, payload).await?;
+                Ok(answer_stanza(id, to, reply))
+            }
+        }
+    };
+    timed(gw.cfg.request_timeout, work).await
+}
+
+/// The node of a XEP-0050 command payload, which the `/rest/adhoc` node rules govern.
+fn command_node(payload: &Element) -> Result<Option<&str>, ApiError> {
+    if !payload.is("command", COMMANDS) {
+        return Ok(None);
+    }
+    match payload
+        .attr("node")
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        Some(node) => Ok(Some(node)),
+        None => Err(ApiError::bad_request("a <command> needs a node")),
+    }
+}
+
+/// The answer's body: the reply under the client's id, from whom the IQ went to.
+fn answer_stanza(id: String, to: Jid, reply: IqReply) -> Response {
+    let (iq, status) = match reply {
+        IqReply::Result(payload) => (
+            Iq::Result {
+                from: Some(to),
+                to: None,
+                id,
+                payload,
+            },
+            None,
+        ),
+        IqReply::Error(e) => {
+            let status = ApiError::from(CommandError::from((*e).clone()));
+            (
+                Iq::Error {
+                    from: Some(to),
+                    to: None,
+                    id,
+                    error: *e,
+                    payload: None,
+                },
+                Some(status),
+            )
+        }
+    };
+    let mut body = Vec::new();
+    let el = Element::from(iq);
+    if let Err(e) = el.write_to(&mut body) {
+        // Writing a tree the parser built into memory does not fail; should it, say so.
+        return ApiError::from(crate::upstream::UpstreamError::Stream(e.to_string()))
+            .into_response_in(Format::Xml);
+    }
+    error::stanza(status.as_ref(), body)
+}
+
+/// Reads the body into the stanza to send, or the 400 that says why it is not one.
+fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, ApiError> {
+    let bad = |t: String| ApiError::bad_request(t);
+    rest::xml::check_element(body).map_err(|e| bad(e.to_string()))?;
+    let el = Element::from_reader_with_prefixes(body, Some(ns::DEFAULT_NS.to_string()))
+        .map_err(|e| bad(format!("the stanza: {e}")))?;
+    if el.ns() != ns::DEFAULT_NS {
+        return Err(bad(format!(
+            "<{}> in {:?}: send one message, presence or iq in jabber:client",
+            el.name(),
+            el.ns()
+        )));
+    }
+    check_from(&el, account)?;
+    let unreadable = |e: &dyn std::fmt::Display| bad(format!("the <{}>: {e}", el.name()));
+    match el.name() {
+        "message" => {
+            let m = Message::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            Ok(Outbound::OneWay {
+                to: m.to.clone(),
+                stanza: OneWay::message(m),
+            })
+        }
+        "presence" => {
+            let p = Presence::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            let to = p.to.clone();
+            let stanza = OneWay::subscription(p).ok_or_else(|| {
+                bad(
+                    "only a presence of type subscribe, subscribed, unsubscribe or \
+                     unsubscribed with a to is sent: the gateway's stream is never available"
+                        .into(),
+                )
+            })?;
+            Ok(Outbound::OneWay { stanza, to })
+        }
+        "iq" => match Iq::try_from(el.clone()).map_err(|e| unreadable(&e))? {
+            Iq::Get {
+                to, id, payload, ..
+            } => Ok(iq(id, to, IqKind::Get, payload, account)),
+            Iq::Set {
+                to, id, payload, ..
+            } => Ok(iq(id, to, IqKind::Set, payload, account)),
+            Iq::Result { .. } | Iq::Error { .. } => Err(bad(
+                "only an iq of type get or set is sent: nobody asked the gateway anything".into(),
+            )),
+        },
+        other => Err(bad(format!(
+            "<{other}> is not a stanza: send one message, presence or iq"
+        ))),
+    }
+}
+
+/// An IQ without `to` is the server's to answer for the account, as it is to the account's
+/// bare JID.
+fn iq(id: String, to: Option<Jid>, kind: IqKind, payload: Element, account: &BareJid) -> Outbound {
+    Outbound::Iq {
+        id,
+        to: to.unwrap_or_else(|| Jid::from(account.clone())),
+        kind,
+        payload,
+    }
+}
+
+/// A `from` may only say what the server would write anyway: the account's bare JID.
+fn check_from(el: &Element, account: &BareJid) -> Result<(), ApiError> {
+    let Some(from) = el.attr("from") else {
+        return Ok(());
+    };
+    match from.parse::<Jid>() {
+        Ok(j) if j.resource().is_none() && j.to_bare() == *account => Ok(()),
+        _ => Err(ApiError::bad_request(format!(
+            "from {from:?}: a stanza is sent as {account}, and from may only name it"
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+
+fn account() -> BareJid {
+    BareJid::new("alice@example.org").unwrap()
+}
+
+fn refusal(body: &str) -> String {
+    match parse(body.as_bytes(), &account()) {
+        Ok(o) => panic!("{body} was accepted as {o:?}"),
+        Err(e) => {
+            assert_eq!(e.status.as_u16(), 400, "{body}");
+            e.text.unwrap_or_default()
+        }
+    }
+}
+
+#[test]
+fn a_message_without_namespace_is_read_as_jabber_client_and_loses_its_from() {
+    let body = "<message from='alice@example.org' to='bob@example.org' type='chat'>\
+                <body>hi</body></message>";
+    match parse(body.as_bytes(), &account()).unwrap() {
+        Outbound::OneWay { to, stanza } => {
+            assert_eq!(to.unwrap().to_string(), "bob@example.org");
+            let text = format!("{stanza:?}");
+            assert!(text.contains("hi"), "{text}");
+            assert!(!text.contains("from: Some"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_foreign_or_full_from_is_refused() {
+    for from in [
+        "mallory@example.org",
+        "alice@example.org/phone",
+        "example.org",
+        "@@",
+    ] {
+        let t = refusal(&format!("<message from='{from}' to='bob@example.org'/>"));
+        assert!(t.contains("from"), "{t}");
+    }
+}
+
+#[test]
+fn presence_other_than_a_subscription_with_a_to_is_refused() {
+    for body in [
+        "<presence/>",
+        "<presence to='bob@example.org'/>",
+        "<presence type='unavailable'/>",
+        "<presence type='probe' to='bob@example.org'/>",
+        "<presence type='subscribe'/>",
+    ] {
+        assert!(refusal(body).contains("subscribe"), "{body}");
+    }
+    let ok = parse(
+        b"<presence type='subscribed' to='bob@example.org'/>",
+        &account(),
+    );
+    assert!(matches!(ok, Ok(Outbound::OneWay { .. })), "{ok:?}");
+}
+
+#[test]
+fn two_stanzas_a_dtd_stream_elements_and_answers_are_refused() {
+    refusal("<message to='a@b'/><message to='a@b'/>");
+    refusal("<!DOCTYPE x [<!ENTITY e 'x'>]><message to='a@b'/>");
+    refusal("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>");
+    refusal("<features xmlns='http://etherx.jabber.org/streams'/>");
+    refusal("<iq type='result' id='1'/>");
+    refusal("<iq type='get' id='1'/>");
+    refusal("<foo/>");
+}
+
+#[test]
+fn an_iq_keeps_the_clients_id_and_defaults_to_the_account() {
+    let body = "<iq type='get' id='mine'><query xmlns='jabber:iq:version'/></iq>";
+    match parse(body.as_bytes(), &account()).unwrap() {
+        Outbound::Iq {
+            id, to, payload, ..
+        } => {
+            assert_eq!(id, "mine");
+            assert_eq!(to.to_string(), "alice@example.org");
+            assert!(payload.is("query", "jabber:iq:version"));
+            assert_eq!(command_node(&payload).unwrap(), None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_command_payload_names_its_node() {
+    let el: Element = "<command xmlns='http://jabber.org/protocol/commands' node=' n '/>"
+        .parse()
+        .unwrap();
+    assert_eq!(command_node(&el).unwrap(), Some("n"));
+    let el: Element = "<command xmlns='http://jabber.org/protocol/commands'/>"
+        .parse()
+        .unwrap();
+    assert!(command_node(&el).is_err());
+}
+
+#[test]
+fn the_rate_refuses_beyond_its_burst() {
+    let rates = StreamRates::new(Rate::parse("2/m").unwrap());
+    let a = account();
+    assert!(rates.take(&a).is_ok());
+    assert!(rates.take(&a).is_ok());
+    let e = rates.take(&a).unwrap_err();
+    assert_eq!(e.status.as_u16(), 429);
+    assert!(e.retry_after.is_some());
+    let other = BareJid::new("bob@example.org").unwrap();
+    assert!(rates.take(&other).is_ok(), "budgets are per account");
+}
