@@ -172,3 +172,63 @@ impl Hibernated {
         }
     }
 }
+
+/// A client that reads what reaches it: logged in with available presence on a raw stream
+/// (an `AdminSession` drops messages), for tests that prove a stanza arrived.
+pub struct Inbox {
+    pub jid: String,
+    stream: xmpp_rest_gateway::upstream::connect::Stream,
+}
+
+impl Inbox {
+    /// Logs in as `local` (with `password`) at `resource` and becomes available.
+    pub async fn connect(
+        server: &TestServer,
+        local: &str,
+        password: &str,
+        resource: &str,
+    ) -> Inbox {
+        let account = server.jid(local).parse().expect("account JID");
+        let logged_in = connector(server)
+            .login(&account, password, resource)
+            .await
+            .unwrap_or_else(|e| panic!("{} inbox {local}/{resource}: {e}", server.kind));
+        let mut stream = logged_in.stream;
+        let presence = tokio_xmpp::Stanza::Presence(Presence::new(Type::None));
+        send(
+            &mut stream,
+            tokio_xmpp::xmlstream::XmppStreamElement::Stanza(presence),
+        )
+        .await;
+        Inbox {
+            jid: logged_in.jid.to_string(),
+            stream,
+        }
+    }
+
+    /// The first stanza `wanted` accepts within `limit`, skipping the others; panics without one.
+    pub async fn next(
+        &mut self,
+        limit: Duration,
+        wanted: impl Fn(&tokio_xmpp::Stanza) -> bool,
+    ) -> tokio_xmpp::Stanza {
+        use futures_util::StreamExt;
+        use tokio_xmpp::xmlstream::{FallibleStreamElement, ReadError, XmppStreamElement};
+        let wait = async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(s)))) => {
+                        if wanted(&s) {
+                            return s;
+                        }
+                    }
+                    Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => {}
+                    other => panic!("the inbox's stream ended: {other:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or_else(|_| panic!("nothing wanted reached {} within {limit:?}", self.jid))
+    }
+}

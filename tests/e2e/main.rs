@@ -21,6 +21,7 @@ mod hostile;
 mod secrets;
 mod seed;
 mod stages;
+mod stream;
 mod tls;
 mod tokens;
 

@@ -1,0 +1,234 @@
+//! `POST /rest/stream/` against real Prosody and ejabberd: a message and a subscription reach
+//! a real client, an `iq` is answered under the client's own id, and the refusals (foreign
+//! `from`, available presence, two stanzas, the rate) leave the account's warm stream as it was.
+
+use std::time::Duration;
+
+use minidom::Element;
+use tokio_xmpp::parsers::presence;
+use tokio_xmpp::Stanza;
+
+use crate::common::proxy::proxied;
+use crate::common::victim::Inbox;
+use crate::common::{self, basic, http, HttpResponse, ServerKind, TestServer};
+
+on_both_servers!(
+    a_message_and_a_subscription_reach_the_recipient,
+    an_iq_is_answered_under_the_clients_id,
+    refusals_leave_the_accounts_stream_working,
+    the_stream_rate_refuses_beyond_its_burst,
+);
+
+const WAIT: Duration = Duration::from_secs(10);
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+
+/// A fresh account of this test's own: its local part and password.
+fn fresh(s: &TestServer, what: &str) -> (String, String) {
+    let local = format!("stream-{what}-{}", common::random_hex(4));
+    let password = format!("pw-{}", common::random_hex(8));
+    s.register(&local, &password);
+    (local, password)
+}
+
+fn domain(s: &TestServer) -> String {
+    let jid = s.jid("x");
+    jid.split_once('@').map(|(_, d)| d.to_string()).unwrap()
+}
+
+async fn post(addr: std::net::SocketAddr, auth: &str, stanza: &str) -> HttpResponse {
+    let headers = [("authorization", auth), ("content-type", "application/xml")];
+    http(addr, "POST", "/rest/stream/", &headers, stanza.as_bytes()).await
+}
+
+fn disco(id: &str, domain: &str) -> String {
+    format!("<iq type='get' id='{id}' to='{domain}'><query xmlns='{DISCO_INFO}'/></iq>")
+}
+
+/// The answer to a disco#info query of the server, checked to be a result under `id`.
+fn assert_disco_result(r: &HttpResponse, id: &str, domain: &str) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/xml"));
+    let iq: Element = r.text().parse().expect("the body is one stanza");
+    assert!(iq.is("iq", "jabber:client"), "{}", r.text());
+    assert_eq!(iq.attr("type"), Some("result"), "{}", r.text());
+    assert_eq!(
+        iq.attr("id"),
+        Some(id),
+        "the client's id restored: {}",
+        r.text()
+    );
+    assert_eq!(iq.attr("from"), Some(domain), "{}", r.text());
+    let query = iq
+        .get_child("query", DISCO_INFO)
+        .expect("the disco#info payload");
+    assert!(
+        query
+            .children()
+            .any(|c| c.name() == "identity" && c.attr("category") == Some("server")),
+        "{}",
+        r.text()
+    );
+}
+
+async fn a_message_and_a_subscription_reach_the_recipient(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = crate::gateway(kind).await;
+    let (sender, sender_pw) = fresh(s, "from");
+    let (recipient, recipient_pw) = fresh(s, "to");
+    let mut inbox = Inbox::connect(s, &recipient, &recipient_pw, "phone").await;
+    let auth = basic(&s.jid(&sender), &sender_pw);
+    let words = format!("hello {}", common::random_hex(6));
+    let message = format!(
+        "<message to='{}' type='chat' from='{}'><body>{words}</body></message>",
+        inbox.jid,
+        s.jid(&sender)
+    );
+    let r = post(gw.addr, &auth, &message).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let got = inbox
+        .next(
+            WAIT,
+            |st| matches!(st, Stanza::Message(m) if m.bodies.values().any(|b| *b == words)),
+        )
+        .await;
+    let Stanza::Message(m) = got else {
+        unreachable!()
+    };
+    let from = m.from.expect("the server stamps from");
+    assert_eq!(
+        from.to_bare().to_string(),
+        s.jid(&sender),
+        "sent as the account"
+    );
+
+    let subscribe = format!("<presence type='subscribe' to='{}'/>", s.jid(&recipient));
+    let r = post(gw.addr, &auth, &subscribe).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let got = inbox
+        .next(
+            WAIT,
+            |st| matches!(st, Stanza::Presence(p) if p.type_ == presence::Type::Subscribe),
+        )
+        .await;
+    let Stanza::Presence(p) = got else {
+        unreachable!()
+    };
+    let from = p.from.map(|f| f.to_bare().to_string());
+    assert_eq!(
+        from,
+        Some(s.jid(&sender)),
+        "the subscription request is the account's"
+    );
+}
+
+async fn an_iq_is_answered_under_the_clients_id(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = crate::gateway(kind).await;
+    let (local, pw) = fresh(s, "iq");
+    let auth = basic(&s.jid(&local), &pw);
+    let domain = domain(s);
+    let r = post(gw.addr, &auth, &disco("client-1", &domain)).await;
+    assert_disco_result(&r, "client-1", &domain);
+    // Without the trailing slash too, and an id the gateway's own could look like.
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "text/xml"),
+    ];
+    let body = disco("xrg-0", &domain);
+    let r = http(gw.addr, "POST", "/rest/stream", &headers, body.as_bytes()).await;
+    assert_disco_result(&r, "xrg-0", &domain);
+    // An error answer: the stanza is the body, under the contract's status for its condition.
+    let unknown = format!(
+        "<iq type='get' id='client-2' to='{}'><nothing xmlns='urn:example:none'/></iq>",
+        s.jid(&local)
+    );
+    let r = post(gw.addr, &auth, &unknown).await;
+    assert_eq!(r.header("content-type"), Some("application/xml"));
+    let iq: Element = r.text().parse().expect("the body is one stanza");
+    assert_eq!(iq.attr("type"), Some("error"), "{}", r.text());
+    assert_eq!(iq.attr("id"), Some("client-2"), "{}", r.text());
+    let error = iq
+        .get_child("error", "jabber:client")
+        .expect("the stanza error");
+    let condition: Vec<&str> = error.children().map(|c| c.name()).collect();
+    assert!(condition.contains(&"service-unavailable"), "{}", r.text());
+    assert_eq!(
+        r.status, 502,
+        "the contract's status for service-unavailable"
+    );
+}
+
+async fn refusals_leave_the_accounts_stream_working(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let (proxy, gw) = proxied(s, &[]).await;
+    let (local, pw) = fresh(s, "refused");
+    let (other, other_pw) = fresh(s, "watch");
+    let mut inbox = Inbox::connect(s, &other, &other_pw, "desk").await;
+    let auth = basic(&s.jid(&local), &pw);
+    let domain = domain(s);
+    let r = post(gw.addr, &auth, &disco("before", &domain)).await;
+    assert_disco_result(&r, "before", &domain);
+    let connections = proxy.connections();
+    let foreign = format!(
+        "<message to='{}' from='{}'><body>forged</body></message>",
+        inbox.jid,
+        s.jid(&other)
+    );
+    let available = format!("<presence to='{}'/>", inbox.jid);
+    let two = format!("{}{}", disco("one", &domain), disco("two", &domain));
+    for (what, body) in [
+        ("a foreign from", foreign.as_str()),
+        ("available presence", available.as_str()),
+        ("undirected available presence", "<presence/>"),
+        ("two stanzas", two.as_str()),
+    ] {
+        let r = post(gw.addr, &auth, body).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains("bad-request"), "{what}: {}", r.text());
+    }
+    let r = post(gw.addr, &auth, &disco("after", &domain)).await;
+    assert_disco_result(&r, "after", &domain);
+    let words = format!("still here {}", common::random_hex(6));
+    let message = format!("<message to='{}'><body>{words}</body></message>", inbox.jid);
+    let r = post(gw.addr, &auth, &message).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let got = inbox
+        .next(WAIT, |st| matches!(st, Stanza::Message(m) if m.bodies.values().any(|b| b.contains("still here") || b == "forged")))
+        .await;
+    let Stanza::Message(m) = got else {
+        unreachable!()
+    };
+    assert_eq!(
+        m.bodies.values().next().map(String::as_str),
+        Some(words.as_str()),
+        "the refused message never arrived; the next one did"
+    );
+    assert_eq!(
+        proxy.seen(|s| (s.connections, s.stream_ends)),
+        (connections, 0),
+        "the same warm stream served the account throughout"
+    );
+}
+
+async fn the_stream_rate_refuses_beyond_its_burst(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = common::TestGateway::start(s, &["--stream-rate", "2/m"]);
+    let (local, pw) = fresh(s, "rate");
+    let auth = basic(&s.jid(&local), &pw);
+    let domain = domain(s);
+    for id in ["r1", "r2"] {
+        let r = post(gw.addr, &auth, &disco(id, &domain)).await;
+        assert_disco_result(&r, id, &domain);
+    }
+    let r = post(gw.addr, &auth, &disco("r3", &domain)).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let wait: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=30).contains(&wait),
+        "half a minute at most for 2/m: {wait}"
+    );
+}
