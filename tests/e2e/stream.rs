@@ -17,10 +17,12 @@ on_both_servers!(
     an_iq_is_answered_under_the_clients_id,
     refusals_leave_the_accounts_stream_working,
     the_stream_rate_refuses_beyond_its_burst,
+    the_access_file_governs_the_stream,
 );
 
 const WAIT: Duration = Duration::from_secs(10);
 const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const ADMIN: &str = "http://jabber.org/protocol/admin#";
 
 /// A fresh account of this test's own: its local part and password.
 fn fresh(s: &TestServer, what: &str) -> (String, String) {
@@ -230,5 +232,80 @@ async fn the_stream_rate_refuses_beyond_its_burst(kind: ServerKind) {
     assert!(
         (1..=30).contains(&wait),
         "half a minute at most for 2/m: {wait}"
+    );
+}
+
+/// The gateway's own `token add`; returns the secret.
+fn token(args: &[&str]) -> String {
+    let out = std::process::Command::new(common::gateway_binary())
+        .arg("token")
+        .arg("add")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running the token subcommand");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn command_iq(id: &str, domain: &str, node: &str) -> String {
+    format!(
+        "<iq type='set' id='{id}' to='{domain}'><command \
+         xmlns='http://jabber.org/protocol/commands' node='{ADMIN}{node}' action='execute'/></iq>"
+    )
+}
+
+async fn the_access_file_governs_the_stream(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let d = common::scratch_dir(&format!("stream-access-{kind}-{}", common::random_hex(4)));
+    let access = d.join("access.toml");
+    let access = access.to_str().unwrap();
+    let plain = token(&["plain", "--access-file", access, "--allow", "user-stats"]);
+    let streamer = token(&[
+        "streamer",
+        "--access-file",
+        access,
+        "--allow",
+        "user-stats",
+        "--stream",
+    ]);
+    let (proxy, gw) = proxied(s, &["--access-file", access]).await;
+    let admin = basic(&s.jid("admin"), &s.password("admin"));
+    let domain = domain(s);
+    let send = |key: &str, body: String| {
+        let (admin, key) = (admin.clone(), key.to_string());
+        async move {
+            let headers = [
+                ("authorization", admin.as_str()),
+                ("content-type", "application/xml"),
+                ("x-api-key", key.as_str()),
+            ];
+            http(gw.addr, "POST", "/rest/stream/", &headers, body.as_bytes()).await
+        }
+    };
+    let message = format!("<message to='{}'><body>x</body></message>", s.jid("admin"));
+    for body in [message, disco("d1", &domain)] {
+        let r = send(&plain, body).await;
+        assert_eq!(r.status, 403, "no stream permission: {}", r.text());
+    }
+    assert_eq!(proxy.connections(), 0, "refused before any login");
+    // A command iq follows the node rules, not the stream permission.
+    let r = send(&plain, command_iq("c1", &domain, "user-stats")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let iq: Element = r.text().parse().expect("the body is one stanza");
+    assert_eq!(iq.attr("id"), Some("c1"), "{}", r.text());
+    assert_eq!(proxy.commands(), 1);
+    let r = send(&streamer, disco("d2", &domain)).await;
+    assert_disco_result(&r, "d2", &domain);
+    let r = send(&streamer, command_iq("c2", &domain, "delete-user")).await;
+    assert_eq!(r.status, 403, "a node the token may not run: {}", r.text());
+    assert_eq!(
+        proxy.commands(),
+        1,
+        "the refused command never reached the server"
     );
 }
