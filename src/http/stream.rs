@@ -31,6 +31,18 @@ use crate::upstream::{IqKind, IqReply, OneWay};
 
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
 
+/// Payloads that change the stream they arrive on rather than the account: binding, a legacy
+/// session, message carbons (which would copy every message of the account to the gateway's
+/// resource). The stream is shared, so they are refused; privacy lists only when they pick the
+/// stream's active list.
+const STREAM_SCOPED: [&str; 4] = [
+    "urn:ietf:params:xml:ns:xmpp-bind",
+    "urn:ietf:params:xml:ns:xmpp-session",
+    "urn:xmpp:carbons:2",
+    "urn:xmpp:carbons:rules:0",
+];
+const PRIVACY: &str = "jabber:iq:privacy";
+
 /// The accounts' stanza budgets (`--stream-rate`). A bucket untouched for a whole unit is full
 /// again, so expiring it then loses nothing.
 pub struct StreamRates {
@@ -239,10 +251,10 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, ApiError> {
         "iq" => match Iq::try_from(el.clone()).map_err(|e| unreadable(&e))? {
             Iq::Get {
                 to, id, payload, ..
-            } => Ok(iq(id, to, IqKind::Get, payload, account)),
+            } => iq(id, to, IqKind::Get, payload, account),
             Iq::Set {
                 to, id, payload, ..
-            } => Ok(iq(id, to, IqKind::Set, payload, account)),
+            } => iq(id, to, IqKind::Set, payload, account),
             Iq::Result { .. } | Iq::Error { .. } => Err(bad(
                 "only an iq of type get or set is sent: nobody asked the gateway anything".into(),
             )),
@@ -254,14 +266,29 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, ApiError> {
 }
 
 /// An IQ without `to` is the server's to answer for the account, as it is to the account's
-/// bare JID.
-fn iq(id: String, to: Option<Jid>, kind: IqKind, payload: Element, account: &BareJid) -> Outbound {
-    Outbound::Iq {
+/// bare JID. One that would change the shared stream itself is refused.
+fn iq(
+    id: String,
+    to: Option<Jid>,
+    kind: IqKind,
+    payload: Element,
+    account: &BareJid,
+) -> Result<Outbound, ApiError> {
+    let ns = payload.ns();
+    let active_list = ns == PRIVACY && payload.has_child("active", PRIVACY);
+    if STREAM_SCOPED.contains(&ns.as_str()) || active_list {
+        return Err(ApiError::bad_request(format!(
+            "<{} xmlns='{ns}'> would change the gateway's stream, which every request of the \
+             account shares",
+            payload.name()
+        )));
+    }
+    Ok(Outbound::Iq {
         id,
         to: to.unwrap_or_else(|| Jid::from(account.clone())),
         kind,
         payload,
-    }
+    })
 }
 
 /// A `from` may only say what the server would write anyway: the account's bare JID.

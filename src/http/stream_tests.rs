@@ -111,3 +111,18 @@ fn the_rate_refuses_beyond_its_burst() {
     let other = BareJid::new("bob@example.org").unwrap();
     assert!(rates.take(&other).is_ok(), "budgets are per account");
 }
+
+#[test]
+fn iqs_that_would_change_the_shared_stream_are_refused() {
+    for payload in [
+        "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>x</resource></bind>",
+        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>",
+        "<enable xmlns='urn:xmpp:carbons:2'/>",
+        "<query xmlns='jabber:iq:privacy'><active name='x'/></query>",
+    ] {
+        let t = refusal(&format!("<iq type='set' id='1'>{payload}</iq>"));
+        assert!(t.contains("would change the gateway's stream"), "{t}");
+    }
+    let lists = "<iq type='get' id='1'><query xmlns='jabber:iq:privacy'/></iq>";
+    assert!(parse(lists.as_bytes(), &account()).is_ok());
+}
