@@ -68,6 +68,8 @@ fn two_stanzas_a_dtd_stream_elements_and_answers_are_refused() {
     refusal("<features xmlns='http://etherx.jabber.org/streams'/>");
     refusal("<iq type='result' id='1'/>");
     refusal("<iq type='get' id='1'/>");
+    refusal("<iq type='get' id='1'><a xmlns='urn:a'/><b xmlns='urn:b'/></iq>");
+    refusal("<iq type='get'><a xmlns='urn:a'/></iq>");
     refusal("<foo/>");
 }
 

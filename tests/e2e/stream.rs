@@ -139,6 +139,13 @@ async fn an_iq_is_answered_under_the_clients_id(kind: ServerKind) {
     let body = disco("xrg-0", &domain);
     let r = http(gw.addr, "POST", "/rest/stream", &headers, body.as_bytes()).await;
     assert_disco_result(&r, "xrg-0", &domain);
+    let r = http(gw.addr, "GET", "/rest/stream/", &headers, b"").await;
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("POST")),
+        "{}",
+        r.text()
+    );
     // An error answer: the stanza is the body, under the contract's status for its condition.
     let unknown = format!(
         "<iq type='get' id='client-2' to='{}'><nothing xmlns='urn:example:none'/></iq>",
