@@ -248,6 +248,10 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, ApiError> {
             })?;
             Ok(Outbound::OneWay { stanza, to })
         }
+        // The parser keeps the first payload of several; a request has exactly one.
+        "iq" if el.children().count() != 1 => {
+            Err(bad("an iq carries exactly one payload element".into()))
+        }
         "iq" => match Iq::try_from(el.clone()).map_err(|e| unreadable(&e))? {
             Iq::Get {
                 to, id, payload, ..
