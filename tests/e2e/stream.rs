@@ -139,6 +139,17 @@ async fn an_iq_is_answered_under_the_clients_id(kind: ServerKind) {
     let body = disco("xrg-0", &domain);
     let r = http(gw.addr, "POST", "/rest/stream", &headers, body.as_bytes()).await;
     assert_disco_result(&r, "xrg-0", &domain);
+    // A Tigase script: curl's default form type, the format in ?type=; a JSON body is no stanza.
+    let form = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let body = disco("form", &domain);
+    let path = "/rest/stream/?type=text/xml";
+    let r = http(gw.addr, "POST", path, &form, body.as_bytes()).await;
+    assert_disco_result(&r, "form", &domain);
+    let r = http(gw.addr, "POST", "/rest/stream/", &form, body.as_bytes()).await;
+    assert_eq!(r.status, 415, "{}", r.text());
     let r = http(gw.addr, "GET", "/rest/stream/", &headers, b"").await;
     assert_eq!(
         (r.status, r.header("allow")),
