@@ -1,4 +1,4 @@
-//! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, Basic authentication against the
+//! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, `GET /openapi.json`, Basic authentication against the
 //! XMPP server (with the failed-login throttle), content negotiation, limits (body size,
 //! requests in flight, request timeout); the accept loop and connection limits are in [`listener`].
 
@@ -8,6 +8,7 @@ mod caller;
 pub mod error;
 pub mod listener;
 pub mod negotiate;
+mod openapi;
 pub mod query;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Router};
 use tokio::sync::Semaphore;
 
@@ -97,6 +98,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             post(post_command)
                 .get(get_commands)
                 .fallback(method_not_allowed),
+        )
+        .route(
+            "/openapi.json",
+            get(openapi::document).fallback(openapi::other_method),
         )
         .fallback(any(not_found))
         .with_state(gw)
