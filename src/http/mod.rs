@@ -1,6 +1,7 @@
-//! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, Basic authentication against the
-//! XMPP server (with the failed-login throttle), content negotiation, limits (body size,
-//! requests in flight, request timeout); the accept loop and connection limits are in [`listener`].
+//! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, `GET /openapi.json`, Basic
+//! authentication against the XMPP server (with the failed-login throttle), content
+//! negotiation, limits (body size, requests in flight, request timeout); the accept loop and
+//! connection limits are in [`listener`].
 
 pub mod auth;
 mod body;
@@ -8,6 +9,7 @@ mod caller;
 pub mod error;
 pub mod listener;
 pub mod negotiate;
+mod openapi;
 pub mod query;
 mod stream;
 
@@ -19,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Router};
 use tokio::sync::Semaphore;
 
@@ -110,6 +112,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/rest/stream",
             post(stream::post_stream).fallback(method_not_allowed_post),
+        )
+        .route(
+            "/openapi.json",
+            get(openapi::document).fallback(openapi::other_method),
         )
         .fallback(any(not_found))
         .with_state(gw)

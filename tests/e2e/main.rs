@@ -18,6 +18,7 @@ mod errors;
 mod faults;
 mod harness;
 mod hostile;
+mod openapi;
 mod secrets;
 mod seed;
 mod stages;
