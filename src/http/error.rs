@@ -209,6 +209,18 @@ pub fn document(format: Format, body: Vec<u8>) -> Response {
     resp
 }
 
+/// Answers without an error: 201 with a document (a resource created), 202 (taken, delivery
+/// not awaited) and 204 (done) without a body.
+pub fn created(format: Format, body: Vec<u8>) -> Response {
+    (StatusCode::CREATED, document(format, body)).into_response()
+}
+pub fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// The `Content-Type` of a body in `format`.
 pub fn content_type(format: Format) -> HeaderValue {
     HeaderValue::from_static(match format {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod listener;
 pub mod negotiate;
 pub mod query;
+mod resources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{any, post};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Extension, Router};
 use tokio::sync::Semaphore;
 
@@ -97,6 +98,31 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             post(post_command)
                 .get(get_commands)
                 .fallback(method_not_allowed),
+        )
+        .route(
+            "/rest/sessions/{jid}",
+            get(resources::get_sessions)
+                .delete(resources::delete_sessions)
+                .fallback(|m, u, h| resources::refuse("GET, DELETE", m, u, h)),
+        )
+        .route(
+            "/rest/sessions/{jid}/{resource}",
+            delete(resources::delete_session)
+                .fallback(|m, u, h| resources::refuse("DELETE", m, u, h)),
+        )
+        .route(
+            "/rest/users/{jid}",
+            post(resources::post_user)
+                .delete(resources::delete_user)
+                .fallback(|m, u, h| resources::refuse("POST, DELETE", m, u, h)),
+        )
+        .route(
+            "/rest/users/{jid}/password",
+            put(resources::put_password).fallback(|m, u, h| resources::refuse("PUT", m, u, h)),
+        )
+        .route(
+            "/rest/announce/{domain}",
+            post(resources::post_announce).fallback(|m, u, h| resources::refuse("POST", m, u, h)),
         )
         .fallback(any(not_found))
         .with_state(gw)

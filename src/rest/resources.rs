@@ -85,6 +85,43 @@ pub fn decode_password(format: Format, body: &[u8]) -> Result<String, DecodeErro
         .ok_or_else(|| shape("the body names no password"))
 }
 
+/// An announcement: its body, and a subject when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub body: String,
+    pub subject: Option<String>,
+}
+
+/// Reads `{"body": "...", "subject": "..."}` / `<announce><body/><subject/></announce>`; the
+/// subject is optional, the body is not.
+pub fn decode_announcement(format: Format, body: &[u8]) -> Result<Announcement, DecodeError> {
+    let entries = match format {
+        Format::Xml => xml::decode_resource(body, "announce")?,
+        Format::Json => json::decode_resource(body)?,
+    };
+    let (mut text, mut subject) = (None, None);
+    for (key, value) in entries {
+        let slot = match key.as_str() {
+            "body" => &mut text,
+            "subject" => &mut subject,
+            other => {
+                return Err(shape(&format!(
+                    "unknown key {other:?}: send body and subject"
+                )))
+            }
+        };
+        if slot.replace(value).is_some() {
+            return Err(shape(&format!("{key:?} is given twice")));
+        }
+    }
+    Ok(Announcement {
+        body: text
+            .filter(|b| !b.trim().is_empty())
+            .ok_or_else(|| shape("the announcement has no body"))?,
+        subject: subject.filter(|s| !s.is_empty()),
+    })
+}
+
 fn shape(text: &str) -> DecodeError {
     DecodeError::Shape(text.into())
 }
@@ -184,6 +221,31 @@ mod tests {
         ] {
             assert!(decode_password(Format::Xml, body).is_err(), "{body:?}");
         }
+    }
+
+    #[test]
+    fn an_announcement_needs_a_body_and_may_have_a_subject() {
+        let a = decode_announcement(Format::Json, br#"{"subject": "s", "body": "b"}"#);
+        let want = Announcement {
+            body: "b".into(),
+            subject: Some("s".into()),
+        };
+        assert_eq!(a, Ok(want));
+        let a = decode_announcement(Format::Xml, b"<announce><body>b</body></announce>");
+        let want = Announcement {
+            body: "b".into(),
+            subject: None,
+        };
+        assert_eq!(a, Ok(want));
+        for body in [
+            &br#"{"subject": "s"}"#[..],
+            br#"{"body": " "}"#,
+            br#"{"body": "b", "to": "x"}"#,
+        ] {
+            assert!(decode_announcement(Format::Json, body).is_err(), "{body:?}");
+        }
+        let twice = b"<announce><body>a</body><body>b</body></announce>";
+        assert!(decode_announcement(Format::Xml, twice).is_err());
     }
 
     #[test]

@@ -57,6 +57,22 @@ impl Victim {
         self.session.is_alive()
     }
 
+    /// The body of the first message received within `limit` whose body contains `needle`.
+    pub async fn message_containing(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let found = self
+                .session
+                .received()
+                .into_iter()
+                .find_map(|m| m.bodies.into_values().find(|b| b.contains(needle)));
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Ends the session politely.
     pub async fn close(self) {
         self.session.close().await;
