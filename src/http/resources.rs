@@ -25,7 +25,7 @@ use crate::rest::{CommandRequest, CommandResponse, FieldValue, Format, RequestFi
 const ADD_USER: &str = "http://jabber.org/protocol/admin#add-user";
 const DELETE_USER: &str = "http://jabber.org/protocol/admin#delete-user";
 const CHANGE_PASSWORD: &str = "http://jabber.org/protocol/admin#change-user-password";
-pub(super) const ANNOUNCE: &str = "http://jabber.org/protocol/admin#announce";
+const ANNOUNCE: &str = "http://jabber.org/protocol/admin#announce";
 
 /// Prosody completes these commands with an error (or info) note instead of an IQ error.
 const PROSODY_EXISTS: &str = "already exists";
@@ -220,11 +220,28 @@ pub(super) async fn post_announce(
         let (format, bytes) = body;
         let message = shapes::decode_announcement(format, &bytes)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let mut fields = vec![multi("announcement", &message.body)];
-        if let Some(subject) = &message.subject {
-            fields.push(single("subject", subject));
-        }
-        run(&gw, peer, headers, &q, &domain, ANNOUNCE, fields).await?;
+        let fields = |body_var: &str| {
+            let mut fields = vec![multi(body_var, &message.body)];
+            fields.extend(message.subject.as_deref().map(|s| single("subject", s)));
+            fields
+        };
+        let first = run(
+            &gw,
+            peer,
+            headers,
+            &q,
+            &domain,
+            ANNOUNCE,
+            fields("announcement"),
+        )
+        .await;
+        match first {
+            // ejabberd names the body `body`, not XEP-0133's `announcement`.
+            Err(e) if e.field.as_deref() == Some("announcement") => {
+                run(&gw, peer, headers, &q, &domain, ANNOUNCE, fields("body")).await?
+            }
+            other => other?,
+        };
         Ok(accepted())
     })
     .await
@@ -315,7 +332,13 @@ async fn run(
         };
         Ok::<_, ApiError>(gw.commands.run(&call, &request).await?)
     };
-    timed(gw.cfg.request_timeout, work).await
+    let doc = timed(gw.cfg.request_timeout, work).await?;
+    if doc.status.as_deref() == Some("executing") {
+        // Answered with a form again: nothing was done, whatever the status would say.
+        let e = CommandError::Malformed(format!("{node} did not complete"));
+        return Err(e.into());
+    }
+    Ok(doc)
 }
 
 /// A command that completed with an error note saying `says` (Prosody's way) answers as the

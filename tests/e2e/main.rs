@@ -18,6 +18,7 @@ mod errors;
 mod faults;
 mod harness;
 mod hostile;
+mod resources;
 mod secrets;
 mod seed;
 mod stages;
