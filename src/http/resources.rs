@@ -47,7 +47,7 @@ pub(super) async fn get_sessions(
     answer("GET", query.as_deref(), headers, |format, q| async move {
         let account = account(path)?;
         let fields = vec![single("accountjid", &account)];
-        let doc = run(&gw, peer, headers, &q, &account, USER_STATS, fields)
+        let doc = run(&gw, peer, headers, &q, &account, USER_STATS, vec![fields])
             .await
             .map_err(|e| failed_as(e, PROSODY_NO_USER, "item-not-found"))?;
         let listed = shapes::sessions(&account, shapes::online_resources(&doc));
@@ -118,7 +118,16 @@ async fn end_sessions(
     jid: &str,
 ) -> Result<Response, ApiError> {
     let fields = vec![multi("accountjids", jid)];
-    let doc = run(gw, peer, headers, q, account, END_USER_SESSION, fields).await?;
+    let doc = run(
+        gw,
+        peer,
+        headers,
+        q,
+        account,
+        END_USER_SESSION,
+        vec![fields],
+    )
+    .await?;
     Ok(encoded(
         format,
         &shapes::ended(account, shapes::ended_sessions(&doc)),
@@ -143,7 +152,7 @@ pub(super) async fn post_user(
             single("password", &password),
             single("password-verify", &password),
         ];
-        run(&gw, peer, headers, &q, &account, ADD_USER, fields)
+        run(&gw, peer, headers, &q, &account, ADD_USER, vec![fields])
             .await
             .map_err(|e| failed_as(e, PROSODY_EXISTS, "conflict"))?;
         Ok(created(
@@ -166,7 +175,7 @@ pub(super) async fn delete_user(
     answer("DELETE", query.as_deref(), headers, |_, q| async move {
         let account = account(path)?;
         let fields = vec![multi("accountjids", &account)];
-        let doc = run(&gw, peer, headers, &q, &account, DELETE_USER, fields).await?;
+        let doc = run(&gw, peer, headers, &q, &account, DELETE_USER, vec![fields]).await?;
         // Prosody completes with an info note naming what it could not delete.
         match doc.note.filter(|n| n.value.contains(PROSODY_NOT_DELETED)) {
             Some(n) => Err(as_condition("item-not-found", n.value)),
@@ -193,9 +202,17 @@ pub(super) async fn put_password(
             single("accountjid", &account),
             single("password", &password),
         ];
-        run(&gw, peer, headers, &q, &account, CHANGE_PASSWORD, fields)
-            .await
-            .map_err(|e| failed_as(e, PROSODY_NO_USER, "item-not-found"))?;
+        run(
+            &gw,
+            peer,
+            headers,
+            &q,
+            &account,
+            CHANGE_PASSWORD,
+            vec![fields],
+        )
+        .await
+        .map_err(|e| failed_as(e, PROSODY_NO_USER, "item-not-found"))?;
         Ok(no_content())
     })
     .await
@@ -225,23 +242,9 @@ pub(super) async fn post_announce(
             fields.extend(message.subject.as_deref().map(|s| single("subject", s)));
             fields
         };
-        let first = run(
-            &gw,
-            peer,
-            headers,
-            &q,
-            &domain,
-            ANNOUNCE,
-            fields("announcement"),
-        )
-        .await;
-        match first {
-            // ejabberd names the body `body`, not XEP-0133's `announcement`.
-            Err(e) if e.field.as_deref() == Some("announcement") => {
-                run(&gw, peer, headers, &q, &domain, ANNOUNCE, fields("body")).await?
-            }
-            other => other?,
-        };
+        // XEP-0133 and Prosody name the body `announcement`, ejabberd `body`.
+        let attempts = vec![fields("announcement"), fields("body")];
+        run(&gw, peer, headers, &q, &domain, ANNOUNCE, attempts).await?;
         Ok(accepted())
     })
     .await
@@ -295,7 +298,9 @@ async fn password(
     shapes::decode_password(format, &bytes).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Runs `node` at the domain of `addressed` with these fields, admitted as `/rest/adhoc` is.
+/// Runs `node` at the domain of `addressed`, admitted as `/rest/adhoc` is. `attempts` are
+/// field sets tried in order while the command's form refuses a field (the servers name some
+/// fields differently), all under one admission.
 async fn run(
     gw: &Gateway,
     peer: Peer,
@@ -303,19 +308,28 @@ async fn run(
     q: &QueryParams,
     addressed: &str,
     node: &str,
-    fields: Vec<RequestField>,
+    attempts: Vec<Vec<RequestField>>,
 ) -> Result<CommandResponse, ApiError> {
     let caller = Caller::admit(gw, peer, headers, q.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let domain = addressed.rsplit('@').next().unwrap_or(addressed);
-    let domain = domain.split('/').next().unwrap_or(domain);
     let target = Target::resolve(domain, &gw.cfg.aliases)?;
-    let request = CommandRequest {
-        node: Some(node.into()),
-        fields,
-        ..CommandRequest::default()
-    };
-    let domains = caller::target_domains(&target, &request);
+    let requests: Vec<CommandRequest> = attempts
+        .into_iter()
+        .map(|fields| CommandRequest {
+            node: Some(node.into()),
+            fields,
+            ..CommandRequest::default()
+        })
+        .collect();
+    let mut domains: Vec<String> = Vec::new();
+    for request in &requests {
+        for d in caller::target_domains(&target, request) {
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+    }
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
     let guard = |node: &str| caller.may_run(gw, node, &domains);
     guard(node)?;
@@ -330,7 +344,14 @@ async fn run(
             max_jids: gw.cfg.max_jids,
             guard: &guard,
         };
-        Ok::<_, ApiError>(gw.commands.run(&call, &request).await?)
+        let mut answer = Err(CommandError::BadRequest("nothing to run".into()));
+        for request in &requests {
+            answer = gw.commands.run(&call, request).await;
+            if !matches!(answer, Err(CommandError::Field(_))) {
+                break;
+            }
+        }
+        Ok::<_, ApiError>(answer?)
     };
     let doc = timed(gw.cfg.request_timeout, work).await?;
     if doc.status.as_deref() == Some("executing") {
