@@ -21,15 +21,21 @@ use crate::rest::{self, CommandRequest, CommandResponse};
 const FORM_TTL: Duration = Duration::from_secs(3600);
 const FORM_BOUND: usize = 4096;
 
+type FormKey = (FullJid, Jid, String);
+
 /// The generic path and the forms it learnt: (stream, target, node) -> form.
 pub struct Generic {
-    forms: ExpiringMap<(FullJid, Jid, String), Arc<Form>>,
+    forms: ExpiringMap<FormKey, Arc<Form>>,
+    /// Commands that answered a submission without a session with their form again (Prosody's
+    /// mod_announce takes its form only within a session): always run in two steps.
+    two_steps: ExpiringMap<FormKey, ()>,
 }
 
 impl Default for Generic {
     fn default() -> Self {
         Self {
             forms: ExpiringMap::new(FORM_TTL, FORM_BOUND),
+            two_steps: ExpiringMap::new(FORM_TTL, FORM_BOUND),
         }
     }
 }
@@ -45,6 +51,7 @@ impl Generic {
     ) -> Result<CommandResponse, CommandError> {
         let (stream, to) = (call.stream.as_ref(), &call.target.to);
         let key = (stream.jid().clone(), to.clone(), node.to_string());
+        let mut first = None;
         if !req.fields.is_empty() {
             if let Some(known) = self.forms.get(&key) {
                 let submit = form::fill(&known, &req.fields, call.max_jids)?;
@@ -59,10 +66,19 @@ impl Generic {
                     // Refused (Prosody's way): the form may have changed; learn it afresh.
                     self.forms.remove(&key);
                 }
-                return finish(call, stages, reply);
+                if reply.status != Status::Executing || reply.form.is_none() {
+                    return finish(call, stages, reply);
+                }
+                // The submission was not taken, only the form given: fill it in its session.
+                self.forms.remove(&key);
+                self.two_steps.insert(key.clone(), ());
+                first = Some(reply);
             }
         }
-        let reply = run_one(stream, to, Command::execute(node, None)).await?;
+        let reply = match first {
+            Some(reply) => reply,
+            None => run_one(stream, to, Command::execute(node, None)).await?,
+        };
         let (Status::Executing, Some(stage)) = (reply.status, reply.form.as_ref()) else {
             // Completed (or canceled, or executing with nothing to fill in) at once: it takes
             // no input, whatever the client sent.
@@ -89,7 +105,8 @@ impl Generic {
             form: Some(submit),
         };
         let done = run_one(stream, to, second).await?;
-        if done.status == Status::Completed && !done.notes.iter().any(|n| n.type_ == "error") {
+        let refused = done.notes.iter().any(|n| n.type_ == "error");
+        if done.status == Status::Completed && !refused && self.two_steps.get(&key).is_none() {
             self.forms.insert(key, Arc::new(stage.clone()));
         }
         finish(call, stages, done)
@@ -98,6 +115,7 @@ impl Generic {
     /// Forgets forms unused for long.
     pub fn sweep(&self) {
         self.forms.sweep(|_| false);
+        self.two_steps.sweep(|_| false);
     }
 }
 

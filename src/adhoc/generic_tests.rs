@@ -57,6 +57,36 @@ async fn a_remembered_form_makes_the_next_command_one_round_trip() {
 }
 
 #[tokio::test]
+async fn a_command_that_takes_its_form_only_in_a_session_is_always_run_in_two_steps() {
+    // Prosody's mod_announce: a submission without a session is answered with the form.
+    let fake = Fake::new("admin@x.test/xrg-1", |_, cmd| {
+        match (&cmd.form, &cmd.sessionid) {
+            (Some(_), Some(_)) => noted(NODE, "info", "Announcement sent"),
+            (None, Some(_)) => completed(NODE, vec![]), // a cancel
+            (_, None) => executing(NODE, "sid-1", password_form()),
+        }
+    });
+    let ctx = Ctx::new(&fake);
+    let (generic, stages) = (Generic::default(), Stages::new(Duration::from_secs(60)));
+    let req = request(NODE, FIELDS);
+    for round in 0..3 {
+        let doc = generic
+            .run(&ctx.call(false), NODE, &req, &stages)
+            .await
+            .unwrap();
+        let note = doc.note.map(|n| n.value);
+        assert_eq!(note.as_deref(), Some("Announcement sent"), "round {round}");
+    }
+    let sent = fake.sent();
+    // Round 1: execute + submit (form learnt); round 2: the one-IQ submission is answered
+    // with the form, which is then filled in its session; round 3: two steps at once.
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    assert!(sent[2].1.sessionid.is_none() && sent[2].1.form.is_some());
+    assert_eq!(sent[3].1.sessionid.as_deref(), Some("sid-1"));
+    assert!(sent[4].1.form.is_none() && sent[5].1.sessionid.is_some());
+}
+
+#[tokio::test]
 async fn a_form_request_is_answered_and_its_session_cancelled() {
     let fake = two_stage();
     let ctx = Ctx::new(&fake);

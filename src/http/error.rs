@@ -235,6 +235,16 @@ pub fn stanza(error: Option<&ApiError>, body: Vec<u8>) -> Response {
     resp
 }
 
+/// 201 with a document: a resource created.
+pub fn created(format: Format, body: Vec<u8>) -> Response {
+    (StatusCode::CREATED, document(format, body)).into_response()
+}
+
+/// 204 without a body: done.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// The `Content-Type` of a body in `format`.
 pub fn content_type(format: Format) -> HeaderValue {
     HeaderValue::from_static(match format {

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod negotiate;
 mod openapi;
 pub mod query;
+mod resources;
 mod stream;
 
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Extension, Router};
 use tokio::sync::Semaphore;
 
@@ -116,6 +117,31 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(
             "/openapi.json",
             get(openapi::document).fallback(openapi::other_method),
+        )
+        .route(
+            "/rest/sessions/{jid}",
+            get(resources::get_sessions)
+                .delete(resources::delete_sessions)
+                .fallback(|m, u, h| resources::refuse("GET, DELETE", m, u, h)),
+        )
+        .route(
+            "/rest/sessions/{jid}/{resource}",
+            delete(resources::delete_session)
+                .fallback(|m, u, h| resources::refuse("DELETE", m, u, h)),
+        )
+        .route(
+            "/rest/users/{jid}",
+            post(resources::post_user)
+                .delete(resources::delete_user)
+                .fallback(|m, u, h| resources::refuse("POST, DELETE", m, u, h)),
+        )
+        .route(
+            "/rest/users/{jid}/password",
+            put(resources::put_password).fallback(|m, u, h| resources::refuse("PUT", m, u, h)),
+        )
+        .route(
+            "/rest/announce/{domain}",
+            post(resources::post_announce).fallback(|m, u, h| resources::refuse("POST", m, u, h)),
         )
         .fallback(any(not_found))
         .with_state(gw)

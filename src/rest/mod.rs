@@ -5,6 +5,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod json;
+pub mod resources;
 pub mod xml;
 
 /// The two wire formats a client may speak.

@@ -26,6 +26,10 @@ use super::UpstreamError;
 use driver::{Driver, Waiter};
 
 mod driver;
+
+/// The messages a test client's stream received, in order.
+#[cfg(feature = "test-client")]
+type Inbox = Arc<std::sync::Mutex<Vec<tokio_xmpp::parsers::message::Message>>>;
 #[cfg(test)]
 mod tests;
 
@@ -125,6 +129,8 @@ pub struct AdminSession {
     closed: watch::Receiver<bool>,
     /// Stops the driver when a close does not finish in time.
     driver: AbortHandle,
+    #[cfg(feature = "test-client")]
+    inbox: Inbox,
 }
 
 impl std::fmt::Debug for AdminSession {
@@ -151,6 +157,8 @@ impl AdminSession {
             alive.clone(),
             dropped.clone(),
         );
+        #[cfg(feature = "test-client")]
+        let inbox = driver.inbox.clone();
         let task = tokio::spawn(async move {
             driver.run().await;
             let _ = closed_tx.send(true);
@@ -164,6 +172,8 @@ impl AdminSession {
             dropped,
             closed,
             driver: task.abort_handle(),
+            #[cfg(feature = "test-client")]
+            inbox,
         }
     }
 
@@ -272,6 +282,12 @@ impl AdminSession {
             .send(Outgoing::Presence(presence))
             .await
             .map_err(|_| UpstreamError::Closed("the stream is closed".into()))
+    }
+
+    /// The messages received so far (test clients only).
+    #[cfg(feature = "test-client")]
+    pub fn received(&self) -> Vec<tokio_xmpp::parsers::message::Message> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Resolves once no IQ awaits an answer on this stream; IQs sent later wait behind it.

@@ -113,10 +113,12 @@ pub(crate) const EXPECTED: &[Expected] = &[
 pub(crate) const EXPECTED_MARK: &str = " — expected: ";
 
 /// What each server lists to an admin with the harness's configuration (the same as
-/// `transcripts/*-a-disco-items-commands.xml`), normalised.
+/// `transcripts/*-a-disco-items-commands.xml`, plus the commands of the announce modules the
+/// harness enables for `/rest/announce`), normalised.
 #[rustfmt::skip]
 pub(crate) const LISTED_PROSODY: &[&str] = &[
     "http://jabber.org/protocol/admin#add-user",
+    "http://jabber.org/protocol/admin#announce",
     "http://jabber.org/protocol/admin#change-user-password",
     "http://jabber.org/protocol/admin#delete-user",
     "http://jabber.org/protocol/admin#end-user-session",
@@ -140,6 +142,16 @@ pub(crate) const LISTED_PROSODY: &[&str] = &[
 
 #[rustfmt::skip]
 pub(crate) const LISTED_EJABBERD: &[&str] = &[
+    "http://jabber.org/protocol/admin#announce",
+    "http://jabber.org/protocol/admin#announce-all",
+    "http://jabber.org/protocol/admin#set-motd",
+    "http://jabber.org/protocol/admin#edit-motd",
+    "http://jabber.org/protocol/admin#delete-motd",
+    "http://jabber.org/protocol/admin#announce-allhosts",
+    "http://jabber.org/protocol/admin#announce-all-allhosts",
+    "http://jabber.org/protocol/admin#set-motd-allhosts",
+    "http://jabber.org/protocol/admin#edit-motd-allhosts",
+    "http://jabber.org/protocol/admin#delete-motd-allhosts",
     "http://jabber.org/protocol/admin#add-user",
     "http://jabber.org/protocol/admin#delete-user",
     "http://jabber.org/protocol/admin#end-user-session",

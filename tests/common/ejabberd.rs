@@ -106,6 +106,8 @@ shaper_rules:
     normal: all
 modules:
   mod_adhoc: {}
+  mod_announce:
+    access: announce
   mod_configure: {}
   mod_disco: {}
   mod_fail2ban:

@@ -22,7 +22,7 @@ const CONFIG: &str = r#"-- Written by the xmpp-rest-gateway e2e harness. Started
 admins = { "admin@domain.com", "admin2@domain.com", "admin3@domain.com" }
 modules_enabled = {
 	"roster"; "saslauth"; "tls"; "disco"; "ping"; "admin_adhoc"; "smacks"; "limits";
-	"uptime"; "version"; "posix";
+	"uptime"; "version"; "posix"; "announce";
 }
 -- No server-to-server: nothing leaves the machine, stanzas for other domains bounce.
 modules_disabled = { "s2s"; "s2s_auth_certs"; }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_xmpp::parsers::presence::{Presence, Type};
 use xmpp_rest_gateway::config::{UpstreamConfig, UpstreamTls};
-use xmpp_rest_gateway::upstream::{AdminSession, Connector};
+use xmpp_rest_gateway::upstream::{AdminSession, Connector, IqKind};
 
 use super::TestServer;
 
@@ -55,6 +55,34 @@ impl Victim {
     /// Whether the session is still up.
     pub fn is_alive(&self) -> bool {
         self.session.is_alive()
+    }
+
+    /// Resolves once the server has handled everything this client sent so far (its
+    /// presence included): it handles a stream's stanzas in order, so a ping's answer says so.
+    pub async fn settled(&self) {
+        let domain =
+            tokio_xmpp::parsers::jid::BareJid::from_parts(None, self.session.jid().domain());
+        let ping = tokio_xmpp::minidom::Element::from(tokio_xmpp::parsers::ping::Ping);
+        self.session
+            .iq(domain.into(), IqKind::Get, ping)
+            .await
+            .unwrap_or_else(|e| panic!("{} ping: {e}", self.jid));
+    }
+
+    /// The body of the first message received within `limit` whose body contains `needle`.
+    pub async fn message_containing(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let found = self
+                .session
+                .received()
+                .into_iter()
+                .find_map(|m| m.bodies.into_values().find(|b| b.contains(needle)));
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Ends the session politely.

@@ -19,6 +19,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod openapi;
+mod resources;
 mod secrets;
 mod seed;
 mod stages;

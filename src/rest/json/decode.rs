@@ -184,3 +184,22 @@ fn checked(s: &str) -> Result<String, DecodeError> {
 fn shape(message: impl Into<String>) -> DecodeError {
     DecodeError::Shape(message.into())
 }
+
+/// Decodes a resource body: a flat object of strings (keys given twice refused), in order.
+pub fn decode_resource(body: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    check_depth(body)?;
+    serde_json::from_slice::<NoDuplicateKeys>(body)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let Value::Object(map) = doc else {
+        return Err(shape("the body must be a JSON object"));
+    };
+    map.into_iter()
+        .map(|(key, value)| match value {
+            Value::String(s) => Ok((key, checked(&s)?)),
+            _ => Err(shape(format!("{key:?} must be a string"))),
+        })
+        .collect()
+}

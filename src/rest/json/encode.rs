@@ -143,3 +143,17 @@ fn reported(r: &Reported) -> Value {
         .collect();
     json!({ "columns": columns, "items": items })
 }
+
+/// Encodes a resource document as an object, one key per entry.
+pub fn encode_resource(doc: &crate::rest::resources::Resource) -> Vec<u8> {
+    use crate::rest::resources::Value as Entry;
+    let mut map = Map::new();
+    for (key, value) in &doc.entries {
+        let value = match value {
+            Entry::Text(t) => Value::String(t.clone()),
+            Entry::List(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
+        };
+        map.insert((*key).to_string(), value);
+    }
+    document(Value::Object(map))
+}

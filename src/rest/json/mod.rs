@@ -6,5 +6,5 @@ mod encode;
 #[cfg(test)]
 pub(super) mod tests;
 
-pub use decode::decode_request;
-pub use encode::{encode_error, encode_items, encode_response};
+pub use decode::{decode_request, decode_resource};
+pub use encode::{encode_error, encode_items, encode_resource, encode_response};

@@ -281,3 +281,21 @@ fn malformed(message: impl Into<String>) -> DecodeError {
 fn shape(message: impl Into<String>) -> DecodeError {
     DecodeError::Shape(message.into())
 }
+
+/// Decodes a resource body: `<root>` holding one text-only element per key, in order.
+pub fn decode_resource(body: &[u8], root: &str) -> Result<Vec<(String, String)>, DecodeError> {
+    let tree = parse_tree(body)?;
+    if tree.name != root {
+        return Err(shape(format!("the root element must be <{root}>")));
+    }
+    children(&tree)?
+        .iter()
+        .map(|e| {
+            if e.children.is_empty() {
+                Ok((e.name.clone(), e.text.clone()))
+            } else {
+                Err(shape(format!("<{}> must hold text only", e.name)))
+            }
+        })
+        .collect()
+}

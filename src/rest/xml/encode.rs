@@ -174,3 +174,16 @@ fn reported(w: &mut XmlWriter, r: &Reported) -> io::Result<()> {
         })
     })
 }
+
+/// Encodes a resource document: its root holding one element per entry, a list as `<item>`s.
+pub fn encode_resource(doc: &crate::rest::resources::Resource) -> Vec<u8> {
+    use crate::rest::resources::Value;
+    document(|w| {
+        parent(w, doc.root, |w| {
+            doc.entries.iter().try_for_each(|(key, value)| match value {
+                Value::Text(t) => text(w, key, t),
+                Value::List(l) => list(w, key, l, |w, item| text(w, "item", item)),
+            })
+        })
+    })
+}

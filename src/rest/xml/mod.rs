@@ -6,8 +6,8 @@ mod encode;
 #[cfg(test)]
 pub(super) mod tests;
 
-pub use decode::{check_element, decode_request};
-pub use encode::{encode_error, encode_items, encode_response};
+pub use decode::{check_element, decode_request, decode_resource};
+pub use encode::{encode_error, encode_items, encode_resource, encode_response};
 
 /// Whether XML 1.0 can carry `c` at all (its `Char` production). Upstream streams are XML 1.0,
 /// so the JSON codec refuses the same characters this one does.

@@ -50,6 +50,9 @@ pub(super) struct Driver {
     close_requested: Option<oneshot::Sender<()>>,
     /// The id of the ping probing an idle stream, whose answer is nobody's reply.
     probe: Option<String>,
+    /// Messages a test client received (the gateway's own streams drop them).
+    #[cfg(feature = "test-client")]
+    pub(super) inbox: super::Inbox,
 }
 
 /// Why the driver stopped.
@@ -77,6 +80,8 @@ impl Driver {
             dropped,
             close_requested: None,
             probe: None,
+            #[cfg(feature = "test-client")]
+            inbox: Default::default(),
         }
     }
 
@@ -217,6 +222,11 @@ impl Driver {
         match el {
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(Stanza::Iq(iq))))) => {
                 self.on_iq(iq).await
+            }
+            #[cfg(feature = "test-client")]
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(Stanza::Message(m))))) => {
+                self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+                Ok(())
             }
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
                 Err(crate::upstream::connect::refused(e.0, ""))
