@@ -26,6 +26,7 @@ use super::UpstreamError;
 use driver::{Driver, Waiter};
 
 mod driver;
+mod trust;
 
 /// The messages a test client's stream received, in order.
 #[cfg(feature = "test-client")]

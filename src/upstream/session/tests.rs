@@ -5,7 +5,8 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ping::Ping;
 
-use super::driver::{answers_for, fresh_id, from_server, FOOTER_WAIT};
+use super::driver::FOOTER_WAIT;
+use super::trust::{answers_for, fresh_id, from_server};
 use super::*;
 use crate::upstream::fake::{self, FakeServer};
 
