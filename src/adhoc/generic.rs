@@ -66,7 +66,11 @@ impl Generic {
                     // Refused (Prosody's way): the form may have changed; learn it afresh.
                     self.forms.remove(&key);
                 }
-                if reply.status != Status::Executing || reply.form.is_none() {
+                let form_again = reply.status == Status::Executing
+                    && reply.sessionid.is_some()
+                    && reply.form.as_ref().is_some_and(|f| same_fields(f, &known));
+                if !form_again {
+                    // Completed, or the next stage of a command with several: as it is.
                     return finish(call, stages, reply);
                 }
                 // The submission was not taken, only the form given: fill it in its session.
@@ -117,6 +121,12 @@ impl Generic {
         self.forms.sweep(|_| false);
         self.two_steps.sweep(|_| false);
     }
+}
+
+/// Whether two forms ask for the same fields (the same form given again, not a next stage).
+fn same_fields(a: &Form, b: &Form) -> bool {
+    let vars = |f: &Form| f.fields.iter().map(|x| x.var.clone()).collect::<Vec<_>>();
+    vars(a) == vars(b)
 }
 
 /// Maps the last answer. A command still executing is kept open for a client that asked

@@ -354,8 +354,13 @@ async fn run(
         Ok::<_, ApiError>(answer?)
     };
     let doc = timed(gw.cfg.request_timeout, work).await?;
-    if doc.status.as_deref() == Some("executing") {
-        // Answered with a form again: nothing was done, whatever the status would say.
+    let ignored = doc
+        .note
+        .as_ref()
+        .is_some_and(|n| n.value.contains("these fields were ignored"));
+    if doc.status.is_some() || ignored {
+        // Still executing (a form again), canceled, or completed without taking the fields:
+        // nothing was done, whatever a success status would say.
         let e = CommandError::Malformed(format!("{node} did not complete"));
         return Err(e.into());
     }

@@ -35,12 +35,18 @@ const COMMANDS: &str = "http://jabber.org/protocol/commands";
 /// session, message carbons (which would copy every message of the account to the gateway's
 /// resource). The stream is shared, so they are refused; privacy lists only when they pick the
 /// stream's active list.
-const STREAM_SCOPED: [&str; 4] = [
+const STREAM_SCOPED: [&str; 6] = [
     "urn:ietf:params:xml:ns:xmpp-bind",
     "urn:ietf:params:xml:ns:xmpp-session",
     "urn:xmpp:carbons:2",
     "urn:xmpp:carbons:rules:0",
+    // In-band registration changes or removes the account itself (its password, the account):
+    // that is /rest/users' job, under its node rules.
+    "jabber:iq:register",
+    // Blocking cuts off what the shared stream needs to receive.
+    "urn:xmpp:blocking",
 ];
+const ROSTER: &str = "jabber:iq:roster";
 const PRIVACY: &str = "jabber:iq:privacy";
 
 /// The accounts' stanza budgets (`--stream-rate`). A bucket untouched for a whole unit is full
@@ -128,13 +134,28 @@ async fn handle(
     let to = match &outbound {
         Outbound::Iq { to, payload, .. } => {
             match command_node(payload)? {
-                Some(node) => caller.may_run(gw, node, &[to.domain().as_str()])?,
+                Some(node) => {
+                    // The target and every JID-valued field of the submitted form, as for
+                    // /rest/adhoc.
+                    let domains = form_domains(to, payload);
+                    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+                    caller.may_run(gw, node, &domains)?
+                }
                 None => gw.policy.may_stream(&caller.grant)?,
             }
             Some(to)
         }
         Outbound::OneWay { to, .. } => {
             gw.policy.may_stream(&caller.grant)?;
+            if to.as_ref().is_some_and(|t| t.node().is_none()) {
+                // The server's own JIDs take messages as commands (ejabberd's
+                // `domain/announce/...` broadcasts and sets the MOTD): those go through
+                // /rest/announce and /rest/adhoc, under their node rules.
+                return Err(ApiError::bad_request(
+                    "a message or presence to the server itself is not sent: use \
+                     /rest/announce or /rest/adhoc",
+                ));
+            }
             to.as_ref()
         }
     };
@@ -162,10 +183,19 @@ async fn handle(
     timed(gw.cfg.request_timeout, work).await
 }
 
-/// The node of a XEP-0050 command payload, which the `/rest/adhoc` node rules govern.
+/// The node of a XEP-0050 command payload, which the `/rest/adhoc` node rules govern. Only a
+/// first `execute` is taken: a `sessionid` or another action would reach into command sessions
+/// that other requests of the account hold on the shared stream (kept ones are `/rest/adhoc`'s).
 fn command_node(payload: &Element) -> Result<Option<&str>, ApiError> {
     if !payload.is("command", COMMANDS) {
         return Ok(None);
+    }
+    let action = payload.attr("action").unwrap_or("execute");
+    if payload.attr("sessionid").is_some() || action != "execute" {
+        return Err(ApiError::bad_request(
+            "a <command> here may only be a first execute, without sessionid: multi-stage \
+             commands go through /rest/adhoc?keep=1",
+        ));
     }
     match payload
         .attr("node")
@@ -175,6 +205,31 @@ fn command_node(payload: &Element) -> Result<Option<&str>, ApiError> {
         Some(node) => Ok(Some(node)),
         None => Err(ApiError::bad_request("a <command> needs a node")),
     }
+}
+
+/// The domains a command IQ addresses: its target's, and that of every JID-like value of the
+/// form it submits (an account JID, or a bare domain with a dot in it).
+fn form_domains(to: &Jid, payload: &Element) -> Vec<String> {
+    let mut domains = vec![to.domain().to_string()];
+    let values = payload
+        .children()
+        .filter(|x| x.is("x", "jabber:x:data"))
+        .flat_map(|x| x.children())
+        .filter(|f| f.name() == "field")
+        .flat_map(|f| f.children())
+        .filter(|v| v.name() == "value")
+        .map(|v| v.text());
+    for v in values {
+        let v = v.trim();
+        let jid =
+            crate::adhoc::address::parse_jid(v).filter(|j| j.node().is_some() || v.contains('.'));
+        if let Some(d) = jid.map(|j| j.domain().to_string()) {
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+    }
+    domains
 }
 
 /// The answer's body: the reply under the client's id, from whom the IQ went to.
@@ -279,8 +334,12 @@ fn iq(
     account: &BareJid,
 ) -> Result<Outbound, ApiError> {
     let ns = payload.ns();
-    let active_list = ns == PRIVACY && payload.has_child("active", PRIVACY);
-    if STREAM_SCOPED.contains(&ns.as_str()) || active_list {
+    // Privacy lists only when they pick the stream's active or the account's default list; a
+    // roster get makes the stream an "interested resource" that roster pushes then go to.
+    let privacy = ns == PRIVACY
+        && (payload.has_child("active", PRIVACY) || payload.has_child("default", PRIVACY));
+    let roster_get = ns == ROSTER && matches!(kind, IqKind::Get);
+    if STREAM_SCOPED.contains(&ns.as_str()) || privacy || roster_get {
         return Err(ApiError::bad_request(format!(
             "<{} xmlns='{ns}'> would change the gateway's stream, which every request of the \
              account shares",

@@ -99,6 +99,26 @@ fn a_command_payload_names_its_node() {
         .parse()
         .unwrap();
     assert!(command_node(&el).is_err());
+    for other in [
+        "<command xmlns='http://jabber.org/protocol/commands' node='n' sessionid='s'/>",
+        "<command xmlns='http://jabber.org/protocol/commands' node='n' action='complete'/>",
+        "<command xmlns='http://jabber.org/protocol/commands' node='n' action='cancel'/>",
+    ] {
+        let el: Element = other.parse().unwrap();
+        assert!(command_node(&el).is_err(), "{other}");
+    }
+}
+
+#[test]
+fn a_submitted_forms_jids_are_targets() {
+    let el: Element = "<command xmlns='http://jabber.org/protocol/commands' node='n'>\
+        <x xmlns='jabber:x:data' type='submit'>\
+        <field var='accountjid'><value>victim@b.org</value></field>\
+        <field var='reason'><value>maintenance</value></field></x></command>"
+        .parse()
+        .unwrap();
+    let to: Jid = "a.org".parse().unwrap();
+    assert_eq!(form_domains(&to, &el), ["a.org", "b.org"]);
 }
 
 #[test]
@@ -121,10 +141,16 @@ fn iqs_that_would_change_the_shared_stream_are_refused() {
         "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>",
         "<enable xmlns='urn:xmpp:carbons:2'/>",
         "<query xmlns='jabber:iq:privacy'><active name='x'/></query>",
+        "<query xmlns='jabber:iq:privacy'><default name='x'/></query>",
+        "<query xmlns='jabber:iq:register'><remove/></query>",
+        "<query xmlns='jabber:iq:register'><password>x</password></query>",
+        "<block xmlns='urn:xmpp:blocking'><item jid='example.org'/></block>",
     ] {
         let t = refusal(&format!("<iq type='set' id='1'>{payload}</iq>"));
         assert!(t.contains("would change the gateway's stream"), "{t}");
     }
+    let roster_get = "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>";
+    assert!(refusal(roster_get).contains("would change the gateway's stream"));
     let lists = "<iq type='get' id='1'><query xmlns='jabber:iq:privacy'/></iq>";
     assert!(parse(lists.as_bytes(), &account()).is_ok());
 }
