@@ -9,6 +9,26 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
 
 use super::error::ApiError;
+use super::negotiate;
+use crate::rest::Format;
+
+/// A document body and its format: `?type=`'s when given, else its `Content-Type`'s (406 for
+/// another `type`, 415 for another content type), then read as [`read`] does.
+pub async fn read_document(
+    body: Body,
+    headers: &HeaderMap,
+    query_type: Option<&str>,
+    limit: usize,
+    deadline: Duration,
+) -> Result<(Format, Bytes), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = negotiate::request_format(query_type, ct)
+        .map_err(|e| ApiError::not_acceptable(e.0))?
+        .ok_or_else(ApiError::unsupported_media_type)?;
+    Ok((format, read(body, headers, limit, deadline).await?))
+}
 
 /// The whole body, or the error that answers it (413, 408, 501, 400).
 pub async fn read(

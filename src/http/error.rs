@@ -73,6 +73,15 @@ impl ApiError {
         e
     }
 
+    /// 500: the gateway itself is wrong (never a client's or the server's doing).
+    pub fn internal(text: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-server-error",
+            text,
+        )
+    }
+
     /// 404: no such route.
     pub fn not_found() -> Self {
         Self::new(

@@ -58,6 +58,41 @@ pub struct Gateway {
 #[derive(Debug, Clone, Copy)]
 struct Peer(SocketAddr);
 
+/// What every handler of a resource needs from its request besides the path and the body:
+/// the gateway, the peer, the raw query and the headers.
+struct Incoming {
+    gw: Arc<Gateway>,
+    peer: Peer,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Incoming {
+    fn into_parts(self) -> (Arc<Gateway>, Peer, Option<String>, HeaderMap) {
+        (self.gw, self.peer, self.query, self.headers)
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<Gateway>> for Incoming {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        gw: &Arc<Gateway>,
+    ) -> Result<Self, Self::Rejection> {
+        // The listener puts the peer on every connection's requests.
+        let peer = parts.extensions.get::<Peer>().copied().ok_or_else(|| {
+            ApiError::internal("the connection's peer is unknown").into_response_in(Format::Xml)
+        })?;
+        Ok(Incoming {
+            gw: gw.clone(),
+            peer,
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
 impl Gateway {
     pub fn new(cfg: Config, access: Access) -> Self {
         Self {
@@ -204,15 +239,11 @@ async fn handle_post(
         Some("" | "1" | "true") => true,
         Some(_) => return Err(ApiError::bad_request("keep takes 1 or 0")),
     };
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let body_format = negotiate::request_format(query.type_.as_deref(), ct)
-        .map_err(|e| ApiError::not_acceptable(e.0))?
-        .ok_or_else(ApiError::unsupported_media_type)?;
     // Admission in order: the body under its own deadline, then credentials, then a place in
     // flight, so that a client that never finishes its body holds no place.
-    let body = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
+    let (limit, deadline) = (gw.cfg.max_body, gw.cfg.body_timeout);
+    let (body_format, body) =
+        body::read_document(body, headers, query.type_.as_deref(), limit, deadline).await?;
     let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)

@@ -8,15 +8,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, Method, Uri};
+use axum::extract::Path;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::Extension;
 
 use super::caller::{self, Caller};
 use super::error::{accepted, created, document, no_content, ApiError};
 use super::query::QueryParams;
-use super::{admit, answer, body, format_of, negotiate, timed, Gateway, Peer};
+use super::{admit, answer, body, format_of, timed, Gateway, Incoming, Peer};
 use crate::adhoc::{self, address, CommandError, CommandStream, Target};
 use crate::adhoc::{END_USER_SESSION, USER_STATS};
 use crate::rest::resources::{self as shapes, Resource};
@@ -36,13 +35,8 @@ type JidPath = Result<Path<String>, PathRejection>;
 type FullPath = Result<Path<(String, String)>, PathRejection>;
 
 /// `GET /rest/sessions/{bare-jid}`: the account's online resources (user-stats).
-pub(super) async fn get_sessions(
-    State(gw): State<Arc<Gateway>>,
-    Extension(peer): Extension<Peer>,
-    path: JidPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn get_sessions(incoming: Incoming, path: JidPath) -> Response {
+    let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
     answer("GET", query.as_deref(), headers, |format, q| async move {
         let account = account(path)?;
@@ -57,13 +51,8 @@ pub(super) async fn get_sessions(
 }
 
 /// `DELETE /rest/sessions/{bare-jid}`: ends every session of the account.
-pub(super) async fn delete_sessions(
-    State(gw): State<Arc<Gateway>>,
-    Extension(peer): Extension<Peer>,
-    path: JidPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn delete_sessions(incoming: Incoming, path: JidPath) -> Response {
+    let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
     answer(
         "DELETE",
@@ -78,13 +67,8 @@ pub(super) async fn delete_sessions(
 }
 
 /// `DELETE /rest/sessions/{bare-jid}/{resource}`: ends one session.
-pub(super) async fn delete_session(
-    State(gw): State<Arc<Gateway>>,
-    Extension(peer): Extension<Peer>,
-    path: FullPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn delete_session(incoming: Incoming, path: FullPath) -> Response {
+    let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
     answer(
         "DELETE",
@@ -135,14 +119,8 @@ async fn end_sessions(
 }
 
 /// `POST /rest/users/{jid}` with a password: creates the account (201), 409 when it exists.
-pub(super) async fn post_user(
-    State(gw): State<Arc<Gateway>>,
-    Extension(peer): Extension<Peer>,
-    path: JidPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(super) async fn post_user(incoming: Incoming, path: JidPath, body: Body) -> Response {
+    let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
     answer("POST", query.as_deref(), headers, |format, q| async move {
         let account = account(path)?;
@@ -164,13 +142,8 @@ pub(super) async fn post_user(
 }
 
 /// `DELETE /rest/users/{jid}`: 204, or 404 for an account the server does not know.
-pub(super) async fn delete_user(
-    State(gw): State<Arc<Gateway>>,
-    Extension(peer): Extension<Peer>,
-    path: JidPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn delete_user(incoming: Incoming, path: JidPath) -> Response {
+    let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
     answer("DELETE", query.as_deref(), headers, |_, q| async move {
         let account = account(path)?;
@@ -186,14 +159,8 @@ pub(super) async fn delete_user(
 }
 
 /// `PUT /rest/users/{jid}/password` with the new password: 204, 404 when absent.
-pub(super) async fn put_password(
-    State(gw): State<Arc<Gateway>>,
-    Extension(peer): Extension<Peer>,
-    path: JidPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(super) async fn put_password(incoming: Incoming, path: JidPath, body: Body) -> Response {
+    let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
     answer("PUT", query.as_deref(), headers, |_, q| async move {
         let account = account(path)?;
@@ -219,14 +186,8 @@ pub(super) async fn put_password(
 }
 
 /// `POST /rest/announce/{domain}` with a body and a subject: 202 once the server took it.
-pub(super) async fn post_announce(
-    State(gw): State<Arc<Gateway>>,
-    Extension(peer): Extension<Peer>,
-    path: JidPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(super) async fn post_announce(incoming: Incoming, path: JidPath, body: Body) -> Response {
+    let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
     answer("POST", query.as_deref(), headers, |_, q| async move {
         let Path(domain) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -278,14 +239,8 @@ async fn read_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Format, axum::body::Bytes), ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let format = negotiate::request_format(q.type_.as_deref(), ct)
-        .map_err(|e| ApiError::not_acceptable(e.0))?
-        .ok_or_else(ApiError::unsupported_media_type)?;
-    let bytes = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
-    Ok((format, bytes))
+    let (limit, deadline) = (gw.cfg.max_body, gw.cfg.body_timeout);
+    body::read_document(body, headers, q.type_.as_deref(), limit, deadline).await
 }
 
 async fn password(
