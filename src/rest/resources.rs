@@ -194,8 +194,8 @@ mod tests {
 
     #[test]
     fn the_password_is_read_in_both_formats() {
-        let json = decode_password(Format::Json, br#"{"password": "s3cret"}"#);
-        assert_eq!(json, Ok("s3cret".into()));
+        let json = decode_password(Format::Json, br#"{"password": "unit-test-value"}"#);
+        assert_eq!(json, Ok("unit-test-value".into()));
         let xml = decode_password(Format::Xml, b"<user><password>a&amp;b</password></user>");
         assert_eq!(xml, Ok("a&b".into()));
     }

@@ -105,6 +105,23 @@ impl TestGateway {
 
 /// The gateway binary to run: `$XRG_GATEWAY_BIN` if set (the benchmark points it at the
 /// release build), else the one Cargo built for this test binary.
+/// Runs the gateway's `token` subcommand (`add`, `list`, `revoke`, ...) and returns its stdout,
+/// trimmed (for `add`: the new secret); a failure fails the test with its stderr.
+pub fn token(args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .arg("token")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running the token subcommand");
+    assert!(
+        out.status.success(),
+        "token {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 pub fn binary() -> PathBuf {
     match std::env::var_os("XRG_GATEWAY_BIN") {
         Some(path) if !path.is_empty() => PathBuf::from(path),

@@ -55,7 +55,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use gateway::{binary as gateway_binary, TestGateway};
+pub use gateway::{binary as gateway_binary, token, TestGateway};
 pub use http::{basic, http, http_from, try_http, HttpResponse};
 pub use procs::random_hex;
 

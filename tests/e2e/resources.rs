@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::doc::parse_xml;
@@ -218,28 +217,22 @@ async fn an_announcement_reaches_an_online_user(kind: ServerKind) {
     assert_eq!(r.status, 400, "{}", r.text());
 }
 
-/// The gateway's `token` subcommand; returns the secret it printed.
-fn add_token(access: &str, account: &str, allow: &str) -> String {
-    let out = Command::new(common::gateway_binary())
-        .args(["token", "add", "ops", "--access-file", access])
-        .args(["--account", account, "--allow", allow])
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running the token subcommand");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 async fn a_token_runs_only_the_nodes_it_was_given(kind: ServerKind) {
     let s = common::started(kind).await;
     let d = common::scratch_dir(&format!("resources-{kind}-{}", common::random_hex(4)));
     let access = d.join("access.toml");
     let service = s.jid("admin2");
-    let secret = add_token(access.to_str().unwrap(), &service, "end-user-session");
+    let access = access.to_str().unwrap();
+    let secret = common::token(&[
+        "add",
+        "ops",
+        "--access-file",
+        access,
+        "--account",
+        &service,
+        "--allow",
+        "end-user-session",
+    ]);
     let creds = d.join("credentials.toml");
     let line = format!("\"{service}\" = \"{}\"\n", s.password("admin2"));
     std::fs::write(&creds, line).unwrap();
@@ -248,7 +241,7 @@ async fn a_token_runs_only_the_nodes_it_was_given(kind: ServerKind) {
         s,
         &[
             "--access-file",
-            access.to_str().unwrap(),
+            access,
             "--credentials-file",
             creds.to_str().unwrap(),
         ],

@@ -253,23 +253,6 @@ async fn the_stream_rate_refuses_beyond_its_burst(kind: ServerKind) {
     );
 }
 
-/// The gateway's own `token add`; returns the secret.
-fn token(args: &[&str]) -> String {
-    let out = std::process::Command::new(common::gateway_binary())
-        .arg("token")
-        .arg("add")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running the token subcommand");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn command_iq(id: &str, domain: &str, node: &str) -> String {
     format!(
         "<iq type='set' id='{id}' to='{domain}'><command \
@@ -282,8 +265,16 @@ async fn the_access_file_governs_the_stream(kind: ServerKind) {
     let d = common::scratch_dir(&format!("stream-access-{kind}-{}", common::random_hex(4)));
     let access = d.join("access.toml");
     let access = access.to_str().unwrap();
-    let plain = token(&["plain", "--access-file", access, "--allow", "user-stats"]);
-    let streamer = token(&[
+    let plain = common::token(&[
+        "add",
+        "plain",
+        "--access-file",
+        access,
+        "--allow",
+        "user-stats",
+    ]);
+    let streamer = common::token(&[
+        "add",
         "streamer",
         "--access-file",
         access,

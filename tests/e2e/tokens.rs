@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::proxy::XmppProxy;
@@ -25,22 +24,6 @@ on_both_servers!(
     a_required_api_key_gates_basic_requests,
     an_account_rule_denies_before_any_login,
 );
-
-/// The gateway's own `token` subcommand; returns its stdout.
-fn token(args: &[&str]) -> String {
-    let out = Command::new(common::gateway_binary())
-        .arg("token")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running the token subcommand");
-    assert!(
-        out.status.success(),
-        "token {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A scratch folder of this test's own.
 fn dir(kind: ServerKind, name: &str) -> PathBuf {
@@ -87,7 +70,7 @@ async fn a_helpdesk_token_ends_sessions_and_nothing_else(kind: ServerKind) {
     let access = d.join("access.toml");
     let access_s = access.to_str().unwrap();
     let service = s.jid("admin2");
-    let secret = token(&[
+    let secret = common::token(&[
         "add",
         "helpdesk",
         "--access-file",
@@ -97,7 +80,6 @@ async fn a_helpdesk_token_ends_sessions_and_nothing_else(kind: ServerKind) {
         "--allow",
         "end-user-session",
     ]);
-    let secret = secret.trim().to_string();
     assert!(secret.starts_with("xrg_") && secret.len() >= 36, "{secret}");
     let creds = credentials(&d, &[(&service, &s.password("admin2"))]);
     let (proxy, gw) = proxied(
@@ -176,7 +158,7 @@ async fn a_helpdesk_token_ends_sessions_and_nothing_else(kind: ServerKind) {
     assert_eq!(nodes, [END_USER_SESSION], "only what the token may run");
 
     // Revoked: refused without a restart, well within the file watcher's period.
-    token(&["revoke", "helpdesk", "--access-file", access_s]);
+    common::token(&["revoke", "helpdesk", "--access-file", access_s]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {
         let r = post(gw.addr, &auth, &end).await;

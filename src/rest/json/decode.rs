@@ -16,12 +16,7 @@ const MAX_DEPTH: usize = 8;
 /// A number or boolean value is taken as its JSON text (`25` -> `"25"`, `false` -> `"false"`);
 /// `null` is no value. An empty `node`, `sessionid` or `action` counts as absent.
 pub fn decode_request(body: &[u8]) -> Result<CommandRequest, DecodeError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    check_depth(body)?;
-    serde_json::from_slice::<NoDuplicateKeys>(body)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let doc = checked_value(body)?;
     let Value::Object(mut top) = doc else {
         return Err(shape("the body must be a JSON object"));
     };
@@ -185,14 +180,19 @@ fn shape(message: impl Into<String>) -> DecodeError {
     DecodeError::Shape(message.into())
 }
 
-/// Decodes a resource body: a flat object of strings (keys given twice refused), in order.
-pub fn decode_resource(body: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
+/// The body as a `Value`, after a BOM is dropped, its depth bounded and keys given twice
+/// refused.
+fn checked_value(body: &[u8]) -> Result<Value, DecodeError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     check_depth(body)?;
     serde_json::from_slice::<NoDuplicateKeys>(body)
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+/// Decodes a resource body: a flat object of strings (keys given twice refused), in order.
+pub fn decode_resource(body: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
+    let doc = checked_value(body)?;
     let Value::Object(map) = doc else {
         return Err(shape("the body must be a JSON object"));
     };
