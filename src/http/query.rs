@@ -40,9 +40,9 @@ mod tests {
 
     #[test]
     fn a_repeated_parameter_is_an_error_that_does_not_quote_values() {
-        let e = parse_query("api-key=s3cret&api-key=other").unwrap_err();
+        let e = parse_query("api-key=unit-test-key&api-key=other").unwrap_err();
         assert!(e.contains("api-key"), "{e}");
-        assert!(!e.contains("s3cret"), "{e}");
+        assert!(!e.contains("unit-test-key"), "{e}");
     }
 
     #[test]

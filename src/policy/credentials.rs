@@ -140,18 +140,18 @@ mod tests {
 
     #[test]
     fn debug_and_errors_never_show_a_password() {
-        let c = ServiceCredentials::parse("\"a@b\" = \"s3cret-pw\"\n").expect("parses");
+        let c = ServiceCredentials::parse("\"a@b\" = \"unit-test-pw\"\n").expect("parses");
         let dbg = format!("{c:?}");
         assert!(dbg.contains("a@b"), "{dbg}");
-        assert!(!dbg.contains("s3cret-pw"), "{dbg}");
+        assert!(!dbg.contains("unit-test-pw"), "{dbg}");
         for bad in [
-            "\"a@b\" = \"s3cret-pw\n",
-            "\"a@b\" = \"s3cret-pw\" junk\n",
-            "\"a@b/res\" = \"s3cret-pw\"\n",
-            "\"a@b\" = [\"s3cret-pw\"]\n",
+            "\"a@b\" = \"unit-test-pw\n",
+            "\"a@b\" = \"unit-test-pw\" junk\n",
+            "\"a@b/res\" = \"unit-test-pw\"\n",
+            "\"a@b\" = [\"unit-test-pw\"]\n",
         ] {
             let e = ServiceCredentials::parse(bad).expect_err(bad);
-            assert!(!e.contains("s3cret-pw"), "{bad:?} -> {e}");
+            assert!(!e.contains("unit-test-pw"), "{bad:?} -> {e}");
         }
     }
 
