@@ -41,6 +41,7 @@ pub struct Config {
     pub pool: PoolConfig,
     pub command_idle: Duration,
     pub threads: usize,
+    pub log_format: crate::logging::LogFormat,
     pub throttle: ThrottleConfig,
     pub trusted_proxies: Vec<IpAddr>,
     pub access_file: Option<PathBuf>,
@@ -219,6 +220,7 @@ impl Cli {
             },
             command_idle: Duration::from_secs(self.command_idle),
             threads: self.threads,
+            log_format: self.log_format,
             throttle: ThrottleConfig {
                 pair: self.throttle_pair,
                 wide: self.throttle_wide.max(self.throttle_pair),

@@ -1,5 +1,6 @@
-//! The log: `tracing` events to stderr, chosen by `RUST_LOG` (default `info`), with the
-//! libraries that see credentials or stanza bytes withheld at every level.
+//! The log: `tracing` events to stderr, chosen by `RUST_LOG` (default `info`), as text or one
+//! JSON object per line (`--log-format`), with the libraries that see credentials or stanza
+//! bytes withheld at every level.
 //!
 //! The gateway carries secrets it must never write down: the HTTP Basic password, the SASL
 //! exchange made from it, and the `text-private` fields of commands (add-user,
@@ -13,12 +14,32 @@
 //! capture; the gateway's own events (`xmpp_rest_gateway`) say what happened upstream.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{Event, Metadata, Subscriber};
 use tracing_log::{AsLog, NormalizeEvent};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+/// How each line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, fields as `key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line (for journald, Loki, `docker logs` collectors).
+    Json,
+}
+
+/// Whether the installed subscriber writes JSON: the audit line writes its empty values as
+/// `-` in text only.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether lines are written as JSON.
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
 
 /// Crates whose events never reach the log, whatever their level and whatever `RUST_LOG`
 /// says: they hold credentials or the bytes of stanzas and HTTP requests.
@@ -41,15 +62,16 @@ pub const WITHHELD: &[&str] = &[
 /// Installs the global subscriber (stderr, colours only on a terminal) and routes the `log`
 /// records of dependencies into it, less the [`WITHHELD`] crates'. `RUST_LOG` unset or
 /// unparseable means `info`.
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let installed =
-        tracing::subscriber::set_global_default(subscriber(filter, std::io::stderr, ansi));
+        tracing::subscriber::set_global_default(subscriber(filter, std::io::stderr, ansi, format));
     if installed.is_err() {
         // Only a second call gets here; the first subscriber, withholding too, stays.
         return;
     }
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
     let bridge = tracing_log::LogTracer::builder()
         .ignore_all(WITHHELD.iter().copied())
         .with_max_level(tracing::level_filters::LevelFilter::current().as_log());
@@ -57,17 +79,25 @@ pub fn init() {
     let _ = bridge.init();
 }
 
-/// The subscriber [`init`] installs, writing to `writer`: a formatter filtered by `filter`,
-/// behind [`Withheld`].
-pub fn subscriber<W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Subscriber + Send + Sync
+/// The subscriber [`init`] installs, writing to `writer`: a formatter in `format` filtered by
+/// `filter`, behind [`Withheld`]. JSON is never coloured.
+pub fn subscriber<W>(
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+    format: LogFormat,
+) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(ansi)
-        .with_filter(filter);
-    tracing_subscriber::registry().with(fmt).with(Withheld)
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => Box::new(fmt.with_ansi(ansi)),
+        LogFormat::Json => Box::new(fmt.json().with_ansi(false)),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(Withheld)
 }
 
 /// Whether events of `target` are withheld: a [`WITHHELD`] crate or one of its modules.
@@ -138,9 +168,9 @@ mod tests {
         }
     }
 
-    /// Runs `f` under the production subscriber with `RUST_LOG` set to `directives`, and
-    /// returns what it wrote.
-    fn logged(directives: &str, f: impl FnOnce()) -> String {
+    /// Runs `f` under the production subscriber in `format` with `RUST_LOG` set to
+    /// `directives`, and returns what it wrote.
+    fn logged_as(format: LogFormat, directives: &str, f: impl FnOnce()) -> String {
         // The bridge as `init` installs it, but without its ignore list, so `log` records of
         // withheld crates reach the layer and the layer alone is tested.
         static BRIDGE: std::sync::Once = std::sync::Once::new();
@@ -149,8 +179,12 @@ mod tests {
         });
         let out = Captured::default();
         let filter = EnvFilter::try_new(directives).unwrap();
-        tracing::subscriber::with_default(subscriber(filter, out.clone(), false), f);
+        tracing::subscriber::with_default(subscriber(filter, out.clone(), false, format), f);
         out.text()
+    }
+
+    fn logged(directives: &str, f: impl FnOnce()) -> String {
+        logged_as(LogFormat::Text, directives, f)
     }
 
     #[test]
@@ -213,5 +247,38 @@ mod tests {
         assert!(!is_withheld("saslprep"));
         assert!(!is_withheld("rustls::conn"));
         assert!(!is_withheld("xmpp_rest_gateway::upstream::session"));
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each_and_withhold_too() {
+        let out = logged_as(LogFormat::Json, "trace", || {
+            let span = tracing::info_span!("request", request_id = "r-1");
+            let _in = span.enter();
+            tracing::trace!(target: "tokio_xmpp::xmlstream::capture", "SEND SECRET-9");
+            tracing::info!(target: "audit", account = "a@example.org", status = 200u16);
+        });
+        assert!(!out.contains("SECRET"), "{out}");
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        assert_eq!(lines[0]["target"], "audit");
+        assert_eq!(lines[0]["fields"]["account"], "a@example.org");
+        assert_eq!(lines[0]["span"]["request_id"], "r-1");
+    }
+
+    #[test]
+    fn colour_only_when_asked_and_never_in_json() {
+        let with = |format, ansi| {
+            let out = Captured::default();
+            let filter = EnvFilter::new("info");
+            let sub = subscriber(filter, out.clone(), ansi, format);
+            tracing::subscriber::with_default(sub, || tracing::info!("coloured?"));
+            out.text()
+        };
+        assert!(with(LogFormat::Text, true).contains('\x1b'));
+        assert!(!with(LogFormat::Text, false).contains('\x1b'));
+        assert!(!with(LogFormat::Json, true).contains('\x1b'));
     }
 }

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    xmpp_rest_gateway::logging::init();
+    xmpp_rest_gateway::logging::init(cfg.log_format);
     // `--threads 1` runs everything on this thread; otherwise a worker per thread asked for
     // (0: one per core).
     let mut builder = match cfg.threads {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::UpstreamTls;
+use crate::logging::LogFormat;
 
 /// A REST gateway for XEP-0050 ad-hoc admin commands on Prosody or ejabberd, shaped like
 /// Tigase's HTTP API.
@@ -134,6 +135,10 @@ pub struct Cli {
     /// it and forgets its sessionid.
     #[arg(long, env = "XRG_COMMAND_IDLE", default_value_t = 300)]
     pub command_idle: u64,
+
+    /// How log lines are written: text (`key=value` fields) or json (one object per line).
+    #[arg(long, env = "XRG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Threads that run the gateway (0: one per core). With 1, everything runs on one thread,
     /// which spends the least CPU per request where the XMPP server shares a small machine.
