@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tokio_rustls::rustls;
 use xmpp_rest_gateway::config::{Cli, Command, Config};
+use xmpp_rest_gateway::http::tls::ServerCert;
 use xmpp_rest_gateway::http::{self, Gateway};
 use xmpp_rest_gateway::policy::{Policy, ServiceCredentials};
 use xmpp_rest_gateway::upstream::{Access, Connector, SessionPool};
@@ -43,12 +43,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(mut cfg: Config) -> ExitCode {
-    let tls = match cfg.tls.as_ref().map(|(c, k)| server_tls(c, k)).transpose() {
+    let cert = match cfg.tls.as_ref().map(|(c, k)| server_tls(c, k)).transpose() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    };
+    let (tls, cert_reloader) = match cert {
+        Some((acceptor, cert)) => (Some(acceptor), reload_on_sighup(cert)),
+        None => (None, None),
     };
     let policy = match &cfg.access_file {
         Some(path) => Policy::load(path, cfg.require_api_key),
@@ -101,35 +105,30 @@ async fn run(mut cfg: Config) -> ExitCode {
     let sweeper = tokio::spawn(gw.clone().sweep_every(std::time::Duration::from_secs(1)));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
     sweeper.abort();
-    if let Some(w) = watcher {
-        w.abort();
+    for task in [watcher, cert_reloader].into_iter().flatten() {
+        task.abort();
     }
     ExitCode::SUCCESS
 }
 
-/// The HTTPS acceptor from a PEM certificate chain and key.
+/// The HTTPS acceptor from a PEM certificate chain and key, and the pair it serves.
 fn server_tls(
     cert: &std::path::Path,
     key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found", cert.display()));
+) -> Result<(tokio_rustls::TlsAcceptor, Arc<ServerCert>), String> {
+    let cert = Arc::new(ServerCert::load(cert, key)?);
+    Ok((cert.acceptor()?, cert))
+}
+
+/// The task that re-reads the pair on SIGHUP (beside the access file's reload, which listens
+/// for the same signal). Registered here, before serving, so an early SIGHUP cannot kill us.
+fn reload_on_sighup(cert: Arc<ServerCert>) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(hangups) => Some(tokio::spawn(cert.reload_on(hangups))),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP ({e}): the HTTPS certificate is not reloaded");
+            None
+        }
     }
-    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-        .map_err(|e| format!("{}: {e}", key.display()))?
-        .ok_or_else(|| format!("{}: no private key found", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
-    // HTTP/2 is not served (a prior-knowledge client gets GOAWAY HTTP_1_1_REQUIRED).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -13,6 +13,7 @@ mod openapi;
 pub mod query;
 mod resources;
 mod stream;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,128 @@
+//! The HTTPS listener's certificate: read from `--tls-cert`/`--tls-key` at start, and again on
+//! every SIGHUP so that a renewed certificate is served without a restart. Each handshake asks
+//! [`ServerCert`] for the pair in force; a pair that cannot be read, parsed or matched is
+//! reported and the one in force stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
+
+/// The certificate and key in force, and where to read them again.
+#[derive(Debug)]
+pub struct ServerCert {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCert {
+    /// Reads the pair; any fault is the message for the operator.
+    pub fn load(cert: &Path, key: &Path) -> Result<ServerCert, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let current = read_pair(cert, key, &provider)?;
+        Ok(ServerCert {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            provider,
+            current: RwLock::new(Arc::new(current)),
+        })
+    }
+
+    /// The acceptor serving whatever pair is in force at each handshake (HTTP/1.1 only: a
+    /// prior-knowledge HTTP/2 client gets GOAWAY HTTP_1_1_REQUIRED).
+    pub fn acceptor(self: &Arc<Self>) -> Result<tokio_rustls::TlsAcceptor, String> {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// Reads the pair again; on a fault logs why and keeps the pair in force. Returns whether
+    /// the new pair took effect.
+    pub fn reload(&self) -> bool {
+        match read_pair(&self.cert, &self.key, &self.provider) {
+            Ok(pair) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
+                tracing::info!(
+                    cert = %self.cert.display(),
+                    "HTTPS certificate and key reloaded"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    "HTTPS certificate not reloaded: {e}; the previous one is still served"
+                );
+                false
+            }
+        }
+    }
+
+    /// Reloads on every SIGHUP of `hangups` (registered by the caller before serving, so an
+    /// early SIGHUP cannot kill the process), until the task is aborted.
+    pub async fn reload_on(self: Arc<Self>, mut hangups: tokio::signal::unix::Signal) {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the HTTPS certificate and key");
+            self.reload();
+        }
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// A PEM certificate chain and its private key, checked to belong together.
+fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cert.display()));
+    }
+    let der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| format!("{}: {e}", key.display()))?
+        .ok_or_else(|| format!("{}: no private key found", key.display()))?;
+    CertifiedKey::from_der(certs, der, provider).map_err(|e| {
+        format!(
+            "--tls-cert/--tls-key {} and {}: {e}",
+            cert.display(),
+            key.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_pair_is_an_error_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("xrg-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let missing = dir.join("missing.pem");
+        let e = ServerCert::load(&missing, &empty).unwrap_err();
+        assert!(e.contains("missing.pem"), "{e}");
+        let e = ServerCert::load(&empty, &empty).unwrap_err();
+        assert!(e.contains("no certificate found"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
