@@ -13,10 +13,12 @@
 //! - [`upstream`]: connect, TLS, SASL, the session with IQs in flight, the pool.
 //! - [`http`]: the HTTP surface and the mapping of every error to a status.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`audit`]: the audit trail, one line per `/rest/*` request.
 //! - [`logging`]: the log, with the crates that see secrets withheld at every level.
 //! - [`policy`]: least privilege: the access file's tokens and rules, service credentials, `token` CLI.
 
 pub mod adhoc;
+pub mod audit;
 pub mod config;
 pub mod expiring;
 pub mod http;

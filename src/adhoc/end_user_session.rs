@@ -271,6 +271,9 @@ fn requested_jids(req: &CommandRequest, max_jids: usize) -> Result<Vec<Jid>, Com
     if jids.is_empty() {
         return Err(missing_jids());
     }
+    // The JID-multi field's values, for the audit line.
+    let named: Vec<String> = jids.iter().map(|j| j.to_string()).collect();
+    crate::audit::note_subjects(named.iter().map(String::as_str));
     Ok(jids)
 }
 

@@ -13,6 +13,7 @@ use tokio_xmpp::parsers::jid::BareJid;
 use super::error::ApiError;
 use super::{auth, Gateway, Peer};
 use crate::adhoc::{address, CommandError, Target};
+use crate::audit;
 use crate::policy::{Grant, Refusal};
 use crate::rest::CommandRequest;
 use crate::upstream::{AccessError, Admitted};
@@ -42,6 +43,9 @@ impl Caller {
             Some(_) => None,
             None => Some(auth::credentials(headers, gw.cfg.domain.as_deref())?),
         };
+        if let Some(c) = &basic {
+            audit::note_account(&c.account);
+        }
         let api_key = headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
@@ -58,12 +62,16 @@ impl Caller {
                     gw.access.token_refused(addr);
                 }
             })?;
+        if let Some(name) = &grant.token {
+            audit::note_token(name);
+        }
         let (account, password) = match basic {
             Some(c) => (c.account, c.password),
             None => {
                 let account = grant.bearer_account.clone().ok_or_else(|| {
                     Refusal::Forbidden("this token names no account to act as".into())
                 })?;
+                audit::note_account(&account);
                 if refused_service(gw).contains(&account) {
                     return Err(Refusal::Forbidden(format!(
                         "the XMPP server refused the service password of {account}, the token's \

@@ -187,12 +187,14 @@ impl ApiError {
             format,
             &ErrorBody {
                 status: self.status.as_u16(),
-                condition: self.condition,
+                condition: self.condition.clone(),
                 text: self.text,
                 field: self.field,
             },
         );
         let mut resp = (self.status, body).into_response();
+        resp.extensions_mut()
+            .insert(super::audit::Condition(self.condition));
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, content_type(format));
         if self.status == StatusCode::UNAUTHORIZED {
@@ -239,6 +241,10 @@ pub fn accepted() -> Response {
 pub fn stanza(error: Option<&ApiError>, body: Vec<u8>) -> Response {
     let status = error.map_or(StatusCode::OK, |e| e.status);
     let mut resp = (status, body).into_response();
+    if let Some(e) = error {
+        resp.extensions_mut()
+            .insert(super::audit::Condition(e.condition.clone()));
+    }
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type(Format::Xml));
     resp

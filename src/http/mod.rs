@@ -3,6 +3,7 @@
 //! negotiation, limits (body size, requests in flight, request timeout); the accept loop and
 //! connection limits are in [`listener`].
 
+mod audit;
 pub mod auth;
 mod body;
 mod caller;
@@ -17,7 +18,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -180,6 +181,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             post(resources::post_announce).fallback(|m, u, h| resources::refuse("POST", m, u, h)),
         )
         .fallback(any(not_found))
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            audit::layer,
+        ))
         .with_state(gw)
 }
 
@@ -220,7 +225,7 @@ async fn post_command(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    answer("POST", query.as_deref(), &headers, |format, q| {
+    answer(query.as_deref(), &headers, |format, q| {
         handle_post(&gw, peer, path, q, &headers, body, format)
     })
     .await
@@ -249,6 +254,8 @@ async fn handle_post(
     let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    crate::audit::note_node(request.node.as_deref().unwrap_or_default());
+    crate::audit::note_action(request.action.as_deref().unwrap_or("execute"));
     let target = target(path, &gw.cfg.aliases)?;
     let domains = caller::target_domains(&target, &request);
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
@@ -282,7 +289,7 @@ async fn get_commands(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    answer("GET", query.as_deref(), &headers, |format, q| {
+    answer(query.as_deref(), &headers, |format, q| {
         handle_get(&gw, peer, path, q, &headers, format)
     })
     .await
@@ -296,6 +303,7 @@ async fn handle_get(
     headers: &HeaderMap,
     format: Format,
 ) -> Result<Response, ApiError> {
+    crate::audit::note_action("list");
     let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let target = target(path, &gw.cfg.aliases)?;
@@ -319,10 +327,9 @@ fn admit(gw: &Gateway) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         .map_err(|_| ApiError::overloaded("the gateway is at its limit of requests in flight"))
 }
 
-/// Negotiates the format, runs `handle` in it, answers its error in the same format, and logs
-/// the request.
+/// Negotiates the format, runs `handle` in it, and answers its error in the same format (the
+/// audit layer logs the request).
 async fn answer<F>(
-    method: &str,
     query: Option<&str>,
     headers: &HeaderMap,
     handle: impl FnOnce(Format, QueryParams) -> F,
@@ -341,17 +348,9 @@ where
         Ok(f) => f,
         Err(e) => return e.into_response_in(fallback_format(headers)),
     };
-    let started = Instant::now();
-    let resp = handle(format, query)
+    handle(format, query)
         .await
-        .unwrap_or_else(|e| e.into_response_in(format));
-    tracing::info!(
-        method,
-        status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    resp
+        .unwrap_or_else(|e| e.into_response_in(format))
 }
 
 async fn timed<T>(

@@ -18,6 +18,7 @@ use super::query::QueryParams;
 use super::{admit, answer, body, format_of, timed, Gateway, Incoming, Peer};
 use crate::adhoc::{self, address, CommandError, CommandStream, Target};
 use crate::adhoc::{END_USER_SESSION, USER_STATS};
+use crate::audit;
 use crate::rest::resources::{self as shapes, Resource};
 use crate::rest::{CommandRequest, CommandResponse, FieldValue, Format, RequestField};
 
@@ -38,7 +39,8 @@ type FullPath = Result<Path<(String, String)>, PathRejection>;
 pub(super) async fn get_sessions(incoming: Incoming, path: JidPath) -> Response {
     let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
-    answer("GET", query.as_deref(), headers, |format, q| async move {
+    answer(query.as_deref(), headers, |format, q| async move {
+        audit::note_action("list");
         let account = account(path)?;
         let fields = vec![single("accountjid", &account)];
         let doc = run(&gw, peer, headers, &q, &account, USER_STATS, vec![fields])
@@ -54,15 +56,11 @@ pub(super) async fn get_sessions(incoming: Incoming, path: JidPath) -> Response 
 pub(super) async fn delete_sessions(incoming: Incoming, path: JidPath) -> Response {
     let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
-    answer(
-        "DELETE",
-        query.as_deref(),
-        headers,
-        |format, q| async move {
-            let account = account(path)?;
-            end_sessions(&gw, peer, headers, &q, format, &account, &account).await
-        },
-    )
+    answer(query.as_deref(), headers, |format, q| async move {
+        audit::note_action("end");
+        let account = account(path)?;
+        end_sessions(&gw, peer, headers, &q, format, &account, &account).await
+    })
     .await
 }
 
@@ -70,23 +68,19 @@ pub(super) async fn delete_sessions(incoming: Incoming, path: JidPath) -> Respon
 pub(super) async fn delete_session(incoming: Incoming, path: FullPath) -> Response {
     let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
-    answer(
-        "DELETE",
-        query.as_deref(),
-        headers,
-        |format, q| async move {
-            let Path((bare, resource)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-            let account = account(Ok(Path(bare)))?;
-            let full = format!("{account}/{resource}");
-            let valid = address::parse_jid(&full).is_some_and(|j| j.resource().is_some());
-            if !valid {
-                return Err(ApiError::bad_request(format!(
-                    "{resource:?} is not a resource"
-                )));
-            }
-            end_sessions(&gw, peer, headers, &q, format, &account, &full).await
-        },
-    )
+    answer(query.as_deref(), headers, |format, q| async move {
+        audit::note_action("end");
+        let Path((bare, resource)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let account = account(Ok(Path(bare)))?;
+        let full = format!("{account}/{resource}");
+        let valid = address::parse_jid(&full).is_some_and(|j| j.resource().is_some());
+        if !valid {
+            return Err(ApiError::bad_request(format!(
+                "{resource:?} is not a resource"
+            )));
+        }
+        end_sessions(&gw, peer, headers, &q, format, &account, &full).await
+    })
     .await
 }
 
@@ -122,7 +116,8 @@ async fn end_sessions(
 pub(super) async fn post_user(incoming: Incoming, path: JidPath, body: Body) -> Response {
     let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
-    answer("POST", query.as_deref(), headers, |format, q| async move {
+    answer(query.as_deref(), headers, |format, q| async move {
+        audit::note_action("create");
         let account = account(path)?;
         let password = password(&gw, &q, headers, body).await?;
         let fields = vec![
@@ -145,7 +140,8 @@ pub(super) async fn post_user(incoming: Incoming, path: JidPath, body: Body) -> 
 pub(super) async fn delete_user(incoming: Incoming, path: JidPath) -> Response {
     let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
-    answer("DELETE", query.as_deref(), headers, |_, q| async move {
+    answer(query.as_deref(), headers, |_, q| async move {
+        audit::note_action("delete");
         let account = account(path)?;
         let fields = vec![multi("accountjids", &account)];
         let doc = run(&gw, peer, headers, &q, &account, DELETE_USER, vec![fields]).await?;
@@ -162,7 +158,8 @@ pub(super) async fn delete_user(incoming: Incoming, path: JidPath) -> Response {
 pub(super) async fn put_password(incoming: Incoming, path: JidPath, body: Body) -> Response {
     let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
-    answer("PUT", query.as_deref(), headers, |_, q| async move {
+    answer(query.as_deref(), headers, |_, q| async move {
+        audit::note_action("set-password");
         let account = account(path)?;
         let password = password(&gw, &q, headers, body).await?;
         let fields = vec![
@@ -189,7 +186,8 @@ pub(super) async fn put_password(incoming: Incoming, path: JidPath, body: Body) 
 pub(super) async fn post_announce(incoming: Incoming, path: JidPath, body: Body) -> Response {
     let (gw, peer, query, headers) = incoming.into_parts();
     let headers = &headers;
-    answer("POST", query.as_deref(), headers, |_, q| async move {
+    answer(query.as_deref(), headers, |_, q| async move {
+        audit::note_action("announce");
         let Path(domain) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
         if !address::valid_domain(&domain) {
             return Err(ApiError::bad_request(format!("{domain:?} is not a domain")));
@@ -265,6 +263,7 @@ async fn run(
     node: &str,
     attempts: Vec<Vec<RequestField>>,
 ) -> Result<CommandResponse, ApiError> {
+    audit::note_node(node);
     let caller = Caller::admit(gw, peer, headers, q.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let domain = addressed.rsplit('@').next().unwrap_or(addressed);

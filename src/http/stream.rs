@@ -104,7 +104,7 @@ pub(super) async fn post_stream(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    answer("POST", query.as_deref(), &headers, |_, q| {
+    answer(query.as_deref(), &headers, |_, q| {
         handle(&gw, peer, q, &headers, body)
     })
     .await
@@ -130,11 +130,18 @@ async fn handle(
     let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let outbound = parse(&body, &caller.account)?;
+    let (to, kind) = match &outbound {
+        Outbound::Iq { to, .. } => (Some(to), "iq"),
+        Outbound::OneWay { to, .. } => (to.as_ref(), "send"),
+    };
+    crate::audit::note_action(kind);
+    crate::audit::note_subjects(to.map(|t| t.to_string()).as_deref());
     // Refused before a login: the rules and the rate cost the server nothing.
     let to = match &outbound {
         Outbound::Iq { to, payload, .. } => {
             match command_node(payload)? {
                 Some(node) => {
+                    crate::audit::note_node(node);
                     // The target and every JID-valued field of the submitted form, as for
                     // /rest/adhoc.
                     let domains = form_domains(to, payload);
