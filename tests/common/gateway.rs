@@ -65,6 +65,11 @@ impl TestGateway {
         self.child.id()
     }
 
+    /// Sends SIGHUP (reload the access file and the HTTPS certificate).
+    pub fn hangup(&self) {
+        procs::signal(self.child.id() as i32, libc::SIGHUP);
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit; `None` if it is still running.
     /// For shutdown tests; a later drop is then a no-op.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {

@@ -69,14 +69,15 @@ pub const DOMAIN: &str = "domain.com";
 /// account's sessions, or counts them, owns that account: `admin3` ends its own sessions
 /// (e2e `seed`), `load1`…`load12` carry the concurrency test's resources (e2e `faults`), and
 /// `idle`, whom no test connects, is what the seed document names when a test only needs an
-/// answer (`rest::IDLE_SEED_XML`), so that it ends nobody's sessions.
+/// answer (`rest::IDLE_SEED_XML`), so that it ends nobody's sessions; `audit1` and `audit2`
+/// are e2e `audit`'s (a session it ends, a password it gets wrong).
 #[rustfmt::skip]
 pub const ACCOUNTS: &[&str] = &[
     "admin",
     "admin2", "admin3", "test", "user1", "user2", "user3", "user4", "user5", "user6", "user7",
     "user8", "user9", "user10", "user11", "user12", "nonadmin", "throttle1", "throttle2",
     "throttle3", "load1", "load2", "load3", "load4", "load5", "load6", "load7", "load8",
-    "load9", "load10", "load11", "load12", "idle",
+    "load9", "load10", "load11", "load12", "idle", "audit1", "audit2",
 ];
 
 /// The password of a pre-registered account: `adminpass` for `admin`, `pass-<local>` otherwise

@@ -11,6 +11,7 @@
 #[macro_use]
 mod common;
 
+mod audit;
 mod auth;
 mod commands_list;
 mod connections;

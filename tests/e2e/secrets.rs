@@ -1,8 +1,8 @@
-//! Secrets never reach the gateway's log, at any level: a gateway at `RUST_LOG=trace` logs a
-//! fresh account in with its password and fails one with a wrong password (SASL), adds an
-//! account and changes its password as an admin (`text-private` fields on the wire), makes the
-//! server answer errors (ejabberd echoes the submitted form, passwords included), then the
-//! whole log is searched for every password in every form it could take there: as written, as
+//! Secrets never reach the gateway's log, at any level and in either format: a gateway at
+//! `RUST_LOG=trace` logs a fresh account in with its password and fails one with a wrong
+//! password (SASL), adds an account and changes its password as an admin, by command and by
+//! the REST resource (`text-private` fields on the wire), makes the server answer errors
+//! (ejabberd echoes the submitted form, passwords included), then the whole log is searched for every password in every form it could take there: as written, as
 //! bytes (decimal or hex), and inside any base64 text (HTTP Basic, SASL PLAIN). Without
 //! `src/logging.rs` this finds 4 lines on Prosody and 9 on ejabberd.
 
@@ -14,14 +14,26 @@ use crate::common::{self, basic, http, HttpResponse, ServerKind, TestGateway};
 
 const LIST_PATH: &str = "/rest/adhoc/sess-man@domain.com?type=application/json";
 
-/// How many HTTP requests the test makes, each one `request` line in the log.
-const REQUESTS: usize = 8;
+/// How many HTTP requests the test makes, each one audit line in the log.
+const REQUESTS: usize = 9;
 
-on_both_servers!(no_password_reaches_the_log_at_trace);
+on_both_servers!(
+    no_password_reaches_the_log_at_trace,
+    no_password_reaches_the_json_log_at_trace,
+);
 
 async fn no_password_reaches_the_log_at_trace(kind: ServerKind) {
+    no_password_reaches_the_log(kind, "text").await
+}
+
+async fn no_password_reaches_the_json_log_at_trace(kind: ServerKind) {
+    no_password_reaches_the_log(kind, "json").await
+}
+
+async fn no_password_reaches_the_log(kind: ServerKind, format: &str) {
     let s = common::started(kind).await;
-    let gw = TestGateway::start_with_env(s, &[], &[("RUST_LOG", "trace")]);
+    let args = ["--log-format", format];
+    let gw = TestGateway::start_with_env(s, &args, &[("RUST_LOG", "trace")]);
     let tag = format!("{:016x}", rand::random::<u64>());
     let local = format!("secrets-{}", &tag[..8]);
     let jid = s.jid(&local);
@@ -88,6 +100,17 @@ async fn no_password_reaches_the_log_at_trace(kind: ServerKind) {
         r.text()
     );
 
+    // The REST resource's password body: a text-private field too, once it reaches the server.
+    let third = format!("Sekr3t-third-{tag}");
+    let headers = [
+        ("authorization", admin.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let body = json!({ "password": third }).to_string();
+    let path = format!("/rest/users/{jid}/password");
+    let r = http(gw.addr, "PUT", &path, &headers, body.as_bytes()).await;
+    assert_eq!(r.status, 204, "{kind} PUT password: {}", r.text());
+
     let fields = json!([{"var": "accountjids", "value": [jid]}]);
     let r = command(gw.addr, &admin, "delete-user", &fields).await;
     assert_eq!(r.status, 200, "{kind} delete-user: {}", r.text());
@@ -95,15 +118,25 @@ async fn no_password_reaches_the_log_at_trace(kind: ServerKind) {
     let log = gw.log();
     // Not vacuous: this is the log of the requests above, written at trace level, with the
     // dependencies' own traces in it.
-    let requests = log.lines().filter(|l| l.contains(" request ")).count();
+    let (audit, trace) = match format {
+        "json" => {
+            for l in log.lines() {
+                let parsed = serde_json::from_str::<serde_json::Value>(l);
+                assert!(parsed.is_ok(), "{kind}: a line that is not JSON: {l}");
+            }
+            ("\"target\":\"audit\"", "\"level\":\"TRACE\"")
+        }
+        _ => (" INFO audit: ", " TRACE "),
+    };
+    let requests = log.lines().filter(|l| l.contains(audit)).count();
     let logins = log.matches("logged in").count();
     let traces = log
         .lines()
-        .filter(|l| l.contains(" TRACE ") && !l.contains("xmpp_rest_gateway"))
+        .filter(|l| l.contains(trace) && !l.contains("xmpp_rest_gateway"))
         .count();
     assert!(
         requests == REQUESTS && logins == 3 && traces > 0,
-        "{kind}: expected {REQUESTS} request lines, 3 logins and dependencies' TRACE lines, \
+        "{kind} {format}: expected {REQUESTS} audit lines, 3 logins and dependencies' TRACE lines, \
          got {requests}, {logins}, {traces}:\n{}",
         tail(&log)
     );
@@ -111,6 +144,7 @@ async fn no_password_reaches_the_log_at_trace(kind: ServerKind) {
         ("admin's password", s.password("admin")),
         ("add-user's password", first),
         ("change-user-password's password", second),
+        ("the password resource's password", third),
         ("the wrong password", wrong),
         ("the existing account's add-user password", again),
         ("no account's change-user-password password", nobody),
@@ -125,7 +159,7 @@ async fn no_password_reaches_the_log_at_trace(kind: ServerKind) {
     }
     assert!(
         found.is_empty(),
-        "{kind}: the log at RUST_LOG=trace holds secrets ({} lines):\n{}",
+        "{kind} {format}: the log at RUST_LOG=trace holds secrets ({} lines):\n{}",
         found.len(),
         found.join("\n")
     );
