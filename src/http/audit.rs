@@ -2,7 +2,7 @@
 //! client's when sane, else a new one), a `request` span carrying it (so every line logged
 //! while the request is handled names it), and exactly one audit line ([`crate::audit`]),
 //! whichever way the request ends: an answer from a handler, a refusal before one (405, 404,
-//! limits), or the client leaving first (written as 499). A head hyper refuses (431) never
+//! limits), or the request abandoned first (written as 499). A head hyper refuses (431) never
 //! reaches the router, so it has no line.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,8 +23,8 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct Condition(pub String);
 
-/// nginx's "client closed request": the client left before its answer was ready.
-const CLIENT_CLOSED: u16 = 499;
+/// nginx's "client closed request": the request was dropped before its answer was ready.
+const ABANDONED: u16 = 499;
 
 pub(super) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
@@ -63,15 +63,16 @@ pub(super) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
     resp
 }
 
-/// The request's record until its line is written; dropped unwritten (the client left and
-/// hyper dropped the request), it writes the line itself.
+/// The request's record until its line is written; dropped unwritten (hyper dropped the
+/// request: its connection was closed to make room, or cut at shutdown), it writes the line
+/// itself.
 struct Pending(Option<Arc<Mutex<Record>>>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(record) = self.0.take() {
             let record = record.lock().unwrap_or_else(PoisonError::into_inner);
-            record.emit(CLIENT_CLOSED, "client-closed-request");
+            record.emit(ABANDONED, "connection-closed");
         }
     }
 }
