@@ -16,6 +16,7 @@ on_both_servers!(
     one_audit_line_per_request_in_text_and_json,
     x_request_id_is_echoed_made_and_replaced,
     the_request_id_marks_the_upstream_lines_of_its_request,
+    a_request_dropped_before_its_answer_has_its_line,
 );
 
 /// The keys of an audit line, in the order they are written.
@@ -200,6 +201,47 @@ async fn the_request_id_marks_the_upstream_lines_of_its_request(kind: ServerKind
         .filter(|l| l.contains(" DEBUG ") && l.contains(&span))
         .count();
     assert!(debug > 0, "no DEBUG line carries {span}:\n{log}");
+}
+
+async fn a_request_dropped_before_its_answer_has_its_line(kind: ServerKind) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = common::started(kind).await;
+    let gw = TestGateway::start(s, &["--max-connections", "1"]);
+    let rid = format!("dropped-{}", common::random_hex(4));
+    let mut first = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\
+         expect: 100-continue\r\nx-request-id: {rid}\r\n\r\n",
+        admin()
+    );
+    first.write_all(head.as_bytes()).await.unwrap();
+    // hyper says 100 Continue once the handler reads the body: the request is in the gateway.
+    let mut buf = [0u8; 64];
+    let n = first.read(&mut buf).await.unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(got.starts_with("HTTP/1.1 100"), "{got}");
+    // A second connection over the cap closes the first, its body still coming.
+    let r = http(gw.addr, "GET", "/rest/nothing", &[], b"").await;
+    assert_eq!(r.status, 404);
+    let line = format!("audit: request_id={rid} ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let found = loop {
+        let log = gw.log();
+        if let Some(l) = log.lines().find(|l| l.contains(&line)) {
+            break l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line for {rid}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        found.contains(" status=499 condition=connection-closed "),
+        "{found}"
+    );
+    assert_eq!(gw.log().matches(&line).count(), 1);
 }
 
 /// A gateway writing `format`, with an access file whose token `auditor` acts as admin2 and
