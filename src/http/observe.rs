@@ -4,7 +4,6 @@
 //! credentials, take no place in flight and are not counted.
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +134,7 @@ pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener) {
         let app = app.clone();
         let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.oneshot(req.map(Body::new)).await?) }
+            async move { app.oneshot(req.map(Body::new)).await }
         });
         let conn = builder.serve_connection(TokioIo::new(tcp), svc);
         conns.spawn(async move {
