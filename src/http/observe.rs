@@ -34,9 +34,12 @@ tokio::task_local! {
     static NODE: Cell<&'static str>;
 }
 
-/// Records the command node of the request being answered, for its `node` label.
-pub(super) fn note_node(node: &str) {
-    let _ = NODE.try_with(|n| n.set(metrics::node_label(node)));
+/// Records the command node of the request being answered (if it names one), for its
+/// `node` label.
+pub(super) fn note_node(node: Option<&str>) {
+    if let Some(node) = node {
+        let _ = NODE.try_with(|n| n.set(metrics::node_label(node)));
+    }
 }
 
 /// The router's one metrics hook: counts each `/rest/*` request once, by its status and

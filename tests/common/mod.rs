@@ -42,6 +42,7 @@ mod gateway;
 mod http;
 pub mod pki;
 mod procs;
+pub mod prometheus;
 mod prosody;
 pub mod proxy;
 pub mod rest;
