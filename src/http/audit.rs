@@ -3,7 +3,7 @@
 //! while the request is handled names it), and exactly one audit line ([`crate::audit`]),
 //! whichever way the request ends: an answer from a handler, a refusal before one (405, 404,
 //! limits), or the request abandoned first (written as 499). A head hyper refuses (431) never
-//! reaches the router, so it has no line.
+//! reaches the router, so it has no line. The same end counts the request in the metrics.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::{auth, Gateway, Peer};
 use crate::audit::{self, Record};
+use crate::metrics;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -53,9 +54,8 @@ pub(super) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
     let mut resp = audit::scope(record, next.run(req)).instrument(span).await;
     let condition = resp.extensions_mut().remove::<Condition>();
     if let Some(record) = pending.0.take() {
-        let record = record.lock().unwrap_or_else(PoisonError::into_inner);
         let condition = condition.as_ref().map_or("", |c| c.0.as_str());
-        record.emit(resp.status().as_u16(), condition);
+        finish(&record, resp.status().as_u16(), condition);
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
@@ -71,10 +71,21 @@ struct Pending(Option<Arc<Mutex<Record>>>);
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(record) = self.0.take() {
-            let record = record.lock().unwrap_or_else(PoisonError::into_inner);
-            record.emit(ABANDONED, "connection-closed");
+            finish(&record, ABANDONED, "connection-closed");
         }
     }
+}
+
+/// The request's end: its audit line, and its count and duration in the metrics (by status
+/// and the bounded `node` label).
+fn finish(record: &Mutex<Record>, status: u16, condition: &str) {
+    let record = record.lock().unwrap_or_else(PoisonError::into_inner);
+    record.emit(status, condition);
+    let node = match record.node.as_str() {
+        "" => metrics::NO_NODE,
+        node => metrics::node_label(node),
+    };
+    metrics::request(status, node, record.started.elapsed());
 }
 
 /// The JID in a `/rest/*` URL, as written: `/rest/adhoc/{jid}`, `/rest/sessions/{jid}` (and

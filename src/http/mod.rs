@@ -10,6 +10,7 @@ mod caller;
 pub mod error;
 pub mod listener;
 pub mod negotiate;
+pub mod observe;
 mod openapi;
 pub mod query;
 mod resources;
@@ -35,6 +36,7 @@ use crate::rest::{self, Format};
 use crate::upstream::Access;
 use caller::Caller;
 use error::{document, ApiError};
+use observe::{get_only, healthz, readyz};
 use query::{parse_query, QueryParams};
 
 pub use listener::serve;
@@ -54,6 +56,10 @@ pub struct Gateway {
     service_refused: std::sync::Mutex<std::collections::HashSet<tokio_xmpp::parsers::jid::BareJid>>,
     /// The accounts' budgets for `POST /rest/stream/`.
     stream_rates: stream::StreamRates,
+    /// The last readiness probe's answer (`GET /readyz`).
+    readiness: crate::upstream::probe::Readiness,
+    /// The main listener's connections, once it serves (for `xrg_http_connections`).
+    connections: std::sync::OnceLock<Arc<listener::Connections>>,
 }
 
 /// The peer of the connection a request came on.
@@ -106,6 +112,8 @@ impl Gateway {
             policy: Arc::new(Policy::open()),
             service: ServiceCredentials::none(),
             service_refused: Default::default(),
+            readiness: crate::upstream::probe::Readiness::new(crate::upstream::probe::FRESH_FOR),
+            connections: Default::default(),
         }
     }
 
@@ -180,6 +188,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/rest/announce/{domain}",
             post(resources::post_announce).fallback(|m, u, h| resources::refuse("POST", m, u, h)),
         )
+        .route("/healthz", get(healthz).fallback(get_only))
+        .route("/readyz", get(readyz).fallback(get_only))
         .fallback(any(not_found))
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),

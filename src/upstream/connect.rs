@@ -104,7 +104,7 @@ impl Connector {
             .await
     }
 
-    async fn within_timeout<T>(
+    pub(super) async fn within_timeout<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, UpstreamError>>,
     ) -> Result<T, UpstreamError> {
@@ -124,6 +124,31 @@ impl Connector {
         password: &str,
     ) -> Result<Stream, UpstreamError> {
         let domain = account.domain().as_str();
+        let (features, stream) = self.open(domain).await?;
+        let mechanisms = choose_mechanisms(&features.sasl_mechanisms)?;
+        let creds = Credentials::default()
+            .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
+            .with_password(password)
+            .with_channel_binding(ChannelBinding::None);
+        let stream = tokio_xmpp::client_login(stream, mechanisms, creds)
+            .await
+            .map_err(login_err)?;
+        let (_, stream) = stream
+            .send_header(header(domain))
+            .await
+            .map_err(stream_err)?
+            .recv_features::<FallibleStreamElement>()
+            .await
+            .map_err(|e| features_err(e, domain))?;
+        Ok(stream)
+    }
+
+    /// TCP, TLS as configured (verified against `domain`) and the stream header: a stream
+    /// as far as its features, nobody logged in yet.
+    pub(super) async fn open(
+        &self,
+        domain: &str,
+    ) -> Result<(tokio_xmpp::parsers::stream_features::StreamFeatures, Stream), UpstreamError> {
         let tcp = TcpStream::connect((self.cfg.host.as_str(), self.cfg.port))
             .await
             .map_err(|e| {
@@ -141,26 +166,10 @@ impl Connector {
         let pending = initiate_stream(io, ns::JABBER_CLIENT, header(domain), stream_timeouts())
             .await
             .map_err(stream_err)?;
-        let (features, stream) = pending
+        pending
             .recv_features::<FallibleStreamElement>()
             .await
-            .map_err(|e| features_err(e, domain))?;
-        let mechanisms = choose_mechanisms(&features.sasl_mechanisms)?;
-        let creds = Credentials::default()
-            .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
-            .with_password(password)
-            .with_channel_binding(ChannelBinding::None);
-        let stream = tokio_xmpp::client_login(stream, mechanisms, creds)
-            .await
-            .map_err(login_err)?;
-        let (_, stream) = stream
-            .send_header(header(domain))
-            .await
-            .map_err(stream_err)?
-            .recv_features::<FallibleStreamElement>()
-            .await
-            .map_err(|e| features_err(e, domain))?;
-        Ok(stream)
+            .map_err(|e| features_err(e, domain))
     }
 
     /// TLS handshake verifying the certificate against the account's domain (also when the

@@ -19,6 +19,7 @@ mod errors;
 mod faults;
 mod harness;
 mod hostile;
+mod observe;
 mod openapi;
 mod resources;
 mod secrets;
