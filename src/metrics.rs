@@ -1,5 +1,5 @@
 //! The gateway's Prometheus metrics: one process-wide registry, recorded where things happen
-//! (a request answered, a login ended, an IQ answered, a login throttled) and rendered for
+//! (a request answered, a login ended, an IQ answered, a request throttled) and rendered for
 //! `GET /metrics` on the admin listener. Names and labels are fixed (docs/deploy.md): labels
 //! never carry an account or a JID, and the `node` label takes a bounded set of values.
 
@@ -99,7 +99,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "xrg_throttled",
-        "Requests refused by the failed-login budgets (429)",
+        "Requests refused 429: the failed-login budgets, a token's rate, the stream's rate",
         m.throttled.clone(),
     );
     registry.register(
@@ -144,7 +144,7 @@ pub fn login(outcome: LoginOutcome) {
     METRICS.logins.get_or_create(&LoginLabels { outcome }).inc();
 }
 
-/// Counts one request refused by the failed-login budgets.
+/// Counts one request refused 429 (a failed-login budget, a token's or the stream's rate).
 pub fn throttled() {
     METRICS.throttled.inc();
 }

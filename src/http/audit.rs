@@ -77,7 +77,7 @@ impl Drop for Pending {
 }
 
 /// The request's end: its audit line, and its count and duration in the metrics (by status
-/// and the bounded `node` label).
+/// and the bounded `node` label); a 429, whichever budget or rate refused it, is throttled.
 fn finish(record: &Mutex<Record>, status: u16, condition: &str) {
     let record = record.lock().unwrap_or_else(PoisonError::into_inner);
     record.emit(status, condition);
@@ -86,6 +86,9 @@ fn finish(record: &Mutex<Record>, status: u16, condition: &str) {
         node => metrics::node_label(node),
     };
     metrics::request(status, node, record.started.elapsed());
+    if status == 429 {
+        metrics::throttled();
+    }
 }
 
 /// The JID in a `/rest/*` URL, as written: `/rest/adhoc/{jid}`, `/rest/sessions/{jid}` (and

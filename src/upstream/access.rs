@@ -73,11 +73,7 @@ impl<L: Login> Access<L> {
         password: &str,
         addr: IpAddr,
     ) -> Result<Admitted, AccessError> {
-        let session = self.session_throttled(account, password, addr).await;
-        if let Err(AccessError::Throttled(_)) = session {
-            crate::metrics::throttled();
-        }
-        let session = session?;
+        let session = self.session_throttled(account, password, addr).await?;
         let place = self
             .pool
             .request_place(account)
@@ -163,11 +159,7 @@ impl<L: Login> Access<L> {
     /// `Err(retry_after)` when the client's address has spent its failure budget (for
     /// requests that present a token, whose failed checks count against the address alone).
     pub fn check_address(&self, addr: IpAddr) -> Result<(), Duration> {
-        let checked = self.throttle.check_address(addr);
-        if checked.is_err() {
-            crate::metrics::throttled();
-        }
-        checked
+        self.throttle.check_address(addr)
     }
 
     /// Counts a refused token against the client's address (never the gateway-wide budget: it

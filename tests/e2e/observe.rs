@@ -125,7 +125,11 @@ async fn poll_status(addr: SocketAddr, path: &str, want: u16) -> HttpResponse {
 async fn metrics_move_by_exactly_the_requests_made(kind: ServerKind) {
     let s = common::started(kind).await;
     let admin = admin_addr();
-    let gw = gateway_with_admin(s, admin);
+    // One failed login per account and address before 429.
+    let gw = TestGateway::start(
+        s,
+        &["--admin-listen", &admin.to_string(), "--throttle-pair", "1"],
+    );
     let before = scrape(admin).await;
 
     assert_eq!(idle_seed_as_admin(gw.addr).await.status, 200);
@@ -133,6 +137,8 @@ async fn metrics_move_by_exactly_the_requests_made(kind: ServerKind) {
     let wrong = basic("admin@domain.com", "not-the-password");
     let r = post(gw.addr, PATH, &wrong, "application/xml", &IDLE_SEED_XML).await;
     assert_eq!(r.status, 401);
+    let r = post(gw.addr, PATH, &wrong, "application/xml", &IDLE_SEED_XML).await;
+    assert_eq!(r.status, 429, "the pair's budget of one is spent");
     assert_eq!(get(gw.addr, "/rest/no-such-resource").await.status, 404);
     // Neither health checks nor scrapes are requests.
     for addr in [gw.addr, admin] {
@@ -149,19 +155,24 @@ async fn metrics_move_by_exactly_the_requests_made(kind: ServerKind) {
     let eus = ("node", "end-user-session");
     assert_eq!(delta(requests, &[("status", "200"), eus]), 2.0);
     assert_eq!(delta(requests, &[("status", "401"), eus]), 1.0);
+    assert_eq!(delta(requests, &[("status", "429"), eus]), 1.0);
     assert_eq!(delta(requests, &[("status", "404"), ("node", "none")]), 1.0);
-    assert_eq!(sum(&after, requests) - sum(&before, requests), 4.0);
+    assert_eq!(sum(&after, requests) - sum(&before, requests), 5.0);
     let durations = "xrg_http_request_duration_seconds_count";
-    assert_eq!(delta(durations, &[]), 4.0);
+    assert_eq!(delta(durations, &[]), 5.0);
     let logins = "xrg_upstream_logins_total";
     assert_eq!(
         delta(logins, &[("outcome", "ok")]),
         1.0,
         "the second was warm"
     );
-    assert_eq!(delta(logins, &[("outcome", "refused")]), 1.0);
+    assert_eq!(
+        delta(logins, &[("outcome", "refused")]),
+        1.0,
+        "the throttled one never reached the server"
+    );
     assert_eq!(delta(logins, &[("outcome", "error")]), 0.0);
-    assert_eq!(delta("xrg_throttled_total", &[]), 0.0);
+    assert_eq!(delta("xrg_throttled_total", &[]), 1.0);
     assert!(delta("xrg_upstream_iq_duration_seconds_count", &[]) >= 2.0);
     assert_eq!(value(&after, "xrg_warm_sessions", &[]), 1.0);
     assert_eq!(value(&after, "xrg_requests_in_flight", &[]), 0.0);
