@@ -389,7 +389,11 @@ impl Op for DirectOp {
                 .iter()
                 .map(|iq| (self.to.clone(), IqKind::Set, iq.clone()))
                 .collect();
-            let replies = self.session.iqs(requests).await.map_err(|e| e.to_string())?;
+            let replies = self
+                .session
+                .iqs(requests)
+                .await
+                .map_err(|e| e.to_string())?;
             for reply in replies {
                 check_command_reply(reply.map_err(|e| e.to_string())?)?;
             }
