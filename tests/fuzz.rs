@@ -123,6 +123,17 @@ fn xep0050_replies() {
     });
 }
 
+#[test]
+fn xep0050_replies_pulled() {
+    check(Target {
+        name: "xep0050-pull",
+        seeds: targets::seeds("xep0050-reply", &[]),
+        tokens: replies::REPLY_TOKENS,
+        max_len: 8192,
+        run: replies::pulled,
+    });
+}
+
 /// The harness itself can fail: a target that panics on an input the mutations reach quickly
 /// (a `<!DOCTYPE` token next to a seed) is reported, and its input saved where the report says.
 #[test]

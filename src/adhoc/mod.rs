@@ -17,6 +17,7 @@ mod reply;
 pub mod stages;
 pub mod stream;
 pub mod target;
+pub mod wire;
 pub mod xep0050;
 pub mod xep0133;
 

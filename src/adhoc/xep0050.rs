@@ -81,7 +81,7 @@ pub struct Note {
 }
 
 /// A `<command/>` answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandReply {
     pub node: String,
     pub sessionid: Option<String>,

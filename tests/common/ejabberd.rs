@@ -122,14 +122,18 @@ modules:
 "#;
 
 /// `ejabberdctl.cfg` (sourced by the ejabberdctl shell script): private node, cookie and
-/// distribution port, loopback-only distribution, and a pidfile for the `beam.smp` PID.
+/// distribution port, loopback-only distribution, and a pidfile for the `beam.smp` PID. The
+/// schedulers do not busy-wait (`+sbwt none` and its dirty-scheduler twins): on a shared
+/// machine their spinning takes cores from the gateway and the other servers, and it makes
+/// `beam.smp`'s CPU time (the benchmark's server column) overstate what the commands cost.
 fn ctl_config(dir: &Path, dist_port: u16, node_suffix: &str) -> String {
     let node = format!("xrgtest-{}{node_suffix}@localhost", std::process::id());
     let cookie = procs::random_hex(16);
     format!(
         "ERLANG_NODE={node}\n\
          ERL_OPTIONS=\"-env ERL_CRASH_DUMP_BYTES 0 -setcookie {cookie} \
-         -kernel inet_dist_use_interface {{127,0,0,1}}\"\n\
+         -kernel inet_dist_use_interface {{127,0,0,1}} \
+         +sbwt none +sbwtdcpu none +sbwtdio none\"\n\
          ERL_DIST_PORT={dist_port}\n\
          EJABBERD_PID_PATH={}\n",
         pidfile(dir).display()

@@ -1,11 +1,13 @@
 //! What the XMPP server sends back, as a fuzz target: a stanza's bytes -> the element the stream
 //! reader would hand over -> the IQ -> `CommandReply::parse`, disco#items and stanza errors,
-//! then the submit form the gateway would build from the reply.
+//! then the submit form the gateway would build from the reply; and the same bytes through the
+//! tree-free reader (`adhoc::wire::read_reply`).
 
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::disco::DiscoItemsResult;
 use tokio_xmpp::parsers::iq::Iq;
 use xmpp_rest_gateway::adhoc::form;
+use xmpp_rest_gateway::adhoc::wire::read_reply;
 use xmpp_rest_gateway::adhoc::xep0050::{CommandReply, Form};
 use xmpp_rest_gateway::adhoc::CommandError;
 use xmpp_rest_gateway::rest::{FieldValue, RequestField};
@@ -96,6 +98,40 @@ pub fn reply(input: &[u8]) -> Outcome {
         Err(e) => {
             let message: String = e.to_string().chars().take(32).collect();
             Outcome::Refused(message_signature(3, &message))
+        }
+    }
+}
+
+/// One stanza's bytes through the tree-free reader (`adhoc::wire`). Where the tree path also
+/// reads a result's `<command/>`, the two must agree field for field.
+pub fn pulled(input: &[u8]) -> Outcome {
+    match read_reply(input) {
+        Ok(r) => {
+            if let Ok(el) = Element::from_reader_with_prefixes(input, String::from("jabber:client"))
+            {
+                if let Ok(Iq::Result {
+                    payload: Some(p), ..
+                }) = Iq::try_from(el)
+                {
+                    let tree = CommandReply::parse(&p);
+                    if let (Some(t), Ok(pl)) = (&tree, &r.answer) {
+                        assert_eq!(t, pl, "the pull reader and the tree path disagree");
+                    }
+                }
+            }
+            let shape = match &r.answer {
+                Ok(reply) => vec![1, reply.status as u8, u8::from(reply.form.is_some())],
+                Err(e) => e
+                    .to_string()
+                    .bytes()
+                    .filter(|b| !b.is_ascii_digit())
+                    .collect(),
+            };
+            Outcome::Accepted(fnv(&shape))
+        }
+        Err(e) => {
+            let message: String = e.to_string().chars().take(32).collect();
+            Outcome::Refused(message_signature(4, &message))
         }
     }
 }

@@ -1,0 +1,194 @@
+//! The pull reader under `read`: quick-xml's namespace-aware events reduced to what a reply
+//! needs (elements by namespace, checked text), with depth bounded and every attribute checked.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+use quick_xml::XmlVersion;
+
+use super::{is_xml_char, WireError, MAX_DEPTH};
+use crate::adhoc::xep0050::{NS_COMMANDS, NS_DATA};
+
+const NS_CLIENT: &str = "jabber:client";
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+pub(super) fn syntax(what: impl Into<String>) -> WireError {
+    WireError::Syntax(what.into())
+}
+
+/// The namespaces the reply's elements are told apart by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ns {
+    Client,
+    Commands,
+    Data,
+    Stanzas,
+    Other,
+}
+
+pub(super) enum Pulled<'i> {
+    /// An element opens; `true` when it is empty (`<x/>`) and so already closed.
+    Open(Ns, BytesStart<'i>, bool),
+    Text(Cow<'i, str>),
+    Close,
+    Eof,
+}
+
+pub(super) struct Pull<'i> {
+    reader: NsReader<&'i [u8]>,
+    /// Elements open now.
+    depth: usize,
+}
+
+impl<'i> Pull<'i> {
+    pub(super) fn new(reader: NsReader<&'i [u8]>) -> Self {
+        Self { reader, depth: 0 }
+    }
+
+    pub(super) fn next(&mut self) -> Result<Pulled<'i>, WireError> {
+        loop {
+            let (ns, event) = self
+                .reader
+                .read_resolved_event()
+                .map_err(|e| syntax(e.to_string()))?;
+            let ns = match ns {
+                ResolveResult::Unbound => Ns::Client,
+                ResolveResult::Bound(n) => match n.as_ref() {
+                    NS_CLIENT => Ns::Client,
+                    NS_COMMANDS => Ns::Commands,
+                    NS_DATA => Ns::Data,
+                    NS_STANZAS => Ns::Stanzas,
+                    _ => Ns::Other,
+                },
+                ResolveResult::Unknown(_) => return Err(syntax("an undeclared prefix")),
+            };
+            return match event {
+                Event::Start(_) | Event::Empty(_) if self.depth >= MAX_DEPTH => {
+                    Err(WireError::TooDeep)
+                }
+                Event::Start(s) => {
+                    self.depth += 1;
+                    Ok(Pulled::Open(ns, s, false))
+                }
+                Event::Empty(s) => Ok(Pulled::Open(ns, s, true)),
+                Event::End(_) => {
+                    self.depth = self.depth.saturating_sub(1);
+                    Ok(Pulled::Close)
+                }
+                Event::Text(t) => checked(t.xml10_content()),
+                Event::CData(c) => checked(c.xml10_content()),
+                Event::GeneralRef(r) => {
+                    let c = resolve(&r)?;
+                    Ok(Pulled::Text(Cow::Owned(c.to_string())))
+                }
+                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
+                Event::DocType(_) => Err(syntax("a DTD")),
+                Event::Eof if self.depth == 0 => Ok(Pulled::Eof),
+                Event::Eof => Err(syntax("truncated")),
+            };
+        }
+    }
+
+    /// Skips the rest of an element just opened (nothing when it was empty).
+    pub(super) fn skip(&mut self, empty: bool) -> Result<(), WireError> {
+        if empty {
+            return Ok(());
+        }
+        let mut open = 1usize;
+        while open > 0 {
+            match self.next()? {
+                Pulled::Open(_, _, false) => open += 1,
+                Pulled::Close => open -= 1,
+                Pulled::Eof => return Err(syntax("truncated")),
+                Pulled::Open(_, _, true) | Pulled::Text(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the children of an element just opened: `child` gets each child element (and
+    /// must consume it, e.g. with `skip`); the element's own text (not its children's) is
+    /// returned, as minidom's `Element::text` has it.
+    pub(super) fn children(
+        &mut self,
+        empty: bool,
+        mut child: impl FnMut(&mut Self, Ns, BytesStart<'i>, bool) -> Result<(), WireError>,
+    ) -> Result<String, WireError> {
+        let mut text = String::new();
+        if empty {
+            return Ok(text);
+        }
+        loop {
+            match self.next()? {
+                Pulled::Open(ns, start, empty) => child(self, ns, start, empty)?,
+                Pulled::Text(t) => text.push_str(&t),
+                Pulled::Close => return Ok(text),
+                Pulled::Eof => return Err(syntax("truncated")),
+            }
+        }
+    }
+
+    /// The text of an element just opened; its child elements are skipped.
+    pub(super) fn text(&mut self, empty: bool) -> Result<String, WireError> {
+        self.children(empty, |p, _, _, empty| p.skip(empty))
+    }
+}
+
+/// Every attribute of an element, unescaped and normalised; a duplicate, a malformed one or
+/// one holding a character XML forbids is an error (quick-xml checks attributes lazily).
+pub(super) fn attributes<'a>(
+    start: &'a BytesStart,
+) -> Result<Vec<(&'a str, Cow<'a, str>)>, WireError> {
+    let mut out = Vec::new();
+    for a in start.attributes() {
+        let a = a.map_err(|e| syntax(e.to_string()))?;
+        let value = a
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|e| syntax(e.to_string()))?;
+        if !value.chars().all(is_xml_char) {
+            return Err(syntax("a character XML does not allow"));
+        }
+        out.push((a.key.0, value));
+    }
+    Ok(out)
+}
+
+/// One attribute's value, all attributes checked.
+pub(super) fn attr(start: &BytesStart, key: &str) -> Result<Option<String>, WireError> {
+    Ok(attributes(start)?
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.into_owned()))
+}
+
+fn checked(text: Cow<'_, str>) -> Result<Pulled<'_>, WireError> {
+    if text.chars().all(is_xml_char) {
+        Ok(Pulled::Text(text))
+    } else {
+        Err(syntax("a character XML does not allow"))
+    }
+}
+
+/// A character reference or one of the five predefined entities; without a DTD no other entity
+/// can exist.
+fn resolve(r: &BytesRef) -> Result<char, WireError> {
+    let c = match r.resolve_char_ref() {
+        Ok(Some(c)) => c,
+        Ok(None) => match &**r {
+            "lt" => '<',
+            "gt" => '>',
+            "amp" => '&',
+            "apos" => '\'',
+            "quot" => '"',
+            _ => return Err(syntax("a reference to an undeclared entity")),
+        },
+        Err(_) => return Err(syntax("an invalid character reference")),
+    };
+    if is_xml_char(c) {
+        Ok(c)
+    } else {
+        Err(syntax("a reference to a character XML does not allow"))
+    }
+}
