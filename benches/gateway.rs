@@ -101,8 +101,8 @@ fn main() {
 struct Config {
     warmup: Duration,
     window: Duration,
-    /// The gateway's `RUST_LOG`: `info` as the harness and a deployment run it (one line per
-    /// request); logins are counted from its "logged in" lines, so keep those.
+    /// The gateway's `RUST_LOG`: `info` as the harness and a deployment run it (one audit line
+    /// per request).
     gateway_log: String,
     /// `XRG_THREADS` for the gateway (`XRG_BENCH_GATEWAY_THREADS`, default 0: one per core).
     gateway_threads: String,
@@ -627,7 +627,9 @@ async fn gateway_rows(cfg: &Config, server: &TestServer) -> (Vec<(String, Stats)
         ("RUST_LOG", cfg.gateway_log.as_str()),
         ("XRG_THREADS", cfg.gateway_threads.as_str()),
     ];
-    let gw = TestGateway::start_with_env(server, &[], &env);
+    // An admin listener of its own: logins are counted from its metrics.
+    let admin = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let gw = TestGateway::start_with_env(server, &["--admin-listen", &admin.to_string()], &env);
     let auth = basic(&server.jid(ADMIN), &server.password(ADMIN));
     let stats_req = HttpRequest {
         addr: gw.addr,
@@ -658,22 +660,34 @@ async fn gateway_rows(cfg: &Config, server: &TestServer) -> (Vec<(String, Stats)
             );
         }
     }
-    let logins_at_warmup = count_logins(&gw);
+    let logins_at_warmup = count_logins(admin);
     let pids = Pids::new(Some(gw.pid()), server.pid());
     let mut rows = http_rows(cfg, pids, "gateway user-stats", stats_req).await;
     rows.extend(http_rows(cfg, pids, "gateway end-user-session", eus_req).await);
     let facts = GatewayFacts {
         logins_at_warmup,
-        logins_after: count_logins(&gw) - logins_at_warmup,
+        logins_after: count_logins(admin) - logins_at_warmup,
         peak_rss_kib: proc_status_kib(gw.pid(), "VmHWM"),
         rss_kib: proc_status_kib(gw.pid(), "VmRSS"),
     };
     (rows, facts)
 }
 
-/// "logged in" lines in the gateway's log: one per login (info level).
-fn count_logins(gw: &TestGateway) -> usize {
-    gw.log().matches("logged in").count()
+/// Successful logins the gateway made, from `xrg_upstream_logins_total{outcome="ok"}` on its
+/// admin listener.
+fn count_logins(admin: SocketAddr) -> usize {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(admin).expect("the admin listener accepts");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a read timeout");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .expect("the scrape is sent");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).expect("the scrape is read");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let samples = common::prometheus::parse_exposition(body);
+    common::prometheus::value(&samples, "xrg_upstream_logins_total", &[("outcome", "ok")]) as usize
 }
 
 /// A `kB` field of /proc/PID/status.
@@ -998,7 +1012,7 @@ impl Report {
             .into_iter()
             .flatten()
         {
-            // No "logged in" line at all means the count is broken (the log line changed), not
+            // No login at all by warm-up means the count is broken (the metric changed), not
             // that the gateway never logged in: that is no pass.
             let counted = s.gateway.logins_at_warmup > 0;
             checks.push(Check {
@@ -1006,7 +1020,7 @@ impl Report {
                 measured: if counted {
                     s.gateway.logins_after.to_string()
                 } else {
-                    "? (no \"logged in\" line in the gateway log)".into()
+                    "? (xrg_upstream_logins_total{outcome=\"ok\"} is 0 after warm-up)".into()
                 },
                 target: "= 0".into(),
                 pass: Some(counted && s.gateway.logins_after == 0),
