@@ -22,10 +22,25 @@ pub enum UpstreamTls {
     None,
 }
 
+/// Whether and where the admin listener (metrics, health) listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    /// The default address: when it is taken the gateway warns and runs without it.
+    Default(SocketAddr),
+    /// An address the operator gave: failing to bind it is fatal.
+    Given(SocketAddr),
+}
+
+/// The admin listener's address when `--admin-listen` is not given.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9780);
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub admin_listen: AdminListen,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub upstream: UpstreamConfig,
     pub domain: Option<String>,
@@ -178,6 +193,13 @@ impl Cli {
             ),
             None => None,
         };
+        let admin_listen = match self.admin_listen.as_deref().map(str::trim) {
+            None => AdminListen::Default(DEFAULT_ADMIN_LISTEN),
+            Some("off") => AdminListen::Off,
+            Some(a) => AdminListen::Given(a.parse().map_err(|_| {
+                ConfigError(format!("--admin-listen {a:?}: expected IP:PORT or off"))
+            })?),
+        };
         let mut aliases = Vec::new();
         for a in self
             .aliases
@@ -191,6 +213,7 @@ impl Cli {
         }
         Ok(Config {
             listen: self.listen,
+            admin_listen,
             tls: self.tls_cert.zip(self.tls_key),
             upstream: UpstreamConfig {
                 host,

@@ -12,15 +12,19 @@
 //! - [`adhoc`]: XEP-0050/XEP-0004 types, the generic command path, end-user-session.
 //! - [`upstream`]: connect, TLS, SASL, the session with IQs in flight, the pool.
 //! - [`http`]: the HTTP surface and the mapping of every error to a status.
+//! - [`healthcheck`]: the `healthcheck` subcommand, a GET of `/readyz` for container healthchecks.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`metrics`]: the Prometheus metrics, recorded where things happen, rendered on the admin listener.
 //! - [`logging`]: the log, with the crates that see secrets withheld at every level.
 //! - [`policy`]: least privilege: the access file's tokens and rules, service credentials, `token` CLI.
 
 pub mod adhoc;
 pub mod config;
 pub mod expiring;
+pub mod healthcheck;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod rest;
 pub mod shutdown;

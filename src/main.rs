@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio_rustls::rustls;
-use xmpp_rest_gateway::config::{Cli, Command, Config};
+use xmpp_rest_gateway::config::{AdminListen, Cli, Command, Config};
 use xmpp_rest_gateway::http::{self, Gateway};
 use xmpp_rest_gateway::policy::{Policy, ServiceCredentials};
 use xmpp_rest_gateway::upstream::{Access, Connector, SessionPool};
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Some(Command::Token { command }) = cli.command.take() {
-        return xmpp_rest_gateway::policy::cli::run(command);
+    match cli.command.take() {
+        Some(Command::Token { command }) => return xmpp_rest_gateway::policy::cli::run(command),
+        Some(Command::Healthcheck { url }) => return xmpp_rest_gateway::healthcheck::run(url),
+        None => {}
     }
     let cfg = match cli.into_config() {
         Ok(c) => c,
@@ -82,6 +84,13 @@ async fn run(mut cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match bind_admin(cfg.admin_listen).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
         listen = %cfg.listen,
         https = tls.is_some(),
@@ -99,12 +108,42 @@ async fn run(mut cfg: Config) -> ExitCode {
         .then(|| tokio::spawn(policy.clone().watch()));
     let gw = Arc::new(Gateway::new(cfg, access).with_policy(policy, service));
     let sweeper = tokio::spawn(gw.clone().sweep_every(std::time::Duration::from_secs(1)));
+    let admin = admin.map(|l| tokio::spawn(http::observe::serve_admin(gw.clone(), l)));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
     sweeper.abort();
+    if let Some(a) = admin {
+        a.abort();
+    }
     if let Some(w) = watcher {
         w.abort();
     }
     ExitCode::SUCCESS
+}
+
+/// The admin listener: none when off, or when the default address is taken (a second
+/// gateway on the host: a warning); an address given that cannot be bound is an error.
+async fn bind_admin(admin: AdminListen) -> Result<Option<tokio::net::TcpListener>, String> {
+    let (addr, given) = match admin {
+        AdminListen::Off => return Ok(None),
+        AdminListen::Default(a) => (a, false),
+        AdminListen::Given(a) => (a, true),
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(admin_listen = %addr, "admin listener (metrics, health) listening");
+            Ok(Some(l))
+        }
+        Err(e) if given => Err(format!("cannot listen on --admin-listen {addr}: {e}")),
+        Err(e) => {
+            tracing::warn!(
+                admin_listen = %addr,
+                error = %e,
+                "no admin listener (metrics): the default address is not available; give \
+                 --admin-listen ADDR or off"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The HTTPS acceptor from a PEM certificate chain and key.

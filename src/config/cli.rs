@@ -27,6 +27,13 @@ pub struct Cli {
     #[arg(long, env = "XRG_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address of the admin listener (plain HTTP: GET /metrics, /healthz, /readyz), or `off`.
+    /// [default: 127.0.0.1:9780; when that default is taken, e.g. by a second gateway on the
+    /// host, a warning and no admin listener; an address given here that cannot be bound is
+    /// fatal]
+    #[arg(long, env = "XRG_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+
     /// PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key).
     #[arg(long, env = "XRG_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -194,5 +201,13 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         command: crate::policy::cli::TokenCommand,
+    },
+    /// Ask a running gateway's /readyz and exit 0 when it answers 200, 1 otherwise (for
+    /// container healthchecks in images without curl).
+    Healthcheck {
+        /// The readiness URL (plain http://). Default: /readyz on XRG_LISTEN's port at the
+        /// loopback address, else http://127.0.0.1:8080/readyz.
+        #[arg(long)]
+        url: Option<String>,
     },
 }

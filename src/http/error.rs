@@ -171,6 +171,17 @@ impl ApiError {
         ))
     }
 
+    /// 503 from `GET /readyz`: the XMPP server did not answer the readiness probe.
+    pub fn not_ready(reason: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream-unavailable",
+            reason,
+        );
+        e.retry_after = Some(crate::upstream::probe::FRESH_FOR);
+        e
+    }
+
     pub fn throttled(retry_after: Duration) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -47,6 +47,7 @@ pub async fn serve(
 ) {
     let app = router(gw.clone());
     let conns = Connections::new(gw.cfg.max_connections);
+    let _ = gw.connections.set(conns.clone());
     let reaper = tokio::spawn(conns.clone().reap_idle(gw.cfg.keepalive_timeout));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Connections not yet handed to hyper (TLS handshake, preface) end on this at shutdown.

@@ -9,6 +9,7 @@ mod caller;
 pub mod error;
 pub mod listener;
 pub mod negotiate;
+pub mod observe;
 mod openapi;
 pub mod query;
 mod resources;
@@ -52,6 +53,10 @@ pub struct Gateway {
     service_refused: std::sync::Mutex<std::collections::HashSet<tokio_xmpp::parsers::jid::BareJid>>,
     /// The accounts' budgets for `POST /rest/stream/`.
     stream_rates: stream::StreamRates,
+    /// The last readiness probe's answer (`GET /readyz`).
+    readiness: crate::upstream::probe::Readiness,
+    /// The main listener's connections, once it serves (for `xrg_http_connections`).
+    connections: std::sync::OnceLock<Arc<listener::Connections>>,
 }
 
 /// The peer of the connection a request came on.
@@ -104,6 +109,8 @@ impl Gateway {
             policy: Arc::new(Policy::open()),
             service: ServiceCredentials::none(),
             service_refused: Default::default(),
+            readiness: crate::upstream::probe::Readiness::new(crate::upstream::probe::FRESH_FOR),
+            connections: Default::default(),
         }
     }
 
@@ -178,7 +185,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/rest/announce/{domain}",
             post(resources::post_announce).fallback(|m, u, h| resources::refuse("POST", m, u, h)),
         )
+        .route(
+            "/healthz",
+            get(observe::healthz).fallback(observe::get_only),
+        )
+        .route("/readyz", get(observe::readyz).fallback(observe::get_only))
         .fallback(any(not_found))
+        .layer(axum::middleware::from_fn(observe::count_rest))
         .with_state(gw)
 }
 
@@ -248,6 +261,9 @@ async fn handle_post(
     let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(node) = request.node.as_deref() {
+        observe::note_node(node);
+    }
     let target = target(path, &gw.cfg.aliases)?;
     let domains = caller::target_domains(&target, &request);
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();

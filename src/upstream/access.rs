@@ -73,13 +73,11 @@ impl<L: Login> Access<L> {
         password: &str,
         addr: IpAddr,
     ) -> Result<Admitted, AccessError> {
-        self.throttle
-            .check_pair(account, addr)
-            .map_err(AccessError::Throttled)?;
-        let session = match self.pool.warm(account, password) {
-            Some(s) => s,
-            None => self.login(account, password, addr).await?,
-        };
+        let session = self.session_throttled(account, password, addr).await;
+        if let Err(AccessError::Throttled(_)) = session {
+            crate::metrics::throttled();
+        }
+        let session = session?;
         let place = self
             .pool
             .request_place(account)
@@ -88,6 +86,21 @@ impl<L: Login> Access<L> {
             session,
             _place: place,
         })
+    }
+
+    async fn session_throttled(
+        &self,
+        account: &BareJid,
+        password: &str,
+        addr: IpAddr,
+    ) -> Result<Arc<AdminSession>, AccessError> {
+        self.throttle
+            .check_pair(account, addr)
+            .map_err(AccessError::Throttled)?;
+        match self.pool.warm(account, password) {
+            Some(s) => Ok(s),
+            None => self.login(account, password, addr).await,
+        }
     }
 
     async fn login(
@@ -150,7 +163,11 @@ impl<L: Login> Access<L> {
     /// `Err(retry_after)` when the client's address has spent its failure budget (for
     /// requests that present a token, whose failed checks count against the address alone).
     pub fn check_address(&self, addr: IpAddr) -> Result<(), Duration> {
-        self.throttle.check_address(addr)
+        let checked = self.throttle.check_address(addr);
+        if checked.is_err() {
+            crate::metrics::throttled();
+        }
+        checked
     }
 
     /// Counts a refused token against the client's address (never the gateway-wide budget: it
@@ -173,5 +190,27 @@ impl<L: Login> Access<L> {
     /// How many logins were attempted since start.
     pub fn logins(&self) -> u64 {
         self.pool.logins()
+    }
+
+    /// Accounts whose warm stream is alive.
+    pub fn warm_sessions(&self) -> usize {
+        self.pool.warm_sessions()
+    }
+}
+
+impl Access<Connector> {
+    /// Whether the server answers a stream (never a login), its TLS verified against
+    /// `--domain` (`domain`), else the domain of the account last logged in, else the
+    /// upstream host.
+    pub async fn probe(&self, domain: Option<&str>) -> Result<(), UpstreamError> {
+        let connector = self.pool.connector();
+        let name = match domain {
+            Some(d) => d.to_string(),
+            None => self
+                .pool
+                .last_domain()
+                .unwrap_or_else(|| connector.config().host.clone()),
+        };
+        connector.probe(&name).await
     }
 }

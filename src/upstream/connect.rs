@@ -118,12 +118,51 @@ impl Connector {
             })
     }
 
+    /// Whether the server answers a stream for `domain` (TCP, TLS as configured and verified
+    /// against `domain`, the stream header and its features), within the connect timeout.
+    /// Never a login: the readiness probe costs the server no SASL and no failed-login budget.
+    pub async fn probe(&self, domain: &str) -> Result<(), UpstreamError> {
+        self.within_timeout(async {
+            let (_, mut stream) = self.open(domain).await?;
+            // The footer is a courtesy: the answer is already in.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), stream.shutdown()).await;
+            Ok(())
+        })
+        .await
+    }
+
     async fn authenticate_inner(
         &self,
         account: &BareJid,
         password: &str,
     ) -> Result<Stream, UpstreamError> {
         let domain = account.domain().as_str();
+        let (features, stream) = self.open(domain).await?;
+        let mechanisms = choose_mechanisms(&features.sasl_mechanisms)?;
+        let creds = Credentials::default()
+            .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
+            .with_password(password)
+            .with_channel_binding(ChannelBinding::None);
+        let stream = tokio_xmpp::client_login(stream, mechanisms, creds)
+            .await
+            .map_err(login_err)?;
+        let (_, stream) = stream
+            .send_header(header(domain))
+            .await
+            .map_err(stream_err)?
+            .recv_features::<FallibleStreamElement>()
+            .await
+            .map_err(|e| features_err(e, domain))?;
+        Ok(stream)
+    }
+
+    /// TCP, TLS as configured (verified against `domain`) and the stream header: a stream
+    /// as far as its features, nobody logged in yet.
+    async fn open(
+        &self,
+        domain: &str,
+    ) -> Result<(tokio_xmpp::parsers::stream_features::StreamFeatures, Stream), UpstreamError> {
         let tcp = TcpStream::connect((self.cfg.host.as_str(), self.cfg.port))
             .await
             .map_err(|e| {
@@ -141,26 +180,10 @@ impl Connector {
         let pending = initiate_stream(io, ns::JABBER_CLIENT, header(domain), stream_timeouts())
             .await
             .map_err(stream_err)?;
-        let (features, stream) = pending
+        pending
             .recv_features::<FallibleStreamElement>()
             .await
-            .map_err(|e| features_err(e, domain))?;
-        let mechanisms = choose_mechanisms(&features.sasl_mechanisms)?;
-        let creds = Credentials::default()
-            .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
-            .with_password(password)
-            .with_channel_binding(ChannelBinding::None);
-        let stream = tokio_xmpp::client_login(stream, mechanisms, creds)
-            .await
-            .map_err(login_err)?;
-        let (_, stream) = stream
-            .send_header(header(domain))
-            .await
-            .map_err(stream_err)?
-            .recv_features::<FallibleStreamElement>()
-            .await
-            .map_err(|e| features_err(e, domain))?;
-        Ok(stream)
+            .map_err(|e| features_err(e, domain))
     }
 
     /// TLS handshake verifying the certificate against the account's domain (also when the

@@ -8,6 +8,7 @@ pub mod connect;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod pool;
+pub mod probe;
 pub mod session;
 pub mod throttle;
 

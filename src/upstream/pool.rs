@@ -18,6 +18,7 @@ use super::connect::LoggedIn;
 use super::session::CloseOutcome;
 use super::{AdminSession, Connector, UpstreamError};
 use crate::config::PoolConfig;
+use crate::metrics::LoginOutcome;
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +61,9 @@ pub struct SessionPool<L = Connector> {
     /// server). Taken only once the account's own login turn has come, so that a queue of
     /// one account's logins never holds every place.
     login_places: Semaphore,
+    /// The domain of the last account logged in (the readiness probe's TLS name when no
+    /// `--domain` is given).
+    last_domain: Mutex<Option<String>>,
 }
 
 /// One account's session and the lock that keeps its logins one at a time.
@@ -117,6 +121,7 @@ impl<L: Login> SessionPool<L> {
             accounts: Mutex::new(HashMap::new()),
             logins: AtomicU64::new(0),
             login_places: Semaphore::new(cfg.max_logins),
+            last_domain: Mutex::new(None),
         }
     }
 
@@ -219,7 +224,18 @@ impl<L: Login> SessionPool<L> {
             .map_err(|_| UpstreamError::Closed("the gateway is shutting down".into()))?;
         let resource = format!("xrg-{:016x}", rand::random::<u64>());
         self.logins.fetch_add(1, Ordering::Relaxed);
-        let logged_in = self.connector.login(account, password, &resource).await?;
+        let logged_in = self.connector.login(account, password, &resource).await;
+        crate::metrics::login(match &logged_in {
+            Ok(_) => LoginOutcome::Ok,
+            Err(UpstreamError::AuthFailed(_)) => LoginOutcome::Refused,
+            Err(_) => LoginOutcome::Error,
+        });
+        let logged_in = logged_in?;
+        if let Ok(mut d) = self.last_domain.lock() {
+            if d.as_deref() != Some(account.domain().as_str()) {
+                *d = Some(account.domain().to_string());
+            }
+        }
         tracing::info!(account = %account, "logged in");
         let session = Arc::new(AdminSession::start(logged_in, self.cfg.session_in_flight));
         let warm = Warm {
@@ -273,6 +289,31 @@ impl<L: Login> SessionPool<L> {
                 });
             }
         }
+    }
+
+    /// The domain of the account the pool last logged in.
+    pub fn last_domain(&self) -> Option<String> {
+        self.last_domain.lock().ok()?.clone()
+    }
+
+    /// The connector the pool logs in with.
+    pub fn connector(&self) -> &L {
+        &self.connector
+    }
+
+    /// Accounts whose warm stream is alive.
+    pub fn warm_sessions(&self) -> usize {
+        let Ok(accounts) = self.accounts.lock() else {
+            return 0;
+        };
+        accounts
+            .values()
+            .filter(|slot| {
+                slot.warm
+                    .lock()
+                    .is_ok_and(|w| w.as_ref().is_some_and(|w| w.session.is_alive()))
+            })
+            .count()
     }
 
     /// How many logins the pool has attempted since start.

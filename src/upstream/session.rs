@@ -217,6 +217,7 @@ impl AdminSession {
         requests: Vec<(Jid, IqKind, Element)>,
     ) -> Result<Vec<Result<IqReply, UpstreamError>>, UpstreamError> {
         let closed = || UpstreamError::Closed("the stream is closed".into());
+        let started = std::time::Instant::now();
         let mut receivers = Vec::with_capacity(requests.len());
         let mut batch = Vec::new();
         for (to, kind, payload) in requests {
@@ -255,11 +256,15 @@ impl AdminSession {
         }
         let mut replies = Vec::with_capacity(receivers.len());
         for rx in receivers {
-            replies.push(rx.await.unwrap_or_else(|_| {
+            let reply = rx.await.unwrap_or_else(|_| {
                 Err(UpstreamError::Closed(
                     "the stream closed before the answer".into(),
                 ))
-            }));
+            });
+            if reply.is_ok() {
+                crate::metrics::iq(started.elapsed());
+            }
+            replies.push(reply);
         }
         Ok(replies)
     }

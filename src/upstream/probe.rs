@@ -1,0 +1,144 @@
+//! Readiness: whether the XMPP server answers a stream, probed at most once per freshness
+//! period whatever the number of callers, the answer cached in between. The probe itself is
+//! [`Connector::probe`](super::Connector::probe) (never a login).
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::UpstreamError;
+
+/// How long a probe's answer stands before the next caller probes again.
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
+
+/// The last probe's answer and the turn that keeps probes one at a time.
+pub struct Readiness {
+    fresh_for: Duration,
+    last: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// Callers that find the answer stale queue here; the first probes, the others read its
+    /// answer, so a burst of health checks costs the server one connection.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Readiness {
+    pub fn new(fresh_for: Duration) -> Self {
+        Self {
+            fresh_for,
+            last: Mutex::new(None),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The cached answer while fresh, else `probe`'s (awaited by one caller at a time, and
+    /// bounded by the probe's own timeout): `Err` says why the server is not ready.
+    pub async fn check<F, Fut>(&self, probe: F) -> Result<(), String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), UpstreamError>>,
+    {
+        if let Some(answer) = self.fresh() {
+            return answer;
+        }
+        let _turn = self.turn.lock().await;
+        if let Some(answer) = self.fresh() {
+            return answer;
+        }
+        let answer = probe().await.map_err(|e| e.to_string());
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((Instant::now(), answer.clone()));
+        }
+        answer
+    }
+
+    fn fresh(&self) -> Option<Result<(), String>> {
+        let last = self.last.lock().ok()?;
+        let (at, answer) = last.as_ref()?;
+        (at.elapsed() < self.fresh_for).then(|| answer.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn counting(
+        probes: &Arc<AtomicUsize>,
+        answer: Result<(), UpstreamError>,
+    ) -> impl FnOnce() -> std::future::Ready<Result<(), UpstreamError>> {
+        let probes = probes.clone();
+        move || {
+            probes.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(answer)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_reused_while_fresh() {
+        let r = Readiness::new(Duration::from_secs(3600));
+        let probes = Arc::new(AtomicUsize::new(0));
+        assert_eq!(r.check(counting(&probes, Ok(()))).await, Ok(()));
+        let down = UpstreamError::Unreachable("refused".into());
+        // Still fresh: the failing probe is not run and the cached success stands.
+        assert_eq!(r.check(counting(&probes, Err(down))).await, Ok(()));
+        assert_eq!(probes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_cached_too() {
+        let r = Readiness::new(Duration::from_secs(3600));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let down = UpstreamError::Unreachable("refused".into());
+        assert_eq!(
+            r.check(counting(&probes, Err(down.clone()))).await,
+            Err(down.to_string())
+        );
+        // A down server is not hammered by health checks.
+        assert_eq!(
+            r.check(counting(&probes, Ok(()))).await,
+            Err(down.to_string())
+        );
+        assert_eq!(probes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_answer_is_probed_again() {
+        let r = Readiness::new(Duration::ZERO);
+        let probes = Arc::new(AtomicUsize::new(0));
+        let down = UpstreamError::Unreachable("refused".into());
+        assert_eq!(r.check(counting(&probes, Ok(()))).await, Ok(()));
+        assert_eq!(
+            r.check(counting(&probes, Err(down.clone()))).await,
+            Err(down.to_string())
+        );
+        assert_eq!(r.check(counting(&probes, Ok(()))).await, Ok(()));
+        assert_eq!(probes.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn callers_at_once_share_one_probe() {
+        let r = Arc::new(Readiness::new(Duration::from_secs(3600)));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (r, probes) = (r.clone(), probes.clone());
+            tasks.push(tokio::spawn(async move {
+                r.check(|| async move {
+                    probes.fetch_add(1, Ordering::SeqCst);
+                    // Long enough for every other caller to arrive and queue.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), Ok(()));
+        }
+        assert_eq!(probes.load(Ordering::SeqCst), 1);
+    }
+}
