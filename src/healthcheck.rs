@@ -23,7 +23,7 @@ pub fn run(url: Option<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tokio::time::timeout(TIMEOUT, status(&url))) {
+    match runtime.block_on(async { tokio::time::timeout(TIMEOUT, status(&url)).await }) {
         Ok(Ok(200)) => ExitCode::SUCCESS,
         Ok(Ok(code)) => {
             eprintln!("healthcheck: {url} answered {code}");

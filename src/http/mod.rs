@@ -34,6 +34,7 @@ use crate::rest::{self, Format};
 use crate::upstream::Access;
 use caller::Caller;
 use error::{document, ApiError};
+use observe::{get_only, healthz, readyz};
 use query::{parse_query, QueryParams};
 
 pub use listener::serve;
@@ -185,11 +186,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/rest/announce/{domain}",
             post(resources::post_announce).fallback(|m, u, h| resources::refuse("POST", m, u, h)),
         )
-        .route(
-            "/healthz",
-            get(observe::healthz).fallback(observe::get_only),
-        )
-        .route("/readyz", get(observe::readyz).fallback(observe::get_only))
+        .route("/healthz", get(healthz).fallback(get_only))
+        .route("/readyz", get(readyz).fallback(get_only))
         .fallback(any(not_found))
         .layer(axum::middleware::from_fn(observe::count_rest))
         .with_state(gw)
@@ -261,9 +259,7 @@ async fn handle_post(
     let _permit = admit(gw)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if let Some(node) = request.node.as_deref() {
-        observe::note_node(node);
-    }
+    observe::note_node(request.node.as_deref());
     let target = target(path, &gw.cfg.aliases)?;
     let domains = caller::target_domains(&target, &request);
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();

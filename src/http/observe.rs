@@ -4,7 +4,6 @@
 //! credentials, take no place in flight and are not counted.
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,9 +34,12 @@ tokio::task_local! {
     static NODE: Cell<&'static str>;
 }
 
-/// Records the command node of the request being answered, for its `node` label.
-pub(super) fn note_node(node: &str) {
-    let _ = NODE.try_with(|n| n.set(metrics::node_label(node)));
+/// Records the command node of the request being answered (if it names one), for its
+/// `node` label.
+pub(super) fn note_node(node: Option<&str>) {
+    if let Some(node) = node {
+        let _ = NODE.try_with(|n| n.set(metrics::node_label(node)));
+    }
 }
 
 /// The router's one metrics hook: counts each `/rest/*` request once, by its status and
@@ -135,7 +137,7 @@ pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener) {
         let app = app.clone();
         let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.oneshot(req.map(Body::new)).await?) }
+            async move { app.oneshot(req.map(Body::new)).await }
         });
         let conn = builder.serve_connection(TokioIo::new(tcp), svc);
         conns.spawn(async move {

@@ -265,7 +265,7 @@ async fn run(
     node: &str,
     attempts: Vec<Vec<RequestField>>,
 ) -> Result<CommandResponse, ApiError> {
-    super::observe::note_node(node);
+    super::observe::note_node(Some(node));
     let caller = Caller::admit(gw, peer, headers, q.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let domain = addressed.rsplit('@').next().unwrap_or(addressed);

@@ -104,7 +104,7 @@ impl Connector {
             .await
     }
 
-    async fn within_timeout<T>(
+    pub(super) async fn within_timeout<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, UpstreamError>>,
     ) -> Result<T, UpstreamError> {
@@ -116,20 +116,6 @@ impl Connector {
                     self.cfg.connect_timeout
                 )))
             })
-    }
-
-    /// Whether the server answers a stream for `domain` (TCP, TLS as configured and verified
-    /// against `domain`, the stream header and its features), within the connect timeout.
-    /// Never a login: the readiness probe costs the server no SASL and no failed-login budget.
-    pub async fn probe(&self, domain: &str) -> Result<(), UpstreamError> {
-        self.within_timeout(async {
-            let (_, mut stream) = self.open(domain).await?;
-            // The footer is a courtesy: the answer is already in.
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(1), stream.shutdown()).await;
-            Ok(())
-        })
-        .await
     }
 
     async fn authenticate_inner(
@@ -159,7 +145,7 @@ impl Connector {
 
     /// TCP, TLS as configured (verified against `domain`) and the stream header: a stream
     /// as far as its features, nobody logged in yet.
-    async fn open(
+    pub(super) async fn open(
         &self,
         domain: &str,
     ) -> Result<(tokio_xmpp::parsers::stream_features::StreamFeatures, Stream), UpstreamError> {

@@ -1,6 +1,6 @@
 //! Readiness: whether the XMPP server answers a stream, probed at most once per freshness
 //! period whatever the number of callers, the answer cached in between. The probe itself is
-//! [`Connector::probe`](super::Connector::probe) (never a login).
+//! [`Connector::probe`] (never a login).
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::UpstreamError;
+use super::{Connector, UpstreamError};
 
 /// How long a probe's answer stands before the next caller probes again.
 pub const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -56,6 +56,21 @@ impl Readiness {
         let last = self.last.lock().ok()?;
         let (at, answer) = last.as_ref()?;
         (at.elapsed() < self.fresh_for).then(|| answer.clone())
+    }
+}
+
+impl Connector {
+    /// Whether the server answers a stream for `domain` (TCP, TLS as configured and verified
+    /// against `domain`, the stream header and its features), within the connect timeout.
+    /// Never a login: the readiness probe costs the server no SASL and no failed-login budget.
+    pub async fn probe(&self, domain: &str) -> Result<(), UpstreamError> {
+        self.within_timeout(async {
+            let (_, mut stream) = self.open(domain).await?;
+            // The footer is a courtesy: the answer is already in.
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+            Ok(())
+        })
+        .await
     }
 }
 

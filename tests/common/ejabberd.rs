@@ -306,18 +306,7 @@ pub(super) fn start_with(opts: &Options) -> TestServer {
     let http_port = opts.http_api.then(procs::free_port);
     write_state(&dir, port, opts, http_port);
     procs::chown_tree(&dir, ids());
-    let out = fs::File::create(dir.join("ejabberd.out")).unwrap();
-    let mut cmd = ctl(&dir, &["foreground"]);
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    // Own process group: swept at exit, so beam's helper processes go too.
-    let child = cmd
-        .process_group(0)
-        .spawn()
-        .expect("spawning ejabberdctl foreground");
-    let pid = child.id();
-    procs::track_server(child, true, Some(pidfile(&dir)));
+    let pid = spawn(&dir);
     let logs = ["logs/ejabberd.log", "logs/error.log", "ejabberd.out"];
     let server = TestServer::new(ServerKind::Ejabberd, port, dir.clone(), &logs);
     let ready = xmpp::wait_ready(port, DOMAIN, READY_TIMEOUT, || procs::tracked_exit(pid))
@@ -337,6 +326,29 @@ pub(super) fn start_with(opts: &Options) -> TestServer {
         registration,
         total: begin.elapsed(),
     })
+}
+
+/// Starts ejabberd from the state directory `dir` as written (its output appended to
+/// `ejabberd.out`) and hands it to the exit hook; the PID of `ejabberdctl foreground`. Also
+/// restarts a stopped one (its accounts are in the spool).
+pub(super) fn spawn(dir: &Path) -> u32 {
+    let out = fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("ejabberd.out"))
+        .unwrap();
+    let mut cmd = ctl(dir, &["foreground"]);
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    // Own process group: swept at exit, so beam's helper processes go too.
+    let child = cmd
+        .process_group(0)
+        .spawn()
+        .expect("spawning ejabberdctl foreground");
+    let pid = child.id();
+    procs::track_server(child, true, Some(pidfile(dir)));
+    pid
 }
 
 /// Registers all of [`ACCOUNTS`] with one `ejabberdctl import_piefxis` (0.5 s, where 18

@@ -144,6 +144,9 @@ fn command(server: &TestServer, addr: SocketAddr, extra: &[&str], env: &[(&str, 
         cmd.arg("--upstream-ca").arg(&server.ca_pem);
     }
     cmd.arg("--domain").arg(&server.domain);
+    // Gateways of the tests never fight over the admin listener's default port; a test that
+    // wants one gives `--admin-listen` (the last one given counts).
+    cmd.arg("--admin-listen").arg("off");
     cmd.args(extra);
     cmd
 }

@@ -42,9 +42,11 @@ mod gateway;
 mod http;
 pub mod pki;
 mod procs;
+pub mod prometheus;
 mod prosody;
 pub mod proxy;
 pub mod rest;
+pub mod restart;
 pub mod tcp_proxy;
 pub mod victim;
 pub mod xmpp;
@@ -57,7 +59,7 @@ use std::time::Duration;
 
 pub use gateway::{binary as gateway_binary, token, TestGateway};
 pub use http::{basic, http, http_from, try_http, HttpResponse};
-pub use procs::random_hex;
+pub use procs::{free_port, random_hex};
 
 /// The one XMPP domain both servers serve (the seed document's own).
 pub const DOMAIN: &str = "domain.com";

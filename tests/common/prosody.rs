@@ -119,7 +119,6 @@ pub(super) fn start() -> TestServer {
 /// [`start`] for a variant.
 pub(super) fn start_with(opts: &Options) -> TestServer {
     let begin = Instant::now();
-    let binary = procs::find_binary("prosody", "prosody");
     let dir = procs::run_dir().join(opts.name);
     let port = procs::free_port();
     write_state(&dir, port, opts);
@@ -131,22 +130,7 @@ pub(super) fn start_with(opts: &Options) -> TestServer {
         .collect();
     procs::run_all(cmds, 32, "prosodyctl register");
     let registration = t.elapsed();
-    let out = fs::File::create(dir.join("prosody.out")).unwrap();
-    let mut cmd = Command::new(binary);
-    cmd.arg("-F")
-        .arg("--config")
-        .arg(config_path(&dir))
-        .current_dir(&dir);
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    // Own process group: a Ctrl-C meant for cargo must not reach it before the harness does.
-    let child = procs::run_as(&mut cmd, ids())
-        .process_group(0)
-        .spawn()
-        .expect("spawning prosody");
-    let pid = child.id();
-    procs::track_server(child, false, None);
+    let pid = spawn(&dir);
     let server = TestServer::new(
         ServerKind::Prosody,
         port,
@@ -160,4 +144,31 @@ pub(super) fn start_with(opts: &Options) -> TestServer {
         registration,
         total: begin.elapsed(),
     })
+}
+
+/// Starts Prosody from the state directory `dir` as written (its output appended to
+/// `prosody.out`) and hands it to the exit hook; its PID. Also restarts a stopped one.
+pub(super) fn spawn(dir: &Path) -> u32 {
+    let binary = procs::find_binary("prosody", "prosody");
+    let out = fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("prosody.out"))
+        .unwrap();
+    let mut cmd = Command::new(binary);
+    cmd.arg("-F")
+        .arg("--config")
+        .arg(config_path(dir))
+        .current_dir(dir);
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    // Own process group: a Ctrl-C meant for cargo must not reach it before the harness does.
+    let child = procs::run_as(&mut cmd, ids())
+        .process_group(0)
+        .spawn()
+        .expect("spawning prosody");
+    let pid = child.id();
+    procs::track_server(child, false, None);
+    pid
 }

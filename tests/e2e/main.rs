@@ -18,6 +18,7 @@ mod errors;
 mod faults;
 mod harness;
 mod hostile;
+mod observe;
 mod openapi;
 mod resources;
 mod secrets;
