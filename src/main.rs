@@ -45,6 +45,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(mut cfg: Config) -> ExitCode {
+    // SIGHUP must never end the gateway, whatever its settings: `systemctl reload` sends it.
+    // Registered first, before anything else can take time; tokio keeps a handler for the
+    // process's lifetime once one is registered.
+    let hangup_log = announce_hangups(cfg.access_file.is_some(), cfg.tls.is_some());
     let cert = match cfg.tls.as_ref().map(|(c, k)| server_tls(c, k)).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -115,7 +119,10 @@ async fn run(mut cfg: Config) -> ExitCode {
     let admin = admin.map(|l| tokio::spawn(http::observe::serve_admin(gw.clone(), l)));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
     sweeper.abort();
-    for task in [admin, watcher, cert_reloader].into_iter().flatten() {
+    for task in [admin, watcher, cert_reloader, hangup_log]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     ExitCode::SUCCESS
@@ -154,6 +161,26 @@ fn server_tls(
 ) -> Result<(tokio_rustls::TlsAcceptor, Arc<ServerCert>), String> {
     let cert = Arc::new(ServerCert::load(cert, key)?);
     Ok((cert.acceptor()?, cert))
+}
+
+/// Takes SIGHUP away from its default (ending the process) before anything else. The access
+/// file and the HTTPS pair listen for it themselves and say what they reload; with neither,
+/// this task says that there was nothing to reload.
+fn announce_hangups(access_file: bool, https: bool) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => Some(tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                if !access_file && !https {
+                    tracing::info!("SIGHUP: nothing to reload (no access file, no HTTPS)");
+                }
+            }
+        })),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP ({e}): a SIGHUP would end the gateway");
+            None
+        }
+    }
 }
 
 /// The task that re-reads the pair on SIGHUP (beside the access file's reload, which listens

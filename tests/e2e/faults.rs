@@ -21,6 +21,7 @@ on_both_servers!(
     no_answer_is_504_and_a_dead_upstream_502_with_503_at_the_limit,
     the_least_recently_used_session_is_closed_beyond_the_bound,
     sigterm_finishes_and_closes_upstream_streams,
+    sighup_without_anything_to_reload_leaves_the_gateway_serving,
 );
 
 fn resources(r: &HttpResponse) -> Vec<String> {
@@ -233,4 +234,29 @@ async fn sigterm_finishes_and_closes_upstream_streams(kind: ServerKind) {
     proxy
         .await_seen(footer, Duration::from_secs(5), |s| s.stream_ends == 1)
         .await;
+}
+
+/// `systemctl reload` sends SIGHUP whatever the settings: without an access file or HTTPS it
+/// reloads nothing, and the gateway goes on serving (the signal's default would end it).
+async fn sighup_without_anything_to_reload_leaves_the_gateway_serving(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let mut gw = TestGateway::start(s, &[]);
+    let body = seed_for(SEED_REQUEST_XML, "user10");
+    assert_eq!(
+        post(gw.addr, PATH, &admin(), "application/xml", &body)
+            .await
+            .status,
+        200
+    );
+    gw.hangup();
+    let said = "SIGHUP: nothing to reload";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains(said) {
+        assert!(std::time::Instant::now() < deadline, "{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = post(gw.addr, PATH, &admin(), "application/xml", &body).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.log());
+    let status = gw.terminate(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}\n{}", gw.log());
 }
