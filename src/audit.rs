@@ -30,8 +30,11 @@ pub struct Record {
     /// What was asked: the XEP-0050 action of a command document, else the resource's verb,
     /// else the HTTP method.
     pub action: String,
-    /// JID values of the request's `jid-single`/`jid-multi` fields, in order, without repeats.
+    /// JID values of the request's `jid-single`/`jid-multi` fields, in order, without repeats;
+    /// at most [`MAX_SUBJECTS`].
     pub subjects: Vec<String>,
+    /// Subjects beyond [`MAX_SUBJECTS`], counted, not kept.
+    pub more_subjects: usize,
     pub started: Instant,
 }
 
@@ -46,6 +49,7 @@ impl Record {
             node: String::new(),
             action: method.to_string(),
             subjects: Vec::new(),
+            more_subjects: 0,
             started: Instant::now(),
         }
     }
@@ -60,7 +64,10 @@ impl Record {
             Value { s, json }
         }
         let ms = self.started.elapsed().as_millis() as u64;
-        let subjects = self.subjects.join(",");
+        let mut subjects = self.subjects.join(",");
+        if self.more_subjects > 0 {
+            subjects.push_str(&format!(",+{}-more", self.more_subjects));
+        }
         tracing::info!(
             target: "audit",
             request_id = %v(&self.request_id, json),
@@ -101,14 +108,34 @@ pub fn note_token(name: &str) {
     note(|r| r.token = name.to_string());
 }
 
-/// The full command node run.
+/// The full command node run (a client's string: cut at [`MAX_VALUE`] bytes).
 pub fn note_node(node: &str) {
-    note(|r| r.node = node.to_string());
+    note(|r| r.node = bounded(node).to_string());
 }
 
-/// What the request asked, when it is not a command's action.
+/// What the request asked, when it is not a command's action (cut at [`MAX_VALUE`] bytes).
 pub fn note_action(action: &str) {
-    note(|r| r.action = action.to_string());
+    note(|r| r.action = bounded(action).to_string());
+}
+
+/// The longest node, action or subject the line carries: a client chooses them, and one line
+/// must stay a line.
+pub const MAX_VALUE: usize = 256;
+
+/// Subjects one line names; more are counted (`+N-more`). A form's JID lists are refused
+/// beyond `--max-jids` anyway, but a line must not grow with what a client sends.
+pub const MAX_SUBJECTS: usize = 128;
+
+/// `s` cut at [`MAX_VALUE`] bytes, on a character boundary.
+fn bounded(s: &str) -> &str {
+    if s.len() <= MAX_VALUE {
+        return s;
+    }
+    let mut end = MAX_VALUE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// JID values of `jid-single`/`jid-multi` fields: the accounts a command acts on. Only ever
@@ -116,9 +143,14 @@ pub fn note_action(action: &str) {
 pub fn note_subjects<'a>(jids: impl IntoIterator<Item = &'a str>) {
     note(|r| {
         for j in jids {
-            let j = j.trim();
-            if !j.is_empty() && !r.subjects.iter().any(|s| s == j) {
+            let j = bounded(j.trim());
+            if j.is_empty() || r.subjects.iter().any(|s| s == j) {
+                continue;
+            }
+            if r.subjects.len() < MAX_SUBJECTS {
                 r.subjects.push(j.to_string());
+            } else {
+                r.more_subjects += 1;
             }
         }
     });
@@ -318,5 +350,31 @@ mod tests {
         assert_eq!(r.node, "http://jabber.org/protocol/admin#end-user-session");
         assert_eq!(r.action, "execute");
         assert_eq!(r.subjects, ["a@example.org", "b@example.org"]);
+    }
+
+    #[tokio::test]
+    async fn what_a_client_chooses_is_bounded_on_the_line() {
+        let rec = Arc::new(Mutex::new(Record::new(
+            "r2".into(),
+            "127.0.0.1".into(),
+            "example.org".into(),
+            "POST",
+        )));
+        let many: Vec<String> = (0..MAX_SUBJECTS + 5)
+            .map(|i| format!("u{i}@example.org"))
+            .collect();
+        let long = format!("{}é", "n".repeat(MAX_VALUE - 1));
+        scope(rec.clone(), async {
+            note_subjects(many.iter().map(String::as_str));
+            note_node(&long);
+            note_action(&"a".repeat(10 * MAX_VALUE));
+        })
+        .await;
+        let r = rec.lock().unwrap().clone();
+        assert_eq!(r.subjects.len(), MAX_SUBJECTS);
+        assert_eq!(r.more_subjects, 5);
+        // é does not fit whole: cut before it.
+        assert_eq!(r.node, "n".repeat(MAX_VALUE - 1));
+        assert_eq!(r.action.len(), MAX_VALUE);
     }
 }

@@ -53,12 +53,12 @@ pub fn fill(form: &Form, client: &[RequestField], max_jids: usize) -> Result<For
             _ => f.values.clone(),
         };
         check(f, var, &values)?;
+        if f.type_.as_deref() == Some("jid-multi") && values.len() > max_jids {
+            return Err(too_many_jids(var, max_jids));
+        }
         if given.is_some() && matches!(f.type_.as_deref(), Some("jid-single" | "jid-multi")) {
             // The accounts the command acts on, for the audit line: JID fields only.
             crate::audit::note_subjects(values.iter().map(String::as_str));
-        }
-        if f.type_.as_deref() == Some("jid-multi") && values.len() > max_jids {
-            return Err(too_many_jids(var, max_jids));
         }
         if !values.is_empty() {
             out.push(Field {

@@ -130,29 +130,32 @@ async fn handle(
     let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
     let _permit = admit(gw)?;
     let outbound = parse(&body, &caller.account)?;
-    let (to, kind) = match &outbound {
-        Outbound::Iq { to, .. } => (Some(to), "iq"),
-        Outbound::OneWay { to, .. } => (to.as_ref(), "send"),
-    };
-    crate::audit::note_action(kind);
-    crate::audit::note_subjects(to.map(|t| t.to_string()).as_deref());
+    crate::audit::note_action(match &outbound {
+        Outbound::Iq { .. } => "iq",
+        Outbound::OneWay { .. } => "send",
+    });
     // Refused before a login: the rules and the rate cost the server nothing.
     let to = match &outbound {
         Outbound::Iq { to, payload, .. } => {
             match command_node(payload)? {
                 Some(node) => {
                     crate::audit::note_node(node);
+                    crate::audit::note_subjects(form_jids(payload).iter().map(String::as_str));
                     // The target and every JID-valued field of the submitted form, as for
                     // /rest/adhoc.
                     let domains = form_domains(to, payload);
                     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
                     caller.may_run(gw, node, &domains)?
                 }
-                None => gw.policy.may_stream(&caller.grant)?,
+                None => {
+                    crate::audit::note_subjects([to.to_string().as_str()]);
+                    gw.policy.may_stream(&caller.grant)?
+                }
             }
             Some(to)
         }
         Outbound::OneWay { to, .. } => {
+            crate::audit::note_subjects(to.as_ref().map(|t| t.to_string()).as_deref());
             gw.policy.may_stream(&caller.grant)?;
             if to.as_ref().is_some_and(|t| t.node().is_none()) {
                 // The server's own JIDs take messages as commands (ejabberd's
@@ -212,6 +215,24 @@ fn command_node(payload: &Element) -> Result<Option<&str>, ApiError> {
         Some(node) => Ok(Some(node)),
         None => Err(ApiError::bad_request("a <command> needs a node")),
     }
+}
+
+/// The values of the submitted form's JID fields, for the audit line: typed `jid-single` or
+/// `jid-multi`, or XEP-0133's `accountjid(s)` left untyped; never another field's value.
+fn form_jids(payload: &Element) -> Vec<String> {
+    let jid_field = |f: &&Element| match f.attr("type") {
+        Some(t) => t == "jid-single" || t == "jid-multi",
+        None => matches!(f.attr("var"), Some("accountjid" | "accountjids")),
+    };
+    let fields = payload.children().filter(|x| x.is("x", "jabber:x:data"));
+    let fields = fields
+        .flat_map(|x| x.children())
+        .filter(|f| f.name() == "field");
+    let values = fields.filter(jid_field).flat_map(|f| f.children());
+    values
+        .filter(|v| v.name() == "value")
+        .map(|v| v.text())
+        .collect()
 }
 
 /// The domains a command IQ addresses: its target's, and that of every JID-like value of the

@@ -69,6 +69,40 @@ async fn one_audit_line_per_request_in_text_and_json(kind: ServerKind) {
             ("node", USER_STATS.into()), ("subjects", s.jid("audit2")), ("status", "200".into()),
         ]));
 
+        // A command through /rest/stream/: the subjects are the form's JID fields, never
+        // another field's value, however much it looks like a JID.
+        let rid = id("stream");
+        #[rustfmt::skip]
+        let stanza = format!(
+            "<iq type='set' to='domain.com' id='s1'><command \
+             xmlns='http://jabber.org/protocol/commands' node='{USER_STATS}' action='execute'>\
+             <x xmlns='jabber:x:data' type='submit'>\
+             <field var='accountjid'><value>{}</value></field>\
+             <field var='note' type='text-private'><value>{}</value></field>\
+             </x></command></iq>",
+            s.jid("audit2"), s.jid("audit1"),
+        );
+        let headers = [
+            ("authorization", admin()),
+            ("content-type", "application/xml".to_string()),
+            ("x-request-id", rid.clone()),
+        ];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = http(
+            gw.addr,
+            "POST",
+            "/rest/stream/",
+            &headers,
+            stanza.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{kind} {format}: {}", r.text());
+        #[rustfmt::skip]
+        expected.push((rid, vec![
+            ("jid", "-".into()), ("node", USER_STATS.into()), ("action", "iq".into()),
+            ("subjects", s.jid("audit2")), ("status", "200".into()),
+        ]));
+
         // A wrong password: refused by the server.
         let rid = id("401");
         let wrong = basic(&s.jid("audit2"), "not-the-password");
