@@ -59,7 +59,7 @@ use std::time::Duration;
 
 pub use gateway::{binary as gateway_binary, token, TestGateway};
 pub use http::{basic, http, http_from, try_http, HttpResponse};
-pub use procs::{free_port, random_hex};
+pub use procs::{free_port, random_hex, track_pid, untrack_pid};
 
 /// The one XMPP domain both servers serve (the seed document's own).
 pub const DOMAIN: &str = "domain.com";

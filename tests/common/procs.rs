@@ -191,7 +191,12 @@ fn cleanup() {
 /// SIGTERM to all servers at once, then wait for each (sharing one deadline), then SIGKILL what
 /// is left, process groups included.
 fn stop_tracked(list: &mut Vec<Tracked>) {
-    for t in list.iter() {
+    for t in list.iter_mut() {
+        // A server that already exited (a test stopped it) is not signalled: its PID may be
+        // someone else's by now. A group is still ended below, for what its leader left.
+        if !t.group && matches!(t.child.try_wait(), Ok(Some(_))) {
+            continue;
+        }
         signal(term_target(t), libc::SIGTERM);
     }
     let deadline = Instant::now() + STOP_GRACE;

@@ -61,6 +61,10 @@ impl OwnServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        if kind == ServerKind::Prosody {
+            // Reaped: the watchdog must not signal its PID later, whoever has it by then.
+            procs::untrack_pid(pid);
+        }
     }
 
     /// Starts the stopped server again from its state directory, on the same port, and waits
