@@ -14,6 +14,9 @@ use super::super::IqReply;
 use super::{closed, Driver, Reply};
 use crate::upstream::UpstreamError;
 
+/// Read-buffer capacity kept at most once the stanzas in it are handled.
+const SHRINK_ABOVE: usize = 256 * 1024;
+
 impl Driver {
     /// Handles every complete stanza read so far.
     pub(super) async fn on_input(&mut self) -> Result<(), UpstreamError> {
@@ -23,6 +26,10 @@ impl Driver {
         let keep = self.framer.keep_from();
         self.input.drain(..keep);
         self.framer.shift(keep);
+        // A large stanza once read does not hold its buffer for the stream's life.
+        if self.input.capacity() > SHRINK_ABOVE && self.input.len() < SHRINK_ABOVE / 2 {
+            self.input.shrink_to(SHRINK_ABOVE / 2);
+        }
         result
     }
 
