@@ -9,6 +9,7 @@ use std::pin::Pin;
 use tokio_xmpp::parsers::disco::{DiscoItemsQuery, DiscoItemsResult};
 use tokio_xmpp::parsers::jid::{FullJid, Jid};
 
+use super::wire::{read_reply, write_command};
 use super::xep0050::{Command, CommandReply, NS_COMMANDS};
 use super::CommandError;
 use crate::upstream::{AdminSession, IqKind, IqReply};
@@ -69,19 +70,23 @@ impl CommandStream for AdminSession {
         batch: Vec<(Jid, Command)>,
     ) -> StreamFuture<'_, Result<Vec<Answer>, CommandError>> {
         Box::pin(async move {
-            let requests = batch
+            // Written and read on this task as bytes (`adhoc::wire`): no tree either way.
+            let (to, cmds): (Vec<Jid>, Vec<Command>) = batch.into_iter().unzip();
+            let replies = self
+                .iqs_written(to, |i, to, id, out| match cmds.get(i) {
+                    Some(cmd) => write_command(out, to, id, cmd).map_err(|e| {
+                        CommandError::BadRequest(format!("the command cannot be sent: {e}"))
+                    }),
+                    None => Err(CommandError::Malformed("no such command".into())),
+                })
+                .await?;
+            Ok(replies
                 .into_iter()
-                .map(|(to, cmd)| (to, IqKind::Set, cmd.to_element()))
-                .collect();
-            Ok(self
-                .iqs(requests)
-                .await?
-                .into_iter()
-                .map(|reply| match reply? {
-                    IqReply::Result(Some(payload)) => CommandReply::parse(&payload)
-                        .ok_or_else(|| CommandError::Malformed(format!("<{}/>", payload.name()))),
-                    IqReply::Result(None) => Err(CommandError::Malformed("an empty result".into())),
-                    IqReply::Error(e) => Err((*e).into()),
+                .map(|reply| {
+                    let bytes = reply?;
+                    read_reply(&bytes)
+                        .map_err(|e| CommandError::Malformed(format!("unreadable answer: {e}")))?
+                        .answer
                 })
                 .collect())
         })

@@ -29,6 +29,7 @@ use tokio_xmpp::Stanza;
 
 use super::UpstreamError;
 use crate::config::{UpstreamConfig, UpstreamTls};
+pub use transport::{LoggedIn, Transport};
 
 /// An authenticated, bound c2s stream, boxed so that TLS and plain streams share one type.
 pub type Stream = XmppStream<Box<dyn AsyncReadAndWrite + Send>>;
@@ -52,12 +53,6 @@ impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector").field("cfg", &self.cfg).finish()
     }
-}
-
-/// A bound stream and the full JID the server gave it.
-pub struct LoggedIn {
-    pub stream: Stream,
-    pub jid: FullJid,
 }
 
 impl Connector {
@@ -86,7 +81,7 @@ impl Connector {
         self.within_timeout(async {
             let mut stream = self.authenticate_inner(account, password).await?;
             let jid = bind(&mut stream, resource).await?;
-            Ok(LoggedIn { stream, jid })
+            LoggedIn::new(stream, jid, stream_timeouts())
         })
         .await
     }
@@ -392,6 +387,8 @@ fn login_err(e: XmppError) -> UpstreamError {
         other => UpstreamError::Stream(other.to_string()),
     }
 }
+
+mod transport;
 
 #[cfg(test)]
 mod tests;

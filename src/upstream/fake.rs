@@ -79,11 +79,52 @@ pub(crate) async fn logged_in_with(
             .expect("server features")
     };
     let (stream, server) = tokio::join!(client, server);
-    let logged_in = LoggedIn {
-        stream,
-        jid: jid.clone(),
-    };
+    let logged_in = LoggedIn::new(stream, jid.clone(), timeouts).expect("between stanzas");
     (logged_in, FakeServer { stream: server })
+}
+
+/// A stream whose server sends `first` right behind its stream features, before the client
+/// reads them: the client's transport then holds `first` read but unparsed when the session
+/// takes the stream over from tokio-xmpp.
+pub(crate) async fn logged_in_early(jid: &FullJid, first: Iq) -> (LoggedIn, FakeServer) {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let domain = jid.domain().to_string();
+    let io: Box<dyn AsyncReadAndWrite + Send> = Box::new(BufStream::new(client));
+    let client = async {
+        let header = StreamHeader {
+            to: Some(Cow::Borrowed(domain.as_str())),
+            from: None,
+            id: None,
+        };
+        initiate_stream(io, ns::JABBER_CLIENT, header, stream_timeouts())
+            .await
+            .expect("client stream header")
+    };
+    let server = async {
+        let accepted = accept_stream(BufStream::new(server), ns::JABBER_CLIENT, stream_timeouts())
+            .await
+            .expect("server stream header");
+        let header = StreamHeader {
+            from: Some(Cow::Borrowed(domain.as_str())),
+            to: None,
+            id: Some(Cow::Borrowed("fake-1")),
+        };
+        accepted.send_header(header).await.expect("server header")
+    };
+    let (pending, server) = tokio::join!(client, server);
+    let mut server = FakeServer {
+        stream: server
+            .send_features::<FallibleStreamElement>(&StreamFeatures::default())
+            .await
+            .expect("server features"),
+    };
+    server.send(first).await;
+    let (_, stream) = pending
+        .recv_features::<FallibleStreamElement>()
+        .await
+        .expect("client features");
+    let logged_in = LoggedIn::new(stream, jid.clone(), stream_timeouts()).expect("between stanzas");
+    (logged_in, server)
 }
 
 impl FakeServer {

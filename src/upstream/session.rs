@@ -23,14 +23,19 @@ use tokio_xmpp::Stanza;
 
 use super::connect::LoggedIn;
 use super::UpstreamError;
-use driver::{Driver, Waiter};
+use driver::{Driver, Reply};
 
 mod driver;
+mod frame;
+mod send;
+mod stanza;
 mod trust;
 
 /// The messages a test client's stream received, in order.
 #[cfg(feature = "test-client")]
 type Inbox = Arc<std::sync::Mutex<Vec<tokio_xmpp::parsers::message::Message>>>;
+#[cfg(test)]
+mod bytes_tests;
 #[cfg(test)]
 mod tests;
 
@@ -64,12 +69,13 @@ pub enum IqKind {
     Set,
 }
 
-/// One IQ to send, and where its answer goes.
+/// One IQ to send, already written, and where its answer goes.
 struct OutIq {
     to: Jid,
-    kind: IqKind,
-    payload: Element,
-    reply: Waiter,
+    /// Its id (random, see `trust::fresh_id`), under which the answer is awaited.
+    id: String,
+    bytes: Vec<u8>,
+    reply: Reply,
     /// Its place among the stream's IQs in flight, given back when the answer comes.
     permit: OwnedSemaphorePermit,
 }
@@ -152,8 +158,9 @@ impl AdminSession {
         let dropped = Arc::new(AtomicU64::new(0));
         let (closed_tx, closed) = watch::channel(false);
         let driver = Driver::new(
-            logged_in.stream,
+            logged_in.io,
             logged_in.jid.clone(),
+            logged_in.timeouts,
             rx,
             alive.clone(),
             dropped.clone(),
@@ -206,67 +213,6 @@ impl AdminSession {
         replies
             .pop()
             .unwrap_or_else(|| Err(UpstreamError::Closed("no answer".into())))
-    }
-
-    /// Sends IQs back to back in this order (the server handles a stream's stanzas in
-    /// order) and waits for all their answers: several round trips' work in about one. Each IQ
-    /// takes a place among the stream's IQs in flight; when none is free, what is ready goes
-    /// out and the rest waits for answers, so no batch ever exceeds the bound.
-    pub async fn iqs(
-        &self,
-        requests: Vec<(Jid, IqKind, Element)>,
-    ) -> Result<Vec<Result<IqReply, UpstreamError>>, UpstreamError> {
-        let closed = || UpstreamError::Closed("the stream is closed".into());
-        let started = std::time::Instant::now();
-        let mut receivers = Vec::with_capacity(requests.len());
-        let mut batch = Vec::new();
-        for (to, kind, payload) in requests {
-            let permit = match self.in_flight.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    if !batch.is_empty() {
-                        let ready = std::mem::take(&mut batch);
-                        self.tx
-                            .send(Outgoing::Iqs(ready))
-                            .await
-                            .map_err(|_| closed())?;
-                    }
-                    self.in_flight
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| closed())?
-                }
-            };
-            let (reply, rx) = oneshot::channel();
-            receivers.push(rx);
-            batch.push(OutIq {
-                to,
-                kind,
-                payload,
-                reply,
-                permit,
-            });
-        }
-        if !batch.is_empty() {
-            self.tx
-                .send(Outgoing::Iqs(batch))
-                .await
-                .map_err(|_| closed())?;
-        }
-        let mut replies = Vec::with_capacity(receivers.len());
-        for rx in receivers {
-            let reply = rx.await.unwrap_or_else(|_| {
-                Err(UpstreamError::Closed(
-                    "the stream closed before the answer".into(),
-                ))
-            });
-            if reply.is_ok() {
-                crate::metrics::iq(started.elapsed());
-            }
-            replies.push(reply);
-        }
-        Ok(replies)
     }
 
     /// Writes one message or subscription presence; returns once it is flushed to the server

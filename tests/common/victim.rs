@@ -153,11 +153,11 @@ impl Hibernated {
     /// drops the connection without closing the stream.
     pub async fn start(server: &TestServer, local: &str, resource: &str) -> Hibernated {
         let account = server.jid(local).parse().expect("account JID");
-        let mut logged_in = connector(server)
-            .login(&account, &server.password(local), resource)
+        let (mut owned, _) = connector(server)
+            .login_xml(&account, &server.password(local), resource)
             .await
             .expect("login");
-        let stream = &mut logged_in.stream;
+        let stream = &mut owned;
         send(
             stream,
             XmppStreamElement::SM(sm::Nonza::Enable(sm::Enable::new().with_resume())),
@@ -170,7 +170,7 @@ impl Hibernated {
         let presence = tokio_xmpp::Stanza::Presence(Presence::new(Type::None));
         send(stream, XmppStreamElement::Stanza(presence)).await;
         send(stream, XmppStreamElement::SM(sm::Nonza::Ack(sm::A::new(0)))).await;
-        drop(logged_in); // TCP closed, no </stream:stream>: the server hibernates the session
+        drop(owned); // TCP closed, no </stream:stream>: the server hibernates the session
         Hibernated {
             resource: resource.to_string(),
             previd,
@@ -217,11 +217,10 @@ impl Inbox {
         resource: &str,
     ) -> Inbox {
         let account = server.jid(local).parse().expect("account JID");
-        let logged_in = connector(server)
-            .login(&account, password, resource)
+        let (mut stream, jid) = connector(server)
+            .login_xml(&account, password, resource)
             .await
             .unwrap_or_else(|e| panic!("{} inbox {local}/{resource}: {e}", server.kind));
-        let mut stream = logged_in.stream;
         let presence = tokio_xmpp::Stanza::Presence(Presence::new(Type::None));
         send(
             &mut stream,
@@ -229,7 +228,7 @@ impl Inbox {
         )
         .await;
         Inbox {
-            jid: logged_in.jid.to_string(),
+            jid: jid.to_string(),
             stream,
         }
     }

@@ -1,25 +1,32 @@
 //! The task that owns one stream: it writes what the handle queues, matches replies to
 //! waiters, answers the server's pings, probes an idle stream, and when the stream dies fails
 //! every waiter at once. Every wait it makes is bounded: reads by the stream's timeouts
-//! (probe, then give up), writes by [`WRITE_BOUND`], the closing handshake by [`FOOTER_WAIT`].
+//! (probe, then give up), writes by [`write_bound`], the closing handshake by [`FOOTER_WAIT`].
+//!
+//! After bind the stream is bytes: IQs arrive already written (by the caller's task), replies
+//! are framed here ([`super::frame`]) and a reply to an IQ sent as bytes goes back to its
+//! waiter as bytes, after only its top-level tag was read. Nothing on that path builds a tree;
+//! the rare stanzas are read with minidom ([`super::stanza`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::parsers::ping::Ping;
-use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
-use tokio_xmpp::xmlstream::{FallibleStreamElement, ReadError, XmppStreamElement};
-use tokio_xmpp::Stanza;
+use tokio_xmpp::xmlstream::Timeouts;
 
-use super::trust::{answers_for, fresh_id, from_server};
-use super::{IqKind, IqReply, OutIq, Outgoing};
-use crate::upstream::connect::{stream_timeouts, Stream};
+use super::frame::{Frame, Framer};
+use super::stanza::bytes_of;
+use super::trust::fresh_id;
+use super::{IqReply, OutIq, Outgoing};
+use crate::upstream::connect::{stream_timeouts, Transport};
 use crate::upstream::UpstreamError;
 
 /// How long the server may take to accept what the driver writes: a server that stops
@@ -31,19 +38,53 @@ pub(super) fn write_bound() -> Duration {
 /// How long a polite close waits, in all, to write `</stream:stream>` and read the server's.
 pub(super) const FOOTER_WAIT: Duration = Duration::from_secs(2);
 
+/// The longest stanza the server may send (a registered-users list of a large server fits);
+/// a longer one ends the stream rather than grow the buffer without bound.
+const MAX_STANZA: usize = 8 * 1024 * 1024;
+
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+mod incoming;
+
 pub(super) type Waiter = oneshot::Sender<Result<IqReply, UpstreamError>>;
+pub(super) type RawWaiter = oneshot::Sender<Result<Vec<u8>, UpstreamError>>;
+
+/// Where an answer goes: as a tree (`iq`, `iqs`) or as the reply's bytes (`iqs_written`).
+pub(super) enum Reply {
+    Tree(Waiter),
+    Raw(RawWaiter),
+}
+
+impl Reply {
+    fn is_closed(&self) -> bool {
+        match self {
+            Reply::Tree(w) => w.is_closed(),
+            Reply::Raw(w) => w.is_closed(),
+        }
+    }
+
+    fn fail(self, e: UpstreamError) {
+        match self {
+            Reply::Tree(w) => drop(w.send(Err(e))),
+            Reply::Raw(w) => drop(w.send(Err(e))),
+        }
+    }
+}
 
 /// An IQ awaiting its answer.
 struct Pending {
     /// Whom it was sent to: only they may answer.
     to: Jid,
-    reply: Waiter,
+    reply: Reply,
     _permit: OwnedSemaphorePermit,
 }
 
 pub(super) struct Driver {
-    stream: Stream,
+    io: Transport,
     jid: FullJid,
+    domain: Jid,
+    timeouts: Timeouts,
     rx: mpsc::Receiver<Outgoing>,
     pending: HashMap<String, Pending>,
     alive: Arc<AtomicBool>,
@@ -51,6 +92,11 @@ pub(super) struct Driver {
     close_requested: Option<oneshot::Sender<()>>,
     /// The id of the ping probing an idle stream, whose answer is nobody's reply.
     probe: Option<String>,
+    /// Bytes read and not yet framed into stanzas.
+    input: Vec<u8>,
+    framer: Framer,
+    /// Bytes queued for the next flush.
+    output: Vec<u8>,
     /// Messages a test client received (the gateway's own streams drop them).
     #[cfg(feature = "test-client")]
     pub(super) inbox: super::Inbox,
@@ -64,23 +110,33 @@ enum End {
     Dead(UpstreamError),
 }
 
+fn closed(what: &str) -> UpstreamError {
+    UpstreamError::Closed(what.into())
+}
+
 impl Driver {
     pub(super) fn new(
-        stream: Stream,
+        io: Transport,
         jid: FullJid,
+        timeouts: Timeouts,
         rx: mpsc::Receiver<Outgoing>,
         alive: Arc<AtomicBool>,
         dropped: Arc<AtomicU64>,
     ) -> Self {
         Self {
-            stream,
+            io,
+            domain: Jid::from(BareJid::from_parts(None, jid.domain())),
             jid,
+            timeouts,
             rx,
             pending: HashMap::new(),
             alive,
             dropped,
             close_requested: None,
             probe: None,
+            input: Vec::new(),
+            framer: Framer::new(MAX_STANZA),
+            output: Vec::new(),
             #[cfg(feature = "test-client")]
             inbox: Default::default(),
         }
@@ -91,7 +147,7 @@ impl Driver {
         self.alive.store(false, Ordering::Release);
         match end {
             End::Close(done) => {
-                self.fail_all(|| UpstreamError::Closed("the gateway closed the stream".into()));
+                self.fail_all(|| closed("the gateway closed the stream"));
                 self.shutdown().await;
                 if let Some(done) = done {
                     let _ = done.send(());
@@ -105,7 +161,12 @@ impl Driver {
     }
 
     async fn drive(&mut self) -> End {
+        // Silence for `read_timeout` sends a ping; silence for `response_timeout` after it
+        // gives the stream up. Any byte from the server proves it alive.
+        let mut deadline = Instant::now() + self.timeouts.read_timeout;
+        let mut probing = false;
         loop {
+            self.input.reserve(READ_CHUNK);
             tokio::select! {
                 out = self.rx.recv() => match out {
                     None => return End::Close(None),
@@ -119,8 +180,24 @@ impl Driver {
                         }
                     }
                 },
-                el = self.stream.next() => {
-                    if let Err(e) = bounded(self.read(el)).await {
+                read = self.io.read_buf(&mut self.input) => match read {
+                    Ok(0) => return End::Dead(closed("the server closed the stream")),
+                    Err(e) => return End::Dead(closed(&e.to_string())),
+                    Ok(_) => {
+                        deadline = Instant::now() + self.timeouts.read_timeout;
+                        probing = false;
+                        if let Err(e) = bounded(self.on_input()).await {
+                            return End::Dead(e);
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    if probing {
+                        return End::Dead(closed("the server stopped answering"));
+                    }
+                    probing = true;
+                    deadline = Instant::now() + self.timeouts.response_timeout;
+                    if let Err(e) = bounded(self.send_probe()).await {
                         return End::Dead(e);
                     }
                 }
@@ -128,7 +205,7 @@ impl Driver {
         }
     }
 
-    /// Queues one element and everything else already waiting, then flushes once.
+    /// Queues one batch and everything else already waiting, then writes and flushes once.
     async fn write(&mut self, first: Outgoing) -> Result<(), UpstreamError> {
         let mut next = Some(first);
         let mut written = Vec::new();
@@ -136,15 +213,15 @@ impl Driver {
             match out {
                 Outgoing::Iqs(batch) => {
                     for out in batch {
-                        self.feed_iq(out).await?;
+                        self.queue_iq(out);
                     }
                 }
                 Outgoing::OneWay(stanza, done) => {
-                    self.feed(*stanza.0).await?;
+                    self.queue(&Element::from(*stanza.0))?;
                     written.push(done);
                 }
                 #[cfg(feature = "test-client")]
-                Outgoing::Presence(p) => self.feed(Stanza::Presence(p)).await?,
+                Outgoing::Presence(p) => self.queue(&Element::from(p))?,
                 Outgoing::Close(done) => {
                     // Seen while draining the queue: finish this batch, then close.
                     self.close_requested = Some(done);
@@ -155,56 +232,53 @@ impl Driver {
                 next = Some(more);
             }
         }
-        SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
-            .await
-            .map_err(|e| UpstreamError::Stream(e.to_string()))?;
+        self.flush().await?;
         for done in written {
             let _ = done.send(());
         }
         Ok(())
     }
 
-    async fn feed_iq(&mut self, out: OutIq) -> Result<(), UpstreamError> {
+    fn queue_iq(&mut self, out: OutIq) {
         if out.reply.is_closed() {
             // The client hung up before the IQ left: it is not sent at all.
-            return Ok(());
+            return;
         }
-        let id = fresh_id();
-        let (from, to, iq_id) = (None, Some(out.to.clone()), id.clone());
-        let iq = match out.kind {
-            IqKind::Get => Iq::Get {
-                from,
-                to,
-                id: iq_id,
-                payload: out.payload,
-            },
-            IqKind::Set => Iq::Set {
-                from,
-                to,
-                id: iq_id,
-                payload: out.payload,
-            },
-        };
+        self.output.extend_from_slice(&out.bytes);
         self.pending.insert(
-            id,
+            out.id,
             Pending {
                 to: out.to,
                 reply: out.reply,
                 _permit: out.permit,
             },
         );
-        self.feed(Stanza::Iq(iq)).await
     }
 
-    async fn feed(&mut self, stanza: Stanza) -> Result<(), UpstreamError> {
-        self.stream
-            .feed(&XmppStreamElement::Stanza(stanza))
-            .await
-            .map_err(|e| UpstreamError::Stream(e.to_string()))
+    fn queue(&mut self, el: &Element) -> Result<(), UpstreamError> {
+        bytes_of(el, &mut self.output).map_err(UpstreamError::Stream)
     }
 
-    fn domain(&self) -> Jid {
-        Jid::from(BareJid::from_parts(None, self.jid.domain()))
+    async fn flush(&mut self) -> Result<(), UpstreamError> {
+        let out = std::mem::take(&mut self.output);
+        let result = async {
+            self.io.write_all(&out).await?;
+            self.io.flush().await
+        }
+        .await;
+        self.output = out;
+        self.output.clear();
+        result.map_err(|e| UpstreamError::Stream(e.to_string()))
+    }
+
+    /// Proves a silent stream alive with a ping; forgets waiters whose clients went away.
+    async fn send_probe(&mut self) -> Result<(), UpstreamError> {
+        self.pending.retain(|_, p| !p.reply.is_closed());
+        let id = fresh_id();
+        self.probe = Some(id.clone());
+        let ping = Iq::from_get(id, Ping).with_to(self.domain.clone());
+        self.queue(&Element::from(ping))?;
+        self.flush().await
     }
 
     fn drop_stanza(&self, what: &str, from: Option<&Jid>) {
@@ -216,135 +290,9 @@ impl Driver {
         );
     }
 
-    async fn read(
-        &mut self,
-        el: Option<Result<FallibleStreamElement, ReadError>>,
-    ) -> Result<(), UpstreamError> {
-        match el {
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(Stanza::Iq(iq))))) => {
-                self.on_iq(iq).await
-            }
-            #[cfg(feature = "test-client")]
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(Stanza::Message(m))))) => {
-                self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(m);
-                Ok(())
-            }
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
-                Err(crate::upstream::connect::refused(e.0, ""))
-            }
-            Some(Ok(FallibleStreamElement::Ok(_))) => Ok(()),
-            Some(Ok(FallibleStreamElement::Err(e))) => {
-                tracing::debug!(error = %e, "unparseable stanza from the upstream ignored");
-                self.fail_unparseable(e);
-                Ok(())
-            }
-            Some(Err(ReadError::SoftTimeout)) => {
-                // Silence: prove the stream is alive with a ping; the hard timeout follows
-                // if nothing comes back. Forget waiters whose clients went away meanwhile.
-                self.pending.retain(|_, p| !p.reply.is_closed());
-                let id = fresh_id();
-                self.probe = Some(id.clone());
-                let ping = Iq::from_get(id, Ping).with_to(self.domain());
-                self.feed(Stanza::Iq(ping)).await?;
-                SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
-                    .await
-                    .map_err(|e| UpstreamError::Stream(e.to_string()))
-            }
-            Some(Err(ReadError::HardError(e))) => Err(UpstreamError::Closed(e.to_string())),
-            Some(Err(ReadError::ParseError(e))) => {
-                Err(UpstreamError::Closed(format!("unparseable stream: {e}")))
-            }
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
-                Err(UpstreamError::Closed("the server closed the stream".into()))
-            }
-        }
-    }
-
-    async fn on_iq(&mut self, iq: Iq) -> Result<(), UpstreamError> {
-        match iq {
-            Iq::Result {
-                id, from, payload, ..
-            } => {
-                self.resolve(&id, from.as_ref(), Ok(IqReply::Result(payload)));
-                Ok(())
-            }
-            Iq::Error {
-                id, from, error, ..
-            } => {
-                self.resolve(&id, from.as_ref(), Ok(IqReply::Error(Box::new(error))));
-                Ok(())
-            }
-            Iq::Get {
-                id, from, payload, ..
-            }
-            | Iq::Set {
-                id, from, payload, ..
-            } => {
-                if !from_server(&self.jid, from.as_ref()) {
-                    // Another account probing the gateway's resource learns nothing, not even
-                    // that it is there.
-                    self.drop_stanza("an IQ request from another entity", from.as_ref());
-                    return Ok(());
-                }
-                // The server asks us something: a ping gets a result, anything else
-                // service-unavailable, as RFC 6120 wants for unknown requests.
-                let answer = if payload.is("ping", tokio_xmpp::parsers::ns::PING) {
-                    Iq::empty_result(from.unwrap_or_else(|| self.domain()), id)
-                } else {
-                    let err = StanzaError::new(
-                        ErrorType::Cancel,
-                        DefinedCondition::ServiceUnavailable,
-                        "en",
-                        "",
-                    );
-                    let to = from.unwrap_or_else(|| self.domain());
-                    Iq::from_error(id, err).with_to(to)
-                };
-                self.feed(Stanza::Iq(answer)).await?;
-                SinkExt::<&XmppStreamElement>::flush(&mut self.stream)
-                    .await
-                    .map_err(|e| UpstreamError::Stream(e.to_string()))
-            }
-        }
-    }
-
-    /// Answers the waiter of `id` if `from` is whom it asked; anything else is dropped.
-    fn resolve(&mut self, id: &str, from: Option<&Jid>, reply: Result<IqReply, UpstreamError>) {
-        if self.probe.as_deref() == Some(id) && answers_for(&self.jid, &self.domain(), from) {
-            // The server answered the idle probe: the stream lives, and nobody awaits it.
-            self.probe = None;
-            return;
-        }
-        let genuine = self
-            .pending
-            .get(id)
-            .is_some_and(|p| answers_for(&self.jid, &p.to, from));
-        if !genuine {
-            self.drop_stanza("a reply that answers no request of ours", from);
-            return;
-        }
-        if let Some(p) = self.pending.remove(id) {
-            let _ = p.reply.send(reply);
-        }
-    }
-
-    /// A reply the parser could not read still answers its waiter, as an error.
-    fn fail_unparseable(&mut self, e: tokio_xmpp::xmlstream::StreamElementError) {
-        if let tokio_xmpp::xmlstream::StreamElementError::InvalidStanza { header, .. } = &e {
-            if let Some(id) = header.id.clone() {
-                let from = header.from.as_deref().and_then(|f| f.parse::<Jid>().ok());
-                self.resolve(
-                    &id,
-                    from.as_ref(),
-                    Err(UpstreamError::Stream(format!("unreadable answer: {e}"))),
-                );
-            }
-        }
-    }
-
     fn fail_all(&mut self, e: impl Fn() -> UpstreamError) {
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.send(Err(e()));
+            p.reply.fail(e());
         }
     }
 
@@ -352,15 +300,27 @@ impl Driver {
     /// [`FOOTER_WAIT`] in all (a server that no longer reads cannot hold the footer's write).
     async fn shutdown(&mut self) {
         let _ = tokio::time::timeout(FOOTER_WAIT, async {
-            if self.stream.shutdown().await.is_err() {
+            if self.io.write_all(b"</stream:stream>").await.is_err()
+                || self.io.shutdown().await.is_err()
+            {
                 return;
             }
             loop {
-                match self.stream.next().await {
-                    None | Some(Err(ReadError::StreamFooterReceived)) => break,
-                    Some(Err(ReadError::HardError(_))) => break,
-                    _ => continue,
+                self.input.reserve(READ_CHUNK);
+                match self.io.read_buf(&mut self.input).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
                 }
+                loop {
+                    match self.framer.next(&self.input) {
+                        Ok(Some(Frame::Stanza(_))) => continue,
+                        Ok(None) => break,
+                        Ok(Some(Frame::Footer)) | Err(_) => return,
+                    }
+                }
+                let keep = self.framer.keep_from();
+                self.input.drain(..keep);
+                self.framer.shift(keep);
             }
         })
         .await;

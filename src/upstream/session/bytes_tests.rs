@@ -1,0 +1,150 @@
+//! The stream after bind, as bytes: what tokio-xmpp read behind the login survives, and IQs
+//! written by the caller get their replies as bytes, from their addressee only.
+
+use std::time::Duration;
+
+use tokio::time::timeout;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::ping::Ping;
+
+use super::trust::fresh_id;
+use super::*;
+use crate::upstream::fake::{self, FakeServer};
+
+const NS: &str = "urn:xrg:test";
+
+fn j(s: &str) -> Jid {
+    s.parse().unwrap()
+}
+
+fn own() -> FullJid {
+    "admin@example.org/xrg-1".parse().unwrap()
+}
+
+fn marked(mark: &str) -> Element {
+    Element::builder("q", NS).append(mark.to_string()).build()
+}
+
+async fn session() -> (Arc<AdminSession>, FakeServer) {
+    let (logged_in, server) = fake::logged_in(&own(), 64 * 1024).await;
+    (Arc::new(AdminSession::start(logged_in, 8)), server)
+}
+
+#[tokio::test]
+async fn a_stanza_read_with_the_last_of_the_login_is_not_lost() {
+    let ping = Iq::Get {
+        from: Some(j("example.org")),
+        to: Some(Jid::from(own())),
+        id: "early".into(),
+        payload: Ping.into(),
+    };
+    let (logged_in, mut server) = fake::logged_in_early(&own(), ping).await;
+    let _s = AdminSession::start(logged_in, 8);
+    let answer = timeout(Duration::from_secs(2), server.next_iq())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&answer, Iq::Result { id, to: Some(to), .. } if id == "early" && *to == j("example.org")),
+        "{answer:?}"
+    );
+}
+
+/// What the server answers to a written IQ: `reply` from `from`, under the IQ's id.
+fn written_reply(from: &str, id: &str, payload: &str) -> Iq {
+    Iq::Result {
+        from: Some(j(from)),
+        to: None,
+        id: id.to_string(),
+        payload: Some(marked(payload)),
+    }
+}
+
+#[tokio::test]
+async fn written_iqs_get_their_replies_as_bytes_from_their_addressee_only() {
+    let (s, mut server) = session().await;
+    let client = tokio::spawn({
+        let s = s.clone();
+        async move {
+            s.iqs_written::<UpstreamError>(
+                vec![j("example.org"), j("conference.example.org")],
+                |i, to, id, out| {
+                    let q =
+                        format!("<iq type='get' to='{to}' id='{id}'><q xmlns='{NS}'>{i}</q></iq>");
+                    out.extend_from_slice(q.as_bytes());
+                    Ok(())
+                },
+            )
+            .await
+        }
+    });
+    let first = server.next_iq().await;
+    let second = server.next_iq().await;
+    assert!(
+        matches!(&first, Iq::Get { to: Some(to), .. } if *to == j("example.org")),
+        "{first:?}"
+    );
+    // Out of order, a forgery in the addressee's name first, and an unknown id.
+    server
+        .send(written_reply("test@example.org/x", second.id(), "forged"))
+        .await;
+    server
+        .send(written_reply(
+            "conference.example.org",
+            &fresh_id(),
+            "unknown",
+        ))
+        .await;
+    server
+        .send(written_reply("conference.example.org", second.id(), "1"))
+        .await;
+    server
+        .send(written_reply("example.org", first.id(), "0"))
+        .await;
+    let replies = client.await.unwrap().unwrap();
+    let texts: Vec<String> = replies
+        .into_iter()
+        .map(|r| String::from_utf8(r.unwrap()).unwrap())
+        .collect();
+    for (n, text) in texts.iter().enumerate() {
+        assert!(text.starts_with("<iq "), "{text}");
+        let el = super::stanza::tree(text.as_bytes()).unwrap();
+        assert_eq!(el.get_child("q", NS).map(|q| q.text()), Some(n.to_string()));
+    }
+    assert_eq!(s.dropped_stanzas(), 2);
+}
+
+#[tokio::test]
+async fn a_written_batch_that_fails_to_write_sends_nothing() {
+    let (s, mut server) = session().await;
+    let failed = s
+        .iqs_written(vec![j("example.org"), j("example.org")], |i, _, _, out| {
+            out.extend_from_slice(b"<iq/>");
+            if i == 1 {
+                Err(UpstreamError::Stream("unwritable".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    assert!(
+        matches!(failed, Err(UpstreamError::Stream(_))),
+        "{failed:?}"
+    );
+    // The next IQ is the first the server sees.
+    let ok = tokio::spawn({
+        let s = s.clone();
+        async move { s.iq(j("example.org"), IqKind::Get, marked("next")).await }
+    });
+    let iq = server.next_iq().await;
+    assert!(
+        matches!(&iq, Iq::Get { payload, .. } if payload.text() == "next"),
+        "{iq:?}"
+    );
+    let id = iq.id().to_string();
+    server.send(written_reply("example.org", &id, "next")).await;
+    assert!(
+        matches!(ok.await.unwrap(), Ok(IqReply::Result(Some(p))) if p.text() == "next"),
+        "the answer to the next IQ"
+    );
+}
