@@ -40,9 +40,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
-use xmpp_rest_gateway::upstream::{AdminSession, IqKind, IqReply};
+use xmpp_rest_gateway::adhoc::stream::CommandStream;
+use xmpp_rest_gateway::adhoc::xep0050::{Command, CommandReply, Field, Form, Status};
+use xmpp_rest_gateway::upstream::AdminSession;
 
 use common::{basic, ServerKind, TestGateway, TestServer, Variant};
 
@@ -377,84 +378,71 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct DirectOp {
     session: Arc<AdminSession>,
     to: Jid,
-    iqs: Arc<Vec<Element>>,
+    commands: Arc<Vec<Command>>,
     pipelined: bool,
 }
 
 impl Op for DirectOp {
     async fn call(&mut self) -> Result<(), String> {
-        if self.pipelined {
-            let requests = self
-                .iqs
+        // The gateway's own path to the server: `CommandStream::run` (commands written and
+        // answers read by `adhoc::wire`), so the direct rows are the server's time, not an
+        // XML library's.
+        let batches: Vec<Vec<(Jid, Command)>> = if self.pipelined {
+            vec![self
+                .commands
                 .iter()
-                .map(|iq| (self.to.clone(), IqKind::Set, iq.clone()))
-                .collect();
-            let replies = self
-                .session
-                .iqs(requests)
-                .await
-                .map_err(|e| e.to_string())?;
-            for reply in replies {
-                check_command_reply(reply.map_err(|e| e.to_string())?)?;
+                .map(|c| (self.to.clone(), c.clone()))
+                .collect()]
+        } else {
+            self.commands
+                .iter()
+                .map(|c| vec![(self.to.clone(), c.clone())])
+                .collect()
+        };
+        for batch in batches {
+            let answers = self.session.run(batch).await.map_err(|e| e.to_string())?;
+            for answer in answers {
+                check_command_reply(answer.map_err(|e| e.to_string())?)?;
             }
-            return Ok(());
-        }
-        for iq in self.iqs.iter() {
-            let reply = self
-                .session
-                .iq(self.to.clone(), IqKind::Set, iq.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            check_command_reply(reply)?;
         }
         Ok(())
     }
 }
 
-fn check_command_reply(reply: IqReply) -> Result<(), String> {
-    match reply {
-        IqReply::Result(Some(cmd)) => {
-            if cmd.attr("status") != Some("completed") {
-                return Err(format!("not completed: {}", String::from(&cmd)));
-            }
-            let error_note = cmd
-                .children()
-                .any(|c| c.name() == "note" && c.attr("type") == Some("error"));
-            if error_note {
-                return Err(format!("error note: {}", String::from(&cmd)));
-            }
-            Ok(())
-        }
-        IqReply::Result(None) => Err("an empty IQ result".into()),
-        IqReply::Error(e) => Err(format!("IQ error {:?}", e.defined_condition)),
+fn check_command_reply(reply: CommandReply) -> Result<(), String> {
+    if reply.status != Status::Completed {
+        return Err(format!("not completed: {reply:?}"));
     }
+    if reply.notes.iter().any(|n| n.type_ == "error") {
+        return Err(format!("error note: {reply:?}"));
+    }
+    Ok(())
 }
 
-/// A one-shot `<command/>` with a submitted admin form.
-fn command(node: &str, fields: &[(&str, &str, &str)]) -> Element {
-    let fields: String = fields
-        .iter()
-        .map(|(var, type_, value)| {
-            format!("<field var='{var}' type='{type_}'><value>{value}</value></field>")
-        })
-        .collect();
-    format!(
-        "<command xmlns='http://jabber.org/protocol/commands' node='{node}' action='execute'>\
-         <x xmlns='jabber:x:data' type='submit'>\
-         <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/admin</value>\
-         </field>{fields}</x></command>"
-    )
-    .parse()
-    .expect("a well-formed command")
+/// A one-shot command with a submitted admin form.
+fn command(node: &str, fields: &[(&str, &str, &str)]) -> Command {
+    let field = |var: &str, type_: &str, value: &str| Field {
+        var: Some(var.into()),
+        type_: Some(type_.into()),
+        values: vec![value.into()],
+        ..Field::default()
+    };
+    let mut all = vec![field(
+        "FORM_TYPE",
+        "hidden",
+        "http://jabber.org/protocol/admin",
+    )];
+    all.extend(fields.iter().map(|(v, t, x)| field(v, t, x)));
+    Command::execute(node, Some(Form::submit(all)))
 }
 
 /// user-stats of `jid`: what the gateway submits once it knows the form.
-fn user_stats_iq(jid: &str) -> Element {
+fn user_stats_iq(jid: &str) -> Command {
     command(USER_STATS, &[("accountjid", "jid-single", jid)])
 }
 
 /// end-user-session of `jid`, with both field names as the gateway sends it.
-fn end_user_session_iq(jid: &str) -> Element {
+fn end_user_session_iq(jid: &str) -> Command {
     command(
         END_USER_SESSION,
         &[
@@ -492,7 +480,7 @@ async fn direct_rows(cfg: &Config, server: &TestServer) -> Vec<(String, Stats)> 
         let mut probe = DirectOp {
             session: session.clone(),
             to: to.clone(),
-            iqs: iqs.clone(),
+            commands: iqs.clone(),
             pipelined,
         };
         if let Err(e) = probe.call().await {
@@ -503,7 +491,7 @@ async fn direct_rows(cfg: &Config, server: &TestServer) -> Vec<(String, Stats)> 
                 .map(|_| DirectOp {
                     session: session.clone(),
                     to: to.clone(),
-                    iqs: iqs.clone(),
+                    commands: iqs.clone(),
                     pipelined,
                 })
                 .collect();
