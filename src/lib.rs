@@ -31,3 +31,4 @@ pub mod policy;
 pub mod rest;
 pub mod shutdown;
 pub mod upstream;
+pub mod xmlchar;

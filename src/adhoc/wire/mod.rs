@@ -43,9 +43,3 @@ pub enum WireError {
     #[error("not an IQ reply: {0}")]
     NotAReply(String),
 }
-
-/// Whether XML 1.0 allows `c` in a document at all (its `Char` production).
-pub(crate) fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
-        || c >= '\u{10000}'
-}

@@ -8,8 +8,9 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 use quick_xml::XmlVersion;
 
-use super::{is_xml_char, WireError, MAX_DEPTH};
+use super::{WireError, MAX_DEPTH};
 use crate::adhoc::xep0050::{NS_COMMANDS, NS_DATA};
+use crate::xmlchar::is_xml_char;
 
 const NS_CLIENT: &str = "jabber:client";
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -171,24 +172,8 @@ fn checked(text: Cow<'_, str>) -> Result<Pulled<'_>, WireError> {
     }
 }
 
-/// A character reference or one of the five predefined entities; without a DTD no other entity
-/// can exist.
+/// A character reference or one of the five predefined entities (nothing else exists without
+/// a DTD).
 fn resolve(r: &BytesRef) -> Result<char, WireError> {
-    let c = match r.resolve_char_ref() {
-        Ok(Some(c)) => c,
-        Ok(None) => match &**r {
-            "lt" => '<',
-            "gt" => '>',
-            "amp" => '&',
-            "apos" => '\'',
-            "quot" => '"',
-            _ => return Err(syntax("a reference to an undeclared entity")),
-        },
-        Err(_) => return Err(syntax("an invalid character reference")),
-    };
-    if is_xml_char(c) {
-        Ok(c)
-    } else {
-        Err(syntax("a reference to a character XML does not allow"))
-    }
+    crate::xmlchar::resolve_reference(r).map_err(|e| syntax(e.message()))
 }

@@ -7,8 +7,9 @@ use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::name::QName;
 use quick_xml::Writer;
 
-use super::{is_xml_char, WireError};
+use super::WireError;
 use crate::adhoc::xep0050::{Command, Form, NS_COMMANDS, NS_DATA};
+use crate::xmlchar::is_xml_char;
 
 /// Appends `<iq type='set' to=.. id=..><command .../></iq>` to `out`. Every value is checked
 /// first: one that XML cannot carry fails the call and nothing is appended.

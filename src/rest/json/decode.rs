@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::rest::xml::is_xml_char;
 use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
+use crate::xmlchar::is_xml_char;
 
 /// The deepest nesting of objects and arrays a request may have:
 /// `{"command": {"fields": [{"value": [..]}]}}` needs 5.

@@ -5,8 +5,8 @@ use quick_xml::errors::{Error as XmlError, SyntaxError};
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 
-use super::is_xml_char;
 use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
+use crate::xmlchar::is_xml_char;
 
 /// The deepest element nesting a request may have: `command/fields/item/value/item` needs 5,
 /// the rest is slack for unknown elements a client adds.
@@ -124,28 +124,10 @@ fn add_text(open: &mut [Element], text: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Resolves a character reference or one of the five predefined entities. Without a DTD no
-/// other entity can be declared, so any other name is an error rather than something to expand.
+/// A character reference or one of the five predefined entities (nothing else exists without
+/// a DTD).
 fn resolve(r: &BytesRef) -> Result<char, DecodeError> {
-    let c = match r.resolve_char_ref() {
-        Ok(Some(c)) => c,
-        Ok(None) => match &**r {
-            "lt" => '<',
-            "gt" => '>',
-            "amp" => '&',
-            "apos" => '\'',
-            "quot" => '"',
-            _ => return Err(malformed("reference to an undeclared entity")),
-        },
-        Err(_) => return Err(malformed("invalid character reference")),
-    };
-    if is_xml_char(c) {
-        Ok(c)
-    } else {
-        Err(malformed(
-            "a character reference to a character XML does not allow",
-        ))
-    }
+    crate::xmlchar::resolve_reference(r).map_err(|e| malformed(e.message()))
 }
 
 /// Maps a reader error to a message that never quotes the body (tag names included). An entity
