@@ -129,6 +129,18 @@ mod tests {
     }
 
     #[test]
+    fn the_units_fallback_credential_is_no_credentials() {
+        // deploy/systemd's `SetCredential=`, used when the credentials file is missing.
+        let unit = include_str!("../../deploy/systemd/xmpp-rest-gateway.service");
+        let value = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("SetCredential=xrg-credentials:"))
+            .expect("the unit sets a fallback credential");
+        assert!(!value.is_empty(), "systemd 252 refuses an empty value");
+        assert!(ServiceCredentials::parse(value).unwrap().is_empty());
+    }
+
+    #[test]
     fn parses_accounts_and_passwords() {
         let c =
             ServiceCredentials::parse("\"helpdesk@example.org\" = \"pw one\"\n\"b@c\" = \"x\"\n")
