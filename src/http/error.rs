@@ -53,24 +53,14 @@ impl ApiError {
 
     /// 429: a token's request rate is exceeded.
     pub fn rate_limited(wait: Duration) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-requests",
-            "the token's request rate is exceeded; try again later",
-        );
-        e.retry_after = Some(wait);
-        e
+        let text = "the token's request rate is exceeded; try again later";
+        Self::too_many(text, wait)
     }
 
     /// 429: the account's `--stream-rate` is exceeded.
     pub fn stream_rate(wait: Duration) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-requests",
-            "this account's stanza rate (--stream-rate) is exceeded; try again later",
-        );
-        e.retry_after = Some(wait);
-        e
+        let text = "this account's stanza rate (--stream-rate) is exceeded; try again later";
+        Self::too_many(text, wait)
     }
 
     /// 500: the gateway itself is wrong (never a client's or the server's doing).
@@ -80,6 +70,17 @@ impl ApiError {
             "internal-server-error",
             text,
         )
+    }
+
+    /// 429, to be tried again after `wait`.
+    fn too_many(text: &str, wait: Duration) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", text).retry_after(wait)
+    }
+
+    /// The answer asks the client to wait `wait` (`Retry-After`).
+    fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// 404: no such route.
@@ -158,9 +159,8 @@ impl ApiError {
 
     /// 503 at a concurrency limit, with a short `Retry-After`.
     pub fn overloaded(text: &str) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", text);
-        e.retry_after = Some(Duration::from_secs(1));
-        e
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", text)
+            .retry_after(Duration::from_secs(1))
     }
 
     /// 401 for an account whose domain the XMPP server does not serve.
@@ -173,23 +173,16 @@ impl ApiError {
 
     /// 503 from `GET /readyz`: the XMPP server did not answer the readiness probe.
     pub fn not_ready(reason: impl Into<String>) -> Self {
-        let mut e = Self::new(
+        Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream-unavailable",
             reason,
-        );
-        e.retry_after = Some(crate::upstream::probe::FRESH_FOR);
-        e
+        )
+        .retry_after(crate::upstream::probe::FRESH_FOR)
     }
 
     pub fn throttled(retry_after: Duration) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-requests",
-            "too many failed logins; try again later",
-        );
-        e.retry_after = Some(retry_after);
-        e
+        Self::too_many("too many failed logins; try again later", retry_after)
     }
 
     /// The response, its body in `format`.
