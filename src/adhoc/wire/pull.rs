@@ -137,31 +137,59 @@ impl<'i> Pull<'i> {
     }
 }
 
-/// Every attribute of an element, unescaped and normalised; a duplicate, a malformed one or
-/// one holding a character XML forbids is an error (quick-xml checks attributes lazily).
+/// Every attribute of an element, unescaped and normalised, to `each` in order; a duplicate, a
+/// malformed one or one holding a character XML forbids is an error (quick-xml checks
+/// attributes lazily). Duplicates are told apart here, against the keys on the stack, rather
+/// than by quick-xml's check, which allocates for every element.
 pub(super) fn attributes<'a>(
     start: &'a BytesStart,
-) -> Result<Vec<(&'a str, Cow<'a, str>)>, WireError> {
-    let mut out = Vec::new();
-    for a in start.attributes() {
+    mut each: impl FnMut(&'a str, Cow<'a, str>),
+) -> Result<(), WireError> {
+    const ON_STACK: usize = 8;
+    let mut seen: [&str; ON_STACK] = [""; ON_STACK];
+    // Past a few, the keys go to a set: a server's element with thousands of attributes must
+    // not cost a quadratic scan.
+    let mut many: Option<std::collections::HashSet<&str>> = None;
+    for (count, a) in start.attributes().with_checks(false).enumerate() {
         let a = a.map_err(|e| syntax(e.to_string()))?;
+        let key = a.key.0;
+        let repeated = match &mut many {
+            Some(set) => !set.insert(key),
+            None if count < ON_STACK => {
+                let repeated = seen[..count].contains(&key);
+                seen[count] = key;
+                repeated
+            }
+            None => {
+                let mut set: std::collections::HashSet<&str> = seen.into_iter().collect();
+                let repeated = !set.insert(key);
+                many = Some(set);
+                repeated
+            }
+        };
+        if repeated {
+            return Err(syntax(format!("the attribute {key:?} appears twice")));
+        }
         let value = a
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|e| syntax(e.to_string()))?;
         if !value.chars().all(is_xml_char) {
             return Err(syntax("a character XML does not allow"));
         }
-        out.push((a.key.0, value));
+        each(key, value);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One attribute's value, all attributes checked.
 pub(super) fn attr(start: &BytesStart, key: &str) -> Result<Option<String>, WireError> {
-    Ok(attributes(start)?
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.into_owned()))
+    let mut found = None;
+    attributes(start, |k, v| {
+        if k == key {
+            found = Some(v.into_owned());
+        }
+    })?;
+    Ok(found)
 }
 
 fn checked(text: Cow<'_, str>) -> Result<Pulled<'_>, WireError> {

@@ -68,14 +68,12 @@ pub fn read_reply(bytes: &[u8]) -> Result<ReplyIq, WireError> {
         }
     };
     let (mut type_, mut id, mut from) = (None, None, None);
-    for (key, value) in attributes(&start)? {
-        match key {
-            "type" => type_ = Some(value),
-            "id" => id = Some(value.into_owned()),
-            "from" => from = Some(value.into_owned()),
-            _ => {}
-        }
-    }
+    attributes(&start, |key, value| match key {
+        "type" => type_ = Some(value),
+        "id" => id = Some(value.into_owned()),
+        "from" => from = Some(value.into_owned()),
+        _ => {}
+    })?;
     let id = id.ok_or_else(|| WireError::NotAReply("no id".into()))?;
     let answer = match type_.as_deref() {
         Some("result") => pull.result(empty)?,
@@ -133,10 +131,7 @@ impl<'i> Pull<'i> {
     }
 
     fn stanza_error(&mut self, start: &BytesStart, empty: bool) -> Result<CommandError, WireError> {
-        let type_ = attributes(start)?
-            .into_iter()
-            .find(|(k, _)| *k == "type")
-            .map(|(_, v)| v.into_owned());
+        let type_ = attr(start, "type")?;
         let type_ = match type_.as_deref() {
             Some("auth" | "cancel" | "continue" | "modify" | "wait") => type_.unwrap_or_default(),
             _ => return Ok(CommandError::Malformed("an error of no known type".into())),
@@ -150,11 +145,7 @@ impl<'i> Pull<'i> {
             }
             let name = start.local_name().as_ref().to_string();
             if name == "text" {
-                let lang = attributes(&start)?
-                    .into_iter()
-                    .find(|(k, _)| *k == "xml:lang")
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
+                let lang = attr(&start, "xml:lang")?.unwrap_or_default();
                 let text = p.text(empty)?;
                 texts.entry(lang).or_insert(text);
                 return Ok(());
@@ -184,21 +175,19 @@ impl<'i> Pull<'i> {
             notes: Vec::new(),
             form: None,
         };
-        for (key, value) in attributes(start)? {
-            match key {
-                "node" => reply.node = value.into_owned(),
-                "sessionid" => reply.sessionid = Some(value.into_owned()),
-                // Servers omit it for a finished one-stage command now and then.
-                "status" => {
-                    reply.status = match value.as_ref() {
-                        "executing" => Status::Executing,
-                        "canceled" => Status::Canceled,
-                        _ => Status::Completed,
-                    }
+        attributes(start, |key, value| match key {
+            "node" => reply.node = value.into_owned(),
+            "sessionid" => reply.sessionid = Some(value.into_owned()),
+            // Servers omit it for a finished one-stage command now and then.
+            "status" => {
+                reply.status = match value.as_ref() {
+                    "executing" => Status::Executing,
+                    "canceled" => Status::Canceled,
+                    _ => Status::Completed,
                 }
-                _ => {}
             }
-        }
+            _ => {}
+        })?;
         let mut seen_actions = false;
         self.children(empty, |p, ns, start, empty| {
             match (ns, start.local_name().as_ref()) {
@@ -264,14 +253,12 @@ impl<'i> Pull<'i> {
 
     fn field(&mut self, start: &BytesStart, empty: bool) -> Result<Field, WireError> {
         let mut field = Field::default();
-        for (key, value) in attributes(start)? {
-            match key {
-                "var" => field.var = Some(value.into_owned()),
-                "type" => field.type_ = Some(value.into_owned()),
-                "label" => field.label = Some(value.into_owned()),
-                _ => {}
-            }
-        }
+        attributes(start, |key, value| match key {
+            "var" => field.var = Some(value.into_owned()),
+            "type" => field.type_ = Some(value.into_owned()),
+            "label" => field.label = Some(value.into_owned()),
+            _ => {}
+        })?;
         self.children(empty, |p, ns, start, empty| {
             match (ns, start.local_name().as_ref()) {
                 (Ns::Data, "desc") if field.desc.is_none() => field.desc = Some(p.text(empty)?),

@@ -160,6 +160,33 @@ impl Kind {
     }
 }
 
+/// A key given twice is refused wherever it stands among an element's attributes: among the
+/// first eight (checked on the stack) and past them (checked in a set).
+#[test]
+fn a_duplicate_attribute_is_refused_among_few_and_among_many() {
+    let element = |n: usize, dup_of: usize| {
+        let mut attrs: String = (0..n).map(|i| format!(" a{i}='{i}'")).collect();
+        attrs.push_str(&format!(" a{dup_of}='again'"));
+        format!("<iq type='result' id='x'{attrs}/>")
+    };
+    for (n, dup_of) in [(2, 0), (7, 6), (8, 0), (8, 7), (9, 8), (40, 3), (40, 39)] {
+        let doc = element(n, dup_of);
+        match read_reply(doc.as_bytes()) {
+            Err(WireError::Syntax(m)) => assert!(m.contains("twice"), "{doc}: {m}"),
+            other => panic!("{doc}: {other:?}"),
+        }
+    }
+    for n in [0, 7, 8, 9, 40] {
+        let doc = format!(
+            "<iq type='result' id='x'{}/>",
+            (0..n).map(|i| format!(" a{i}='{i}'")).collect::<String>()
+        );
+        // No duplicate: the reply reads (a result without a payload, which the mapping refuses).
+        let reply = read_reply(doc.as_bytes()).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        assert_eq!(reply.id, "x");
+    }
+}
+
 /// Inputs that are not a reply the gateway can use, each with the error it must give.
 #[test]
 fn malformed_replies_are_errors() {

@@ -2,9 +2,7 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
-use quick_xml::name::QName;
 use quick_xml::Writer;
 
 use super::WireError;
@@ -57,26 +55,27 @@ fn check(value: &str) -> Result<(), WireError> {
 
 fn write(out: &mut Vec<u8>, to: &str, id: &str, cmd: &Command) -> std::io::Result<()> {
     let mut w = Writer::new(out);
-    let mut iq = BytesStart::new("iq");
-    iq.push_attribute(attr("type", "set"));
-    iq.push_attribute(attr("to", to));
-    iq.push_attribute(attr("id", id));
-    w.write_event(Event::Start(iq))?;
+    let mut tag = Tag::default();
+    tag.open("iq")
+        .attr("type", "set")
+        .attr("to", to)
+        .attr("id", id);
+    w.write_event(Event::Start(tag.event()))?;
 
-    let mut command = BytesStart::new("command");
-    command.push_attribute(attr("xmlns", NS_COMMANDS));
-    command.push_attribute(attr("node", &cmd.node));
+    tag.open("command")
+        .attr("xmlns", NS_COMMANDS)
+        .attr("node", &cmd.node);
     if let Some(a) = &cmd.action {
-        command.push_attribute(attr("action", a));
+        tag.attr("action", a);
     }
     if let Some(s) = &cmd.sessionid {
-        command.push_attribute(attr("sessionid", s));
+        tag.attr("sessionid", s);
     }
     match &cmd.form {
-        None => w.write_event(Event::Empty(command))?,
+        None => w.write_event(Event::Empty(tag.event()))?,
         Some(form) => {
-            w.write_event(Event::Start(command))?;
-            write_form(&mut w, form)?;
+            w.write_event(Event::Start(tag.event()))?;
+            write_form(&mut w, &mut tag, form)?;
             w.write_event(Event::End(BytesEnd::new("command")))?;
         }
     }
@@ -85,24 +84,24 @@ fn write(out: &mut Vec<u8>, to: &str, id: &str, cmd: &Command) -> std::io::Resul
 
 /// The `<x/>` of a submission: its type, and each field's var, type and values (what the
 /// minidom path's `Form::to_element` writes).
-fn write_form(w: &mut Writer<&mut Vec<u8>>, form: &Form) -> std::io::Result<()> {
-    let mut x = BytesStart::new("x");
-    x.push_attribute(attr("xmlns", NS_DATA));
-    x.push_attribute(attr("type", &form.type_));
-    w.write_event(Event::Start(x))?;
+fn write_form(w: &mut Writer<&mut Vec<u8>>, tag: &mut Tag, form: &Form) -> std::io::Result<()> {
+    tag.open("x")
+        .attr("xmlns", NS_DATA)
+        .attr("type", &form.type_);
+    w.write_event(Event::Start(tag.event()))?;
     for f in &form.fields {
-        let mut field = BytesStart::new("field");
+        tag.open("field");
         if let Some(v) = &f.var {
-            field.push_attribute(attr("var", v));
+            tag.attr("var", v);
         }
         if let Some(t) = &f.type_ {
-            field.push_attribute(attr("type", t));
+            tag.attr("type", t);
         }
         if f.values.is_empty() {
-            w.write_event(Event::Empty(field))?;
+            w.write_event(Event::Empty(tag.event()))?;
             continue;
         }
-        w.write_event(Event::Start(field))?;
+        w.write_event(Event::Start(tag.event()))?;
         for v in &f.values {
             w.write_event(Event::Start(BytesStart::new("value")))?;
             w.write_event(Event::Text(BytesText::from_escaped(escape(v, false))))?;
@@ -113,13 +112,37 @@ fn write_form(w: &mut Writer<&mut Vec<u8>>, form: &Form) -> std::io::Result<()> 
     w.write_event(Event::End(BytesEnd::new("x")))
 }
 
-/// An attribute whose value is escaped here rather than by `push_attribute((k, v))`: quick-xml
-/// leaves tab, line feed and carriage return raw there, and a reader turns those into spaces
+/// One start tag at a time in a buffer reused for every tag of a command, handed to the Writer
+/// as a borrowed `BytesStart` (building one with `push_attribute` allocates per tag).
+/// Attribute values are escaped here rather than by `push_attribute((k, v))`: quick-xml leaves
+/// tab, line feed and carriage return raw there, and a reader turns those into spaces
 /// (attribute-value normalisation), so a value would not arrive as it was sent.
-fn attr<'a>(key: &'a str, value: &'a str) -> Attribute<'a> {
-    Attribute {
-        key: QName(key),
-        value: escape(value, true),
+#[derive(Default)]
+struct Tag {
+    content: String,
+    name_len: usize,
+}
+
+impl Tag {
+    fn open(&mut self, name: &str) -> &mut Self {
+        self.content.clear();
+        self.content.push_str(name);
+        self.name_len = name.len();
+        self
+    }
+
+    /// ` key="value"`, as quick-xml writes an attribute (double quotes).
+    fn attr(&mut self, key: &str, value: &str) -> &mut Self {
+        self.content.push(' ');
+        self.content.push_str(key);
+        self.content.push_str("=\"");
+        self.content.push_str(&escape(value, true));
+        self.content.push('"');
+        self
+    }
+
+    fn event(&self) -> BytesStart<'_> {
+        BytesStart::from_content(self.content.as_str(), self.name_len)
     }
 }
 

@@ -36,20 +36,33 @@ pub(super) fn head(bytes: &[u8]) -> Option<Head> {
         iq: start.name().as_ref() == "iq",
         ..Head::default()
     };
-    for a in start.attributes() {
+    // quick-xml's duplicate check allocates per element: the keys read here are checked for
+    // repeats by hand (a reply's bytes are read in full, and refused for any other repeat, by
+    // `adhoc::wire::read_reply`; other stanzas by minidom).
+    let mut seen = [false; 4];
+    for a in start.attributes().with_checks(false) {
         let a = a.ok()?;
         let value = || {
             a.normalized_value(XmlVersion::Implicit1_0)
                 .ok()
                 .map(|v| v.into_owned())
         };
-        match a.key.as_ref() {
-            "type" => head.type_ = Some(value()?),
-            "id" => head.id = Some(value()?),
-            "from" => head.from = Some(value()?),
+        let slot = match a.key.as_ref() {
+            "type" => 0,
+            "id" => 1,
+            "from" => 2,
+            "xmlns" => 3,
+            _ => continue,
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        match slot {
+            0 => head.type_ = Some(value()?),
+            1 => head.id = Some(value()?),
+            2 => head.from = Some(value()?),
             // A namespace other than the stream's default makes it no stanza of ours.
-            "xmlns" => head.iq &= value()?.as_str() == tokio_xmpp::parsers::ns::JABBER_CLIENT,
-            _ => {}
+            _ => head.iq &= value()?.as_str() == tokio_xmpp::parsers::ns::JABBER_CLIENT,
         }
     }
     Some(head)
