@@ -363,13 +363,15 @@ where
         .unwrap_or_else(|e| e.into_response_in(format))
 }
 
-async fn timed<T>(
+/// `work` within `limit`, else 504. Not an `async fn`: one of those would hold `work` twice
+/// (as its argument and inside the timeout), and a request's future is copied as it moves.
+fn timed<T>(
     limit: Duration,
     work: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
+) -> impl std::future::Future<Output = Result<T, ApiError>> {
+    use futures_util::FutureExt;
     tokio::time::timeout(limit, work)
-        .await
-        .unwrap_or_else(|_| Err(ApiError::timeout(limit)))
+        .map(move |r| r.unwrap_or_else(|_| Err(ApiError::timeout(limit))))
 }
 
 fn target(

@@ -95,7 +95,9 @@ impl<L: Login> Access<L> {
             .map_err(AccessError::Throttled)?;
         match self.pool.warm(account, password) {
             Some(s) => Ok(s),
-            None => self.login(account, password, addr).await,
+            // Boxed: a login (TCP, TLS, SASL, bind) is a future of kilobytes, which every
+            // request's future would otherwise carry, and copy, on the warm path too.
+            None => Box::pin(self.login(account, password, addr)).await,
         }
     }
 
