@@ -113,8 +113,8 @@ struct Config {
     /// The gateway's `RUST_LOG`: `info` as the harness and a deployment run it (one audit line
     /// per request).
     gateway_log: String,
-    /// `XRG_THREADS` for the gateway (`XRG_BENCH_GATEWAY_THREADS`, default 0: one per core).
-    gateway_threads: String,
+    /// `XRG_THREADS` for the gateway (`XRG_BENCH_GATEWAY_THREADS`); unset, its default.
+    gateway_threads: Option<String>,
     /// `XRG_BENCH_ONLY`: the sections to run (comma-separated of `prosody`, `ejabberd`,
     /// `kick`, `limited`), for profiling one of them; unset runs all, as the docs' run does.
     only: Option<Vec<String>>,
@@ -134,8 +134,7 @@ impl Config {
             warmup: secs("XRG_BENCH_WARMUP", 0.5),
             window: secs("XRG_BENCH_SECS", 3.0).max(Duration::from_millis(100)),
             gateway_log: std::env::var("XRG_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
-            gateway_threads: std::env::var("XRG_BENCH_GATEWAY_THREADS")
-                .unwrap_or_else(|_| "0".into()),
+            gateway_threads: std::env::var("XRG_BENCH_GATEWAY_THREADS").ok(),
             only: std::env::var("XRG_BENCH_ONLY")
                 .ok()
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
@@ -631,10 +630,10 @@ fn json_command(node: &str, fields: serde_json::Value) -> Bytes {
 
 /// The gateway's rows on `server`, and what its process reports afterwards.
 async fn gateway_rows(cfg: &Config, server: &TestServer) -> (Vec<(String, Stats)>, GatewayFacts) {
-    let env = [
-        ("RUST_LOG", cfg.gateway_log.as_str()),
-        ("XRG_THREADS", cfg.gateway_threads.as_str()),
-    ];
+    let mut env = vec![("RUST_LOG", cfg.gateway_log.as_str())];
+    if let Some(threads) = &cfg.gateway_threads {
+        env.push(("XRG_THREADS", threads.as_str()));
+    }
     // An admin listener of its own: logins are counted from its metrics.
     let admin = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
     let gw = TestGateway::start_with_env(server, &["--admin-listen", &admin.to_string()], &env);
@@ -862,6 +861,13 @@ impl Report {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let _ = writeln!(o, "- the gateway runs with `RUST_LOG={}`", cfg.gateway_log);
+        let _ = match &cfg.gateway_threads {
+            Some(t) => writeln!(o, "- the gateway runs with `XRG_THREADS={t}`"),
+            None => writeln!(
+                o,
+                "- the gateway runs with its default `--threads` (1: one thread)"
+            ),
+        };
         let _ = writeln!(
             o,
             "- ejabberd runs with `+sbwt none +sbwtdcpu none +sbwtdio none` (no scheduler \

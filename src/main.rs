@@ -25,8 +25,8 @@ fn main() -> ExitCode {
         }
     };
     xmpp_rest_gateway::logging::init(cfg.log_format);
-    // `--threads 1` runs everything on this thread; otherwise a worker per thread asked for
-    // (0: one per core).
+    // `--threads 1` (the default) runs everything on this thread; otherwise a worker per thread
+    // asked for (0: one per core).
     let mut builder = match cfg.threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
