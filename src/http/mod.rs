@@ -226,15 +226,17 @@ fn format_of(uri: &Uri, headers: &HeaderMap) -> Format {
         .unwrap_or_else(|| fallback_format(headers))
 }
 
-/// `POST /rest/adhoc/{jid}`: run one command.
+/// `POST /rest/adhoc/{jid}`: run one command. The request is taken whole so that its headers
+/// are moved out, not cloned as the `HeaderMap` extractor would.
 async fn post_command(
     State(gw): State<Arc<Gateway>>,
     Extension(peer): Extension<Peer>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     answer(query.as_deref(), &headers, |format, q| {
         handle_post(&gw, peer, path, q, &headers, body, format)
     })

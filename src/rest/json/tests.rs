@@ -36,6 +36,33 @@ fn a_key_given_twice_is_refused_at_any_depth() {
     assert_eq!(ok.unwrap().node.as_deref(), Some("a"));
 }
 
+/// Past eight keys the duplicate check moves from a list to a set: a repeat is found on either
+/// side of that line, escaped or not, and many distinct keys pass.
+#[test]
+fn a_key_given_twice_is_refused_among_many_keys() {
+    let object = |n: usize, extra: &str| {
+        let keys: String = (0..n).map(|i| format!(", \"k{i}\": {i}")).collect();
+        format!(r#"{{"command": {{"node": "a"{keys}{extra}}}}}"#)
+    };
+    for extra in [
+        ", \"k3\": 0",
+        ", \"k19\": 0",
+        ", \"k\\u0031\": 0",
+        ", \"node\": \"b\"",
+    ] {
+        let body = object(20, extra);
+        match decode(&body) {
+            Err(DecodeError::Malformed(m)) => assert!(m.contains("twice"), "{body}: {m}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+    for n in [0, 7, 8, 9, 200] {
+        let body = object(n, "");
+        let req = decode(&body).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        assert_eq!(req.node.as_deref(), Some("a"));
+    }
+}
+
 /// The value of the one field of `{"command": {"fields": [{"var": "v", "value": …}]}}`.
 fn value_of(value_json: &str) -> Result<Option<FieldValue>, DecodeError> {
     let body = format!(r#"{{"command": {{"fields": [{{"var": "v", "value": {value_json}}}]}}}}"#);

@@ -73,7 +73,8 @@ impl AdminSession {
         let mut receivers = Vec::with_capacity(to.len());
         for (i, to) in to.into_iter().enumerate() {
             let id = fresh_id();
-            let mut bytes = Vec::with_capacity(256);
+            // A user-stats IQ with its form is about 450 bytes: one allocation, no growth.
+            let mut bytes = Vec::with_capacity(1024);
             write(i, to.as_str(), &id, &mut bytes)?;
             let (reply, rx) = oneshot::channel();
             receivers.push(rx);
