@@ -1,7 +1,13 @@
-//! Body -> request: a depth pre-scan, a pass that refuses keys given twice, then
-//! `serde_json::Value`.
+//! Body -> request: a depth pre-scan, a pass that refuses keys given twice, then a typed pass
+//! that keeps only what a request has (`command`, `node`, `fields`, `sessionid`, `action`, and
+//! each field's `var` and `value`): no `serde_json::Value` tree of the whole body.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
 use crate::xmlchar::is_xml_char;
@@ -16,21 +22,39 @@ const MAX_DEPTH: usize = 8;
 /// A number or boolean value is taken as its JSON text (`25` -> `"25"`, `false` -> `"false"`);
 /// `null` is no value. An empty `node`, `sessionid` or `action` counts as absent.
 pub fn decode_request(body: &[u8]) -> Result<CommandRequest, DecodeError> {
-    let doc = checked_value(body)?;
-    let Value::Object(mut top) = doc else {
+    let body = checked_body(body)?;
+    let top: Slot<Command> =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let Slot::Object(mut top) = top else {
         return Err(shape("the body must be a JSON object"));
     };
-    let command = match top.remove("command") {
-        Some(Value::Object(command)) => command,
-        Some(_) => return Err(shape("\"command\" must be an object")),
+    let command = match top.command.take() {
+        Some(Slot::Object(command)) => *command,
+        Some(Slot::Other) => return Err(shape("\"command\" must be an object")),
         None => top,
     };
     Ok(CommandRequest {
-        node: identifier(&command, "node")?,
-        fields: fields_from(command.get("fields"))?,
-        sessionid: identifier(&command, "sessionid")?,
-        action: identifier(&command, "action")?,
+        node: identifier(command.node, "node")?,
+        fields: fields_from(command.fields)?,
+        sessionid: identifier(command.sessionid, "sessionid")?,
+        action: identifier(command.action, "action")?,
     })
+}
+
+/// The checks before the typed pass, for the reference decoder of the tests.
+#[cfg(test)]
+pub(super) fn checked_body_for_tests(body: &[u8]) -> Result<(), DecodeError> {
+    checked_body(body).map(drop)
+}
+
+/// The body after a BOM is dropped, its depth bounded, its syntax checked and keys given twice
+/// refused.
+fn checked_body(body: &[u8]) -> Result<&[u8], DecodeError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    check_depth(body)?;
+    serde_json::from_slice::<NoDuplicateKeys>(body)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(body)
 }
 
 /// Refuses nesting beyond [`MAX_DEPTH`] before parsing, so a deep body costs neither a tree nor
@@ -141,7 +165,7 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
 
 /// An object key as the body has it: borrowed unless it had escapes to undo.
 #[derive(PartialEq, Eq, Hash)]
-struct Key<'de>(std::borrow::Cow<'de, str>);
+struct Key<'de>(Cow<'de, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -152,36 +176,220 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
                 f.write_str("an object key")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v)))
+                Ok(Key(Cow::Borrowed(v)))
             }
             fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+                Ok(Key(Cow::Owned(v.to_owned())))
             }
         }
         d.deserialize_str(KeyVisitor)
     }
 }
 
-fn fields_from(fields: Option<&Value>) -> Result<Vec<RequestField>, DecodeError> {
-    match fields {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(fields)) => fields.iter().map(field_from).collect(),
-        Some(_) => Err(shape("\"fields\" must be an array")),
+/// What the typed pass keeps of an object that should be one: the object, or `Other` for any
+/// other JSON value (consumed unread; its shape is refused afterwards, in the order the checks
+/// below run, whatever order the body wrote its keys in).
+enum Slot<T> {
+    Object(T),
+    Other,
+}
+
+/// The request's keys of an object (the body's top, or its `command`); every other key is
+/// skipped unread.
+#[derive(Default)]
+struct Command {
+    command: Option<Slot<Box<Command>>>,
+    node: Option<Value>,
+    fields: Option<Fields>,
+    sessionid: Option<Value>,
+    action: Option<Value>,
+}
+
+/// `fields`: an array of field slots, `null`, or anything else (refused).
+enum Fields {
+    Null,
+    Array(Vec<Slot<Field>>),
+    Other,
+}
+
+/// A field's `var` and `value`, as JSON values (one string is one allocation, moved on).
+#[derive(Default)]
+struct Field {
+    var: Option<Value>,
+    value: Option<Value>,
+}
+
+/// The key under which serde_json (with `arbitrary_precision`, which keeps a number's text)
+/// hands a number to a visitor: as a one-entry map, which its `Number` reads back. Such a map
+/// is a number, not an object; `a_number_is_no_object` pins this against the serde_json in use.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// The visits of the scalars but `null`, all answering `$other` (each visitor says what `null`
+/// and an array are to it).
+macro_rules! not_an_object {
+    ($out:ty, $other:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$out, E> {
+            Ok($other)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$out, E> {
+            Ok($other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$out, E> {
+            Ok($other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$out, E> {
+            Ok($other)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<$out, E> {
+            Ok($other)
+        }
+    };
+}
+
+/// Walks an object's entries, handing each key to `entry` (which must consume its value);
+/// `false` when the "object" is serde_json's number in disguise (consumed too).
+fn entries<'de, A: MapAccess<'de>>(
+    mut map: A,
+    mut entry: impl FnMut(&mut A, &str) -> Result<(), A::Error>,
+) -> Result<bool, A::Error> {
+    let mut first = true;
+    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        if first && key == NUMBER_TOKEN {
+            map.next_value::<IgnoredAny>()?;
+            return Ok(false);
+        }
+        first = false;
+        entry(&mut map, &key)?;
+    }
+    Ok(true)
+}
+
+impl<'de> Deserialize<'de> for Slot<Command> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Slot<Command>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            not_an_object!(Slot<Command>, Slot::Other);
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Slot::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Slot::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let mut c = Command::default();
+                let object = entries(map, |map, key| {
+                    match key {
+                        "command" => {
+                            c.command = Some(match map.next_value::<Slot<Command>>()? {
+                                Slot::Object(inner) => Slot::Object(Box::new(inner)),
+                                Slot::Other => Slot::Other,
+                            })
+                        }
+                        "node" => c.node = Some(map.next_value()?),
+                        "fields" => c.fields = Some(map.next_value()?),
+                        "sessionid" => c.sessionid = Some(map.next_value()?),
+                        "action" => c.action = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                Ok(if object { Slot::Object(c) } else { Slot::Other })
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
-fn field_from(field: &Value) -> Result<RequestField, DecodeError> {
-    let Value::Object(field) = field else {
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            not_an_object!(Fields, Fields::Other);
+            fn visit_unit<E>(self) -> Result<Fields, E> {
+                Ok(Fields::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(f) = seq.next_element::<Slot<Field>>()? {
+                    fields.push(f);
+                }
+                Ok(Fields::Array(fields))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+                entries(map, |map, _| map.next_value::<IgnoredAny>().map(drop))?;
+                Ok(Fields::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slot<Field> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Slot<Field>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            not_an_object!(Slot<Field>, Slot::Other);
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Slot::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Slot::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let mut f = Field::default();
+                let object = entries(map, |map, key| {
+                    match key {
+                        "var" => f.var = Some(map.next_value()?),
+                        "value" => f.value = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                Ok(if object { Slot::Object(f) } else { Slot::Other })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn fields_from(fields: Option<Fields>) -> Result<Vec<RequestField>, DecodeError> {
+    match fields {
+        None | Some(Fields::Null) => Ok(Vec::new()),
+        Some(Fields::Array(fields)) => fields.into_iter().map(field_from).collect(),
+        Some(Fields::Other) => Err(shape("\"fields\" must be an array")),
+    }
+}
+
+fn field_from(field: Slot<Field>) -> Result<RequestField, DecodeError> {
+    let Slot::Object(field) = field else {
         return Err(shape("a field must be an object"));
     };
-    let var = match field.get("var") {
+    let var = match field.var {
         Some(Value::String(var)) => checked(var)?,
         _ => return Err(shape("a field needs a string \"var\"")),
     };
-    let value = match field.get("value") {
+    let value = match field.value {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => Some(FieldValue::List(
-            items.iter().map(scalar).collect::<Result<_, _>>()?,
+            items.into_iter().map(scalar).collect::<Result<_, _>>()?,
         )),
         Some(value) => Some(FieldValue::Single(scalar(value)?)),
     };
@@ -190,7 +398,7 @@ fn field_from(field: &Value) -> Result<RequestField, DecodeError> {
 
 /// One value as text: a string as is, a number or boolean as its JSON text. Tigase drops
 /// `false`, `0` and `""`; they are values like any other here.
-fn scalar(value: &Value) -> Result<String, DecodeError> {
+fn scalar(value: Value) -> Result<String, DecodeError> {
     match value {
         Value::String(s) => checked(s),
         Value::Number(n) => Ok(n.to_string()),
@@ -202,8 +410,8 @@ fn scalar(value: &Value) -> Result<String, DecodeError> {
 }
 
 /// `node`, `sessionid` or `action`: a string or null, absent when empty.
-fn identifier(command: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
-    match command.get(key) {
+fn identifier(value: Option<Value>, key: &str) -> Result<Option<String>, DecodeError> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => checked(s).map(Some),
@@ -212,9 +420,9 @@ fn identifier(command: &Map<String, Value>, key: &str) -> Result<Option<String>,
 }
 
 /// Refuses characters the upstream's XML 1.0 stream cannot carry (JSON can: `"\u0000"`).
-fn checked(s: &str) -> Result<String, DecodeError> {
+fn checked(s: String) -> Result<String, DecodeError> {
     if s.chars().all(is_xml_char) {
-        Ok(s.to_owned())
+        Ok(s)
     } else {
         Err(shape("a string holds a control character XML cannot carry"))
     }
@@ -224,25 +432,17 @@ fn shape(message: impl Into<String>) -> DecodeError {
     DecodeError::Shape(message.into())
 }
 
-/// The body as a `Value`, after a BOM is dropped, its depth bounded and keys given twice
-/// refused.
-fn checked_value(body: &[u8]) -> Result<Value, DecodeError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    check_depth(body)?;
-    serde_json::from_slice::<NoDuplicateKeys>(body)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))
-}
-
 /// Decodes a resource body: a flat object of strings (keys given twice refused), in order.
 pub fn decode_resource(body: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
-    let doc = checked_value(body)?;
+    let body = checked_body(body)?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let Value::Object(map) = doc else {
         return Err(shape("the body must be a JSON object"));
     };
     map.into_iter()
         .map(|(key, value)| match value {
-            Value::String(s) => Ok((key, checked(&s)?)),
+            Value::String(s) => Ok((key, checked(s)?)),
             _ => Err(shape(format!("{key:?} must be a string"))),
         })
         .collect()

@@ -181,3 +181,165 @@ fn text_round_trips() {
         Some(FieldValue::Single(nasty.replace('\0', "")))
     );
 }
+
+/// The decoder before the typed pass (a `Value` tree of the whole body), kept as the reference
+/// the typed pass must agree with.
+fn reference(body: &[u8]) -> Result<CommandRequest, DecodeError> {
+    use serde_json::Map;
+    fn shape(m: impl Into<String>) -> DecodeError {
+        DecodeError::Shape(m.into())
+    }
+    fn checked(s: &str) -> Result<String, DecodeError> {
+        if s.chars().all(crate::xmlchar::is_xml_char) {
+            Ok(s.to_owned())
+        } else {
+            Err(shape("a string holds a control character XML cannot carry"))
+        }
+    }
+    fn identifier(c: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
+        match c.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => checked(s).map(Some),
+            Some(_) => Err(shape(format!("\"{key}\" must be a string"))),
+        }
+    }
+    fn scalar(v: &Value) -> Result<String, DecodeError> {
+        match v {
+            Value::String(s) => checked(s),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            _ => Err(shape(
+                "a value must be a string, number or boolean, or an array of those",
+            )),
+        }
+    }
+    fn field(f: &Value) -> Result<crate::rest::RequestField, DecodeError> {
+        let Value::Object(f) = f else {
+            return Err(shape("a field must be an object"));
+        };
+        let var = match f.get("var") {
+            Some(Value::String(v)) => checked(v)?,
+            _ => return Err(shape("a field needs a string \"var\"")),
+        };
+        let value = match f.get("value") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(FieldValue::List(
+                items.iter().map(scalar).collect::<Result<_, _>>()?,
+            )),
+            Some(v) => Some(FieldValue::Single(scalar(v)?)),
+        };
+        Ok(crate::rest::RequestField { var, value })
+    }
+    // The syntax, depth and duplicate checks are the decoder's own (shared).
+    super::decode::checked_body_for_tests(body)?;
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let doc: Value = serde_json::from_slice(body).expect("checked above");
+    let Value::Object(mut top) = doc else {
+        return Err(shape("the body must be a JSON object"));
+    };
+    let command = match top.remove("command") {
+        Some(Value::Object(c)) => c,
+        Some(_) => return Err(shape("\"command\" must be an object")),
+        None => top,
+    };
+    Ok(CommandRequest {
+        node: identifier(&command, "node")?,
+        fields: match command.get("fields") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(fs)) => fs.iter().map(field).collect::<Result<_, _>>()?,
+            Some(_) => return Err(shape("\"fields\" must be an array")),
+        },
+        sessionid: identifier(&command, "sessionid")?,
+        action: identifier(&command, "action")?,
+    })
+}
+
+/// The typed pass answers exactly as the `Value` tree did (the same request, or the same
+/// error and message) for every combination of the request's keys holding every kind of JSON
+/// value, at the top, under `command` and in a field; numbers included, which serde_json hands
+/// to a visitor as a map.
+#[test]
+fn the_typed_pass_agrees_with_the_value_tree() {
+    let values = [
+        "null",
+        "0",
+        "25",
+        "-3",
+        "1.50",
+        "1e400",
+        "true",
+        "false",
+        "\"\"",
+        "\"x\"",
+        "\"a\\u0000b\"",
+        "[]",
+        "[1, \"a\", true]",
+        "[null]",
+        "[[]]",
+        "[{}]",
+        "{}",
+        "{\"var\": \"v\"}",
+        "{\"var\": \"v\", \"value\": 2.0}",
+        "[{\"var\": \"v\", \"value\": [\"a\", 1.25]}]",
+        "[{\"var\": 1}]",
+        "[5]",
+        "[{\"var\": \"v\", \"value\": {\"x\": 1}}]",
+        "{\"node\": \"n\"}",
+    ];
+    let keys = [
+        "command",
+        "node",
+        "fields",
+        "sessionid",
+        "action",
+        "var",
+        "value",
+        "other",
+    ];
+    let mut bodies = Vec::new();
+    for v in values {
+        bodies.push(v.to_string());
+        for k in keys {
+            bodies.push(format!("{{\"{k}\": {v}}}"));
+            bodies.push(format!("{{\"node\": \"n\", \"{k}\": {v}}}"));
+            bodies.push(format!("{{\"command\": {{\"{k}\": {v}}}}}"));
+            bodies.push(format!(
+                "{{\"{k}\": {v}, \"command\": {{\"node\": \"n\"}}}}"
+            ));
+            bodies.push(format!(
+                "{{\"command\": {{\"node\": \"n\", \"fields\": [{{\"var\": \"f\", \"{k}\": {v}}}]}}}}"
+            ));
+        }
+    }
+    for body in &bodies {
+        let (typed, tree) = (decode_request(body.as_bytes()), reference(body.as_bytes()));
+        assert_eq!(format!("{typed:?}"), format!("{tree:?}"), "{body}");
+    }
+}
+
+/// serde_json hands a number it keeps as text (a fraction, an exponent, one too big for 64 bits)
+/// to a visitor as a map under its private token; the typed pass must take that map for a
+/// number, not an object (`"command": 1.5` is no command).
+#[test]
+fn a_number_is_no_object() {
+    for n in ["5", "1.5", "1e3", "123456789012345678901234567890"] {
+        let is = |body: String, want: &str| match decode(&body) {
+            Err(DecodeError::Shape(m)) => assert_eq!(m, want, "{body}"),
+            other => panic!("{body}: {other:?}"),
+        };
+        is(
+            format!(r#"{{"command": {n}}}"#),
+            "\"command\" must be an object",
+        );
+        is(n.to_string(), "the body must be a JSON object");
+        is(
+            format!(r#"{{"fields": [{n}]}}"#),
+            "a field must be an object",
+        );
+        is(
+            format!(r#"{{"fields": {n}}}"#),
+            "\"fields\" must be an array",
+        );
+    }
+}
