@@ -3,12 +3,10 @@
 //! each field's `var` and `value`): no `serde_json::Value` tree of the whole body.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::typed::{Command, Field, Fields, Slot};
 use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
 use crate::xmlchar::is_xml_char;
 
@@ -165,7 +163,7 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
 
 /// An object key as the body has it: borrowed unless it had escapes to undo.
 #[derive(PartialEq, Eq, Hash)]
-struct Key<'de>(Cow<'de, str>);
+pub(super) struct Key<'de>(pub(super) Cow<'de, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -183,190 +181,6 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
             }
         }
         d.deserialize_str(KeyVisitor)
-    }
-}
-
-/// What the typed pass keeps of an object that should be one: the object, or `Other` for any
-/// other JSON value (consumed unread; its shape is refused afterwards, in the order the checks
-/// below run, whatever order the body wrote its keys in).
-enum Slot<T> {
-    Object(T),
-    Other,
-}
-
-/// The request's keys of an object (the body's top, or its `command`); every other key is
-/// skipped unread.
-#[derive(Default)]
-struct Command {
-    command: Option<Slot<Box<Command>>>,
-    node: Option<Value>,
-    fields: Option<Fields>,
-    sessionid: Option<Value>,
-    action: Option<Value>,
-}
-
-/// `fields`: an array of field slots, `null`, or anything else (refused).
-enum Fields {
-    Null,
-    Array(Vec<Slot<Field>>),
-    Other,
-}
-
-/// A field's `var` and `value`, as JSON values (one string is one allocation, moved on).
-#[derive(Default)]
-struct Field {
-    var: Option<Value>,
-    value: Option<Value>,
-}
-
-/// The key under which serde_json (with `arbitrary_precision`, which keeps a number's text)
-/// hands a number to a visitor: as a one-entry map, which its `Number` reads back. Such a map
-/// is a number, not an object; `a_number_is_no_object` pins this against the serde_json in use.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-
-/// The visits of the scalars but `null`, all answering `$other` (each visitor says what `null`
-/// and an array are to it).
-macro_rules! not_an_object {
-    ($out:ty, $other:expr) => {
-        fn visit_bool<E>(self, _: bool) -> Result<$out, E> {
-            Ok($other)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<$out, E> {
-            Ok($other)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<$out, E> {
-            Ok($other)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<$out, E> {
-            Ok($other)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<$out, E> {
-            Ok($other)
-        }
-    };
-}
-
-/// Walks an object's entries, handing each key to `entry` (which must consume its value);
-/// `false` when the "object" is serde_json's number in disguise (consumed too).
-fn entries<'de, A: MapAccess<'de>>(
-    mut map: A,
-    mut entry: impl FnMut(&mut A, &str) -> Result<(), A::Error>,
-) -> Result<bool, A::Error> {
-    let mut first = true;
-    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-        if first && key == NUMBER_TOKEN {
-            map.next_value::<IgnoredAny>()?;
-            return Ok(false);
-        }
-        first = false;
-        entry(&mut map, &key)?;
-    }
-    Ok(true)
-}
-
-impl<'de> Deserialize<'de> for Slot<Command> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Slot<Command>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            not_an_object!(Slot<Command>, Slot::Other);
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Slot::Other)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Slot::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let mut c = Command::default();
-                let object = entries(map, |map, key| {
-                    match key {
-                        "command" => {
-                            c.command = Some(match map.next_value::<Slot<Command>>()? {
-                                Slot::Object(inner) => Slot::Object(Box::new(inner)),
-                                Slot::Other => Slot::Other,
-                            })
-                        }
-                        "node" => c.node = Some(map.next_value()?),
-                        "fields" => c.fields = Some(map.next_value()?),
-                        "sessionid" => c.sessionid = Some(map.next_value()?),
-                        "action" => c.action = Some(map.next_value()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    Ok(())
-                })?;
-                Ok(if object { Slot::Object(c) } else { Slot::Other })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Fields;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            not_an_object!(Fields, Fields::Other);
-            fn visit_unit<E>(self) -> Result<Fields, E> {
-                Ok(Fields::Null)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(f) = seq.next_element::<Slot<Field>>()? {
-                    fields.push(f);
-                }
-                Ok(Fields::Array(fields))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
-                entries(map, |map, _| map.next_value::<IgnoredAny>().map(drop))?;
-                Ok(Fields::Other)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for Slot<Field> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Slot<Field>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            not_an_object!(Slot<Field>, Slot::Other);
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Slot::Other)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Slot::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let mut f = Field::default();
-                let object = entries(map, |map, key| {
-                    match key {
-                        "var" => f.var = Some(map.next_value()?),
-                        "value" => f.value = Some(map.next_value()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    Ok(())
-                })?;
-                Ok(if object { Slot::Object(f) } else { Slot::Other })
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

@@ -5,6 +5,7 @@ mod decode;
 mod encode;
 #[cfg(test)]
 pub(super) mod tests;
+mod typed;
 
 pub use decode::{decode_request, decode_resource};
 pub use encode::{encode_error, encode_items, encode_resource, encode_response};
