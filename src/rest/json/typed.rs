@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::decode::Key;
 
 /// What the typed pass keeps of an object that should be one: the object, or `Other` for any
-/// other JSON value (consumed unread; its shape is refused afterwards, in the order the checks
-/// below run, whatever order the body wrote its keys in).
+/// other JSON value (consumed unread; its shape is refused afterwards by `decode`, in the order
+/// of its checks, whatever order the body wrote its keys in).
 pub(super) enum Slot<T> {
     Object(T),
     Other,
