@@ -18,8 +18,8 @@ use tokio_xmpp::parsers::jid::{BareJid, FullJid};
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::stream_features::StreamFeatures;
 use tokio_xmpp::xmlstream::{
-    accept_stream, initiate_stream, FallibleStreamElement, ReadError, StreamHeader, Timeouts,
-    XmppStream, XmppStreamElement,
+    accept_stream, initiate_stream, FallibleStreamElement, PendingFeaturesRecv,
+    PendingFeaturesSend, ReadError, StreamHeader, Timeouts, XmppStream, XmppStreamElement,
 };
 use tokio_xmpp::Stanza;
 
@@ -43,6 +43,44 @@ pub(crate) async fn logged_in_with(
     buffer: usize,
     timeouts: Timeouts,
 ) -> (LoggedIn, FakeServer) {
+    let (pending, server) = headers(jid, buffer, timeouts).await;
+    let client = async {
+        let (_, stream) = pending
+            .recv_features::<FallibleStreamElement>()
+            .await
+            .expect("client features");
+        stream
+    };
+    let (stream, server) = tokio::join!(client, server_features(server));
+    let logged_in = LoggedIn::new(stream, jid.clone(), timeouts).expect("between stanzas");
+    (logged_in, server)
+}
+
+/// A stream whose server sends `first` right behind its stream features, before the client
+/// reads them: the client's transport then holds `first` read but unparsed when the session
+/// takes the stream over from tokio-xmpp.
+pub(crate) async fn logged_in_early(jid: &FullJid, first: Iq) -> (LoggedIn, FakeServer) {
+    let (pending, server) = headers(jid, 64 * 1024, stream_timeouts()).await;
+    let mut server = server_features(server).await;
+    server.send(first).await;
+    let (_, stream) = pending
+        .recv_features::<FallibleStreamElement>()
+        .await
+        .expect("client features");
+    let logged_in = LoggedIn::new(stream, jid.clone(), stream_timeouts()).expect("between stanzas");
+    (logged_in, server)
+}
+
+/// Both stream headers exchanged over a pipe of `buffer` bytes each way: the client waiting
+/// for the features, the server about to send them.
+async fn headers(
+    jid: &FullJid,
+    buffer: usize,
+    timeouts: Timeouts,
+) -> (
+    PendingFeaturesRecv<Box<dyn AsyncReadAndWrite + Send>>,
+    PendingFeaturesSend<BufStream<DuplexStream>>,
+) {
     let (client, server) = tokio::io::duplex(buffer);
     let domain = jid.domain().to_string();
     let io: Box<dyn AsyncReadAndWrite + Send> = Box::new(BufStream::new(client));
@@ -52,51 +90,7 @@ pub(crate) async fn logged_in_with(
             from: None,
             id: None,
         };
-        let pending = initiate_stream(io, ns::JABBER_CLIENT, header, timeouts)
-            .await
-            .expect("client stream header");
-        let (_, stream) = pending
-            .recv_features::<FallibleStreamElement>()
-            .await
-            .expect("client features");
-        stream
-    };
-    let server = async {
-        let accepted = accept_stream(BufStream::new(server), ns::JABBER_CLIENT, stream_timeouts())
-            .await
-            .expect("server stream header");
-        let header = StreamHeader {
-            from: Some(Cow::Borrowed(domain.as_str())),
-            to: None,
-            id: Some(Cow::Borrowed("fake-1")),
-        };
-        accepted
-            .send_header(header)
-            .await
-            .expect("server header")
-            .send_features::<FallibleStreamElement>(&StreamFeatures::default())
-            .await
-            .expect("server features")
-    };
-    let (stream, server) = tokio::join!(client, server);
-    let logged_in = LoggedIn::new(stream, jid.clone(), timeouts).expect("between stanzas");
-    (logged_in, FakeServer { stream: server })
-}
-
-/// A stream whose server sends `first` right behind its stream features, before the client
-/// reads them: the client's transport then holds `first` read but unparsed when the session
-/// takes the stream over from tokio-xmpp.
-pub(crate) async fn logged_in_early(jid: &FullJid, first: Iq) -> (LoggedIn, FakeServer) {
-    let (client, server) = tokio::io::duplex(64 * 1024);
-    let domain = jid.domain().to_string();
-    let io: Box<dyn AsyncReadAndWrite + Send> = Box::new(BufStream::new(client));
-    let client = async {
-        let header = StreamHeader {
-            to: Some(Cow::Borrowed(domain.as_str())),
-            from: None,
-            id: None,
-        };
-        initiate_stream(io, ns::JABBER_CLIENT, header, stream_timeouts())
+        initiate_stream(io, ns::JABBER_CLIENT, header, timeouts)
             .await
             .expect("client stream header")
     };
@@ -111,20 +105,17 @@ pub(crate) async fn logged_in_early(jid: &FullJid, first: Iq) -> (LoggedIn, Fake
         };
         accepted.send_header(header).await.expect("server header")
     };
-    let (pending, server) = tokio::join!(client, server);
-    let mut server = FakeServer {
-        stream: server
+    tokio::join!(client, server)
+}
+
+/// The server's (empty) stream features sent: the stream is the fake server's from here.
+async fn server_features(pending: PendingFeaturesSend<BufStream<DuplexStream>>) -> FakeServer {
+    FakeServer {
+        stream: pending
             .send_features::<FallibleStreamElement>(&StreamFeatures::default())
             .await
             .expect("server features"),
-    };
-    server.send(first).await;
-    let (_, stream) = pending
-        .recv_features::<FallibleStreamElement>()
-        .await
-        .expect("client features");
-    let logged_in = LoggedIn::new(stream, jid.clone(), stream_timeouts()).expect("between stanzas");
-    (logged_in, server)
+    }
 }
 
 impl FakeServer {

@@ -4,32 +4,13 @@
 use std::time::Duration;
 
 use tokio::time::timeout;
-use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ping::Ping;
 
+use super::tests::{j, marked, own, session, NS};
 use super::trust::fresh_id;
 use super::*;
-use crate::upstream::fake::{self, FakeServer};
-
-const NS: &str = "urn:xrg:test";
-
-fn j(s: &str) -> Jid {
-    s.parse().unwrap()
-}
-
-fn own() -> FullJid {
-    "admin@example.org/xrg-1".parse().unwrap()
-}
-
-fn marked(mark: &str) -> Element {
-    Element::builder("q", NS).append(mark.to_string()).build()
-}
-
-async fn session() -> (Arc<AdminSession>, FakeServer) {
-    let (logged_in, server) = fake::logged_in(&own(), 64 * 1024).await;
-    (Arc::new(AdminSession::start(logged_in, 8)), server)
-}
+use crate::upstream::fake;
 
 #[tokio::test]
 async fn a_stanza_read_with_the_last_of_the_login_is_not_lost() {
@@ -62,7 +43,7 @@ fn written_reply(from: &str, id: &str, payload: &str) -> Iq {
 
 #[tokio::test]
 async fn written_iqs_get_their_replies_as_bytes_from_their_addressee_only() {
-    let (s, mut server) = session().await;
+    let (s, mut server) = session(8, 64 * 1024).await;
     let client = tokio::spawn({
         let s = s.clone();
         async move {
@@ -116,7 +97,7 @@ async fn written_iqs_get_their_replies_as_bytes_from_their_addressee_only() {
 
 #[tokio::test]
 async fn a_written_batch_that_fails_to_write_sends_nothing() {
-    let (s, mut server) = session().await;
+    let (s, mut server) = session(8, 64 * 1024).await;
     let failed = s
         .iqs_written(vec![j("example.org"), j("example.org")], |i, _, _, out| {
             out.extend_from_slice(b"<iq/>");

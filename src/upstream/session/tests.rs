@@ -10,22 +10,25 @@ use super::trust::{answers_for, fresh_id, from_server};
 use super::*;
 use crate::upstream::fake::{self, FakeServer};
 
-const NS: &str = "urn:xrg:test";
+pub(super) const NS: &str = "urn:xrg:test";
 
-fn j(s: &str) -> Jid {
+pub(super) fn j(s: &str) -> Jid {
     s.parse().unwrap()
 }
 
-fn own() -> FullJid {
+pub(super) fn own() -> FullJid {
     "admin@example.org/xrg-1".parse().unwrap()
 }
 
 /// A payload that says which request it is.
-fn marked(mark: &str) -> Element {
+pub(super) fn marked(mark: &str) -> Element {
     Element::builder("q", NS).append(mark.to_string()).build()
 }
 
-async fn session(max_in_flight: usize, buffer: usize) -> (Arc<AdminSession>, FakeServer) {
+pub(super) async fn session(
+    max_in_flight: usize,
+    buffer: usize,
+) -> (Arc<AdminSession>, FakeServer) {
     let (logged_in, server) = fake::logged_in(&own(), buffer).await;
     (
         Arc::new(AdminSession::start(logged_in, max_in_flight)),
