@@ -2,7 +2,7 @@
 //! ended sessions, kept command sessions): entries expire a fixed time after they were last
 //! touched, and the map never holds more than its bound (the least recently touched entry
 //! makes room). Expired entries are invisible at once and removed by one sweeper
-//! (`Gateway::sweep`), which hands them back so their owner can act on them (a kept command
+//! (`App::sweep_every`), which hands them back so their owner can act on them (a kept command
 //! session is cancelled upstream).
 
 use std::collections::HashMap;

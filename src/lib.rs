@@ -3,11 +3,13 @@
 //! Tigase XMPP Server's HTTP API.
 //!
 //! A request walks one way:
-//! `http` (routes, Basic auth, negotiation) -> `rest` (decode the document) -> `adhoc` (the
-//! document becomes command IQs) -> `upstream` (send on the account's warm c2s stream, await)
+//! `http` (routes, admission, negotiation) -> `rest` (decode the document) -> `app` (the use
+//! case) -> `adhoc` (the document becomes command IQs) -> `upstream` (send on the account's warm c2s stream, await)
 //! -> `adhoc` (the IQ becomes a document) -> `rest` (encode) -> `http`.
 //!
 //! - [`config`]: every flag, its environment variable and default.
+//! - [`app`]: the use cases as typed operations (callers, commands, stanzas, resources,
+//!   readiness): the one thing `http` calls.
 //! - [`rest`]: the REST document and its XML and JSON codecs; pure.
 //! - [`adhoc`]: XEP-0050/XEP-0004 types, the generic command path, end-user-session.
 //! - [`upstream`]: connect, TLS, SASL, the session with IQs in flight, the pool.
@@ -20,6 +22,7 @@
 //! - [`policy`]: least privilege: the access file's tokens and rules, service credentials, `token` CLI.
 
 pub mod adhoc;
+pub mod app;
 pub mod audit;
 pub mod config;
 pub mod expiring;
@@ -31,4 +34,3 @@ pub mod policy;
 pub mod rest;
 pub mod shutdown;
 pub mod upstream;
-pub mod xmlchar;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use xmpp_rest_gateway::app::App;
 use xmpp_rest_gateway::config::{AdminListen, Cli, Command, Config};
 use xmpp_rest_gateway::http::tls::ServerCert;
 use xmpp_rest_gateway::http::{self, Gateway};
@@ -114,8 +115,9 @@ async fn run(mut cfg: Config) -> ExitCode {
         .access_file
         .is_some()
         .then(|| tokio::spawn(policy.clone().watch()));
-    let gw = Arc::new(Gateway::new(cfg, access).with_policy(policy, service));
-    let sweeper = tokio::spawn(gw.clone().sweep_every(std::time::Duration::from_secs(1)));
+    let app = Arc::new(App::new(cfg.clone(), access).with_policy(policy, service));
+    let sweeper = tokio::spawn(app.clone().sweep_every(std::time::Duration::from_secs(1)));
+    let gw = Arc::new(Gateway::new(cfg, app));
     let admin = admin.map(|l| tokio::spawn(http::observe::serve_admin(gw.clone(), l)));
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
     sweeper.abort();

@@ -23,13 +23,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
-use tokio_xmpp::parsers::jid::{BareJid, Jid};
+use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 
 use super::address::parse_jid;
 use super::registry::Handler;
 use super::stream::{run_one, Answer, CommandStream, StreamFuture};
 use super::xep0133::{end_session_iq, online_resources, user_stats_iq};
-use super::{Call, CommandError, END_USER_SESSION};
+use super::{Answered, Call, CommandError, Outcome, END_USER_SESSION};
 use crate::adhoc::form::{too_many_jids, FieldError};
 use crate::expiring::ExpiringMap;
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
@@ -108,7 +108,7 @@ impl Handler for EndUserSession {
         &'a self,
         call: &'a Call<'_>,
         req: &'a CommandRequest,
-    ) -> StreamFuture<'a, Result<CommandResponse, CommandError>> {
+    ) -> StreamFuture<'a, Result<Answered, CommandError>> {
         Box::pin(run(call, req, &self.recent))
     }
 
@@ -122,7 +122,7 @@ async fn run(
     call: &Call<'_>,
     req: &CommandRequest,
     recent: &RecentKicks,
-) -> Result<CommandResponse, CommandError> {
+) -> Result<Answered, CommandError> {
     let (session, target) = (call.stream.as_ref(), call.target);
     let jids = requested_jids(req, call.max_jids)?;
     // The accounts in the order they were first named, each with its JIDs.
@@ -160,19 +160,27 @@ async fn run(
     }
     // One line per session: `u@d` and `u@d/r` in one request end `r` once.
     let mut seen = HashSet::new();
-    let mut lines: Vec<String> = Vec::new();
+    let mut ended_jids: Vec<FullJid> = Vec::new();
     for k in jids
         .iter()
         .flat_map(|j| by_request.get(j).into_iter().flatten())
     {
         let bare = k.jid.to_bare();
-        for r in &k.ended {
-            let line = format!("Operation successful for user {bare}/{r}");
-            if seen.insert(line.clone()) {
-                lines.push(line);
+        // A resource the server listed that is no resourcepart cannot have been a session.
+        for full in k
+            .ended
+            .iter()
+            .filter_map(|r| bare.with_resource_str(r).ok())
+        {
+            if seen.insert(full.clone()) {
+                ended_jids.push(full);
             }
         }
     }
+    let lines: Vec<String> = ended_jids
+        .iter()
+        .map(|j| format!("Operation successful for user {j}"))
+        .collect();
     let fields = if lines.is_empty() {
         Vec::new()
     } else {
@@ -183,11 +191,15 @@ async fn run(
             ..ResponseField::default()
         }]
     };
-    Ok(CommandResponse {
+    let doc = CommandResponse {
         jid: target.written.clone(),
         node: END_USER_SESSION.into(),
         fields,
         ..CommandResponse::default()
+    };
+    Ok(Answered {
+        doc,
+        outcome: Outcome::Ended(ended_jids),
     })
 }
 
@@ -353,7 +365,10 @@ async fn fetch_online(
 fn check_all_ended(answers: impl IntoIterator<Item = Answer>) -> Result<(), CommandError> {
     for reply in answers {
         if let Some(n) = reply?.notes.iter().find(|n| n.type_ == "error") {
-            return Err(CommandError::Failed(n.text.clone()));
+            return Err(CommandError::Failed {
+                text: n.text.clone(),
+                says: super::outcome::said(&n.text),
+            });
         }
     }
     Ok(())

@@ -114,6 +114,7 @@ mod planning {
             &recent,
         )
         .await
+        .map(|a| a.doc)
     }
 
     #[tokio::test]
@@ -194,7 +195,9 @@ mod planning {
         let jids: Vec<String> = (0..50).map(|i| format!("u{i}@x.test")).collect();
         let jids: Vec<&str> = jids.iter().map(String::as_str).collect();
         match end(&fake, &jids).await {
-            Err(CommandError::Xmpp { condition, .. }) => assert_eq!(condition, "forbidden"),
+            Err(CommandError::Xmpp { condition, .. }) => {
+                assert_eq!(condition, crate::adhoc::DefinedCondition::Forbidden)
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(
@@ -210,11 +213,11 @@ mod planning {
         let ctx = Ctx::new(&fake);
         let recent = RecentKicks::default();
         let req = request(END_USER_SESSION, &[("accountjids", &["u@x.test"])]);
-        let first = run(&ctx.call(false), &req, &recent).await.unwrap();
+        let first = run(&ctx.call(false), &req, &recent).await.unwrap().doc;
         assert_eq!(lines(&first).len(), 1);
         // The fake still lists `phone` (a session the server is closing): the careful path
         // re-reads for a while, then takes it for a new session under the same name.
-        let second = run(&ctx.call(false), &req, &recent).await.unwrap();
+        let second = run(&ctx.call(false), &req, &recent).await.unwrap().doc;
         assert_eq!(lines(&second).len(), 1);
         let stats = fake
             .sent()

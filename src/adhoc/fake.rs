@@ -160,8 +160,8 @@ pub fn executing(node: &str, sid: &str, fields: Vec<Field>) -> Answer {
 /// An IQ error, as both servers answer a non-admin (`auth/forbidden`).
 pub fn forbidden() -> Answer {
     Err(CommandError::Xmpp {
-        type_: "auth".into(),
-        condition: "forbidden".into(),
+        type_: crate::adhoc::ErrorType::Auth,
+        condition: crate::adhoc::DefinedCondition::Forbidden,
         text: Some("You don't have permission to execute this command".into()),
     })
 }

@@ -12,9 +12,9 @@ use super::reply::to_response;
 use super::stages::Stages;
 use super::stream::run_one;
 use super::xep0050::{Command, CommandReply, Form, Status};
-use super::{cancel_in_background, form, Call, CommandError};
+use super::{cancel_in_background, form, Answered, Call, CommandError, Outcome};
 use crate::expiring::ExpiringMap;
-use crate::rest::{self, CommandRequest, CommandResponse};
+use crate::rest::{self, CommandRequest};
 
 /// How long a learnt form is kept unused, and how many are kept. A new stream has a new JID,
 /// so what an old one learnt is never used again and simply expires.
@@ -48,7 +48,7 @@ impl Generic {
         node: &str,
         req: &CommandRequest,
         stages: &Stages,
-    ) -> Result<CommandResponse, CommandError> {
+    ) -> Result<Answered, CommandError> {
         let (stream, to) = (call.stream.as_ref(), &call.target.to);
         let key = (stream.jid().clone(), to.clone(), node.to_string());
         let mut first = None;
@@ -86,9 +86,9 @@ impl Generic {
         let (Status::Executing, Some(stage)) = (reply.status, reply.form.as_ref()) else {
             // Completed (or canceled, or executing with nothing to fill in) at once: it takes
             // no input, whatever the client sent.
-            let mut doc = finish(call, stages, reply)?;
-            warn_ignored_fields(&mut doc, req);
-            return Ok(doc);
+            let mut answered = finish(call, stages, reply)?;
+            ignored_fields(&mut answered, req);
+            return Ok(answered);
         };
         let sid = reply.sessionid.clone().unwrap_or_default();
         if req.fields.is_empty() {
@@ -131,11 +131,7 @@ fn same_fields(a: &Form, b: &Form) -> bool {
 
 /// Maps the last answer. A command still executing is kept open for a client that asked
 /// (`?keep=1`); for any other it is cancelled upstream, so nothing is left open.
-fn finish(
-    call: &Call<'_>,
-    stages: &Stages,
-    reply: CommandReply,
-) -> Result<CommandResponse, CommandError> {
+fn finish(call: &Call<'_>, stages: &Stages, reply: CommandReply) -> Result<Answered, CommandError> {
     if reply.status != Status::Executing {
         return to_response(call.target, &reply);
     }
@@ -148,12 +144,17 @@ fn finish(
     to_response(call.target, &reply)
 }
 
-/// Fields sent to a command that took none are named in a `warn` note, not silently lost.
-fn warn_ignored_fields(doc: &mut CommandResponse, req: &CommandRequest) {
+/// Fields sent to a command that took none are named in a `warn` note, not silently lost, and
+/// the outcome says so (a completed command that took none of them did not do what was asked).
+fn ignored_fields(answered: &mut Answered, req: &CommandRequest) {
     if req.fields.is_empty() {
         return;
     }
     let names: Vec<&str> = req.fields.iter().map(|f| f.var.as_str()).collect();
+    if matches!(answered.outcome, Outcome::Completed { .. }) {
+        answered.outcome = Outcome::IgnoredFields(names.iter().map(|n| n.to_string()).collect());
+    }
+    let doc = &mut answered.doc;
     let warning = format!(
         "The command takes no input; these fields were ignored: {}",
         names.join(", ")

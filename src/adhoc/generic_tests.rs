@@ -40,7 +40,8 @@ async fn a_remembered_form_makes_the_next_command_one_round_trip() {
     let doc = generic
         .run(&ctx.call(false), NODE, &req, &stages)
         .await
-        .unwrap();
+        .unwrap()
+        .doc;
     assert_eq!(doc.note.unwrap().value, "Password successfully changed");
     assert_eq!(fake.sent().len(), 2, "execute, then the filled form");
     let submitted = &fake.sent()[1].1;
@@ -73,7 +74,8 @@ async fn a_command_that_takes_its_form_only_in_a_session_is_always_run_in_two_st
         let doc = generic
             .run(&ctx.call(false), NODE, &req, &stages)
             .await
-            .unwrap();
+            .unwrap()
+            .doc;
         let note = doc.note.map(|n| n.value);
         assert_eq!(note.as_deref(), Some("Announcement sent"), "round {round}");
     }
@@ -94,7 +96,8 @@ async fn a_form_request_is_answered_and_its_session_cancelled() {
     let doc = generic
         .run(&ctx.call(false), NODE, &request(NODE, &[]), &stages)
         .await
-        .unwrap();
+        .unwrap()
+        .doc;
     assert_eq!(doc.status.as_deref(), Some("executing"));
     assert!(doc.sessionid.is_none(), "nothing kept");
     fake::settle().await;
@@ -154,12 +157,25 @@ async fn fields_sent_to_a_command_without_input_are_named_in_a_warning() {
     let ctx = Ctx::new(&fake);
     let (generic, stages) = (Generic::default(), Stages::new(Duration::from_secs(60)));
     let req = request(node, &[("max_items", &["25"])]);
-    let doc = generic
+    let answered = generic
         .run(&ctx.call(false), node, &req, &stages)
         .await
         .unwrap();
-    let note = doc.note.unwrap();
+    // The outcome says it as a type: nothing reads the note's words.
+    assert_eq!(
+        answered.outcome,
+        crate::adhoc::Outcome::IgnoredFields(vec!["max_items".into()])
+    );
+    let without = generic
+        .run(&ctx.call(false), node, &request(node, &[]), &stages)
+        .await
+        .unwrap();
+    assert_eq!(
+        without.outcome,
+        crate::adhoc::Outcome::Completed { says: None }
+    );
+    let note = answered.doc.note.unwrap();
     assert_eq!(note.type_, "warn");
     assert!(note.value.contains("max_items"), "{}", note.value);
-    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(fake.sent().len(), 2);
 }

@@ -7,11 +7,13 @@
 //! mapping of an answer to the document, `target` the URL's JID.
 
 pub mod address;
+pub mod condition;
 pub mod end_user_session;
 #[cfg(test)]
 mod fake;
 pub mod form;
 pub mod generic;
+pub mod outcome;
 pub mod registry;
 mod reply;
 pub mod stages;
@@ -23,20 +25,20 @@ pub mod xep0133;
 
 use std::sync::Arc;
 
-use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 
 use crate::upstream::UpstreamError;
+pub use condition::{DefinedCondition, ErrorType};
+pub use outcome::{Answered, Outcome};
 pub use registry::{Commands, Handler};
 pub use stream::CommandStream;
 pub use target::Target;
 use xep0050::Command;
 
-/// The node of XEP-0133's end-user-session.
-pub const END_USER_SESSION: &str = "http://jabber.org/protocol/admin#end-user-session";
-/// The node of XEP-0133's user-stats.
-pub const USER_STATS: &str = "http://jabber.org/protocol/admin#user-stats";
+pub use xep0133::{
+    ADD_USER, ANNOUNCE, CHANGE_USER_PASSWORD, DELETE_USER, END_USER_SESSION, USER_STATS,
+};
 
 /// Why a command could not be answered with a document.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,10 +47,13 @@ pub enum CommandError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     /// The server answered with an IQ error.
-    #[error("the server answered {condition} ({type_})")]
+    #[error(
+        "the server answered {} ({type_})",
+        condition::condition_name(condition)
+    )]
     Xmpp {
-        type_: String,
-        condition: String,
+        type_: ErrorType,
+        condition: DefinedCondition,
         text: Option<String>,
     },
     /// The target does not offer this node to the account (`service-unavailable` or
@@ -56,7 +61,7 @@ pub enum CommandError {
     #[error("no such command: {node}")]
     NodeNotOffered {
         node: String,
-        condition: String,
+        condition: DefinedCondition,
         text: Option<String>,
     },
     /// A client field does not fit the command's form.
@@ -74,9 +79,15 @@ pub enum CommandError {
     /// The gateway's own rules refuse this node for this caller (nothing was sent).
     #[error("{0}")]
     Refused(String),
-    /// The command completed but said it failed (`<note type='error'>`).
-    #[error("{0}")]
-    Failed(String),
+    /// The command completed but said it failed (`<note type='error'>`): its text, and the
+    /// condition the server's words stand for where its table knows them
+    /// ([`outcome::said`]), so that a refusal said in words reads like the IQ error another
+    /// server gives for it.
+    #[error("{text}")]
+    Failed {
+        text: String,
+        says: Option<DefinedCondition>,
+    },
     /// The server's answer is not a command.
     #[error("unexpected answer from the server: {0}")]
     Malformed(String),
@@ -85,10 +96,8 @@ pub enum CommandError {
 impl From<StanzaError> for CommandError {
     fn from(e: StanzaError) -> Self {
         CommandError::Xmpp {
-            type_: e.type_.to_string(),
-            condition: Element::from(e.defined_condition.clone())
-                .name()
-                .to_string(),
+            type_: e.type_,
+            condition: e.defined_condition,
             text: e.texts.into_values().next().filter(|t| !t.is_empty()),
         }
     }
@@ -130,8 +139,8 @@ fn cancel_in_background(stream: &Arc<dyn CommandStream>, to: &Jid, node: &str, s
 
 #[cfg(test)]
 mod tests {
+    use super::condition::condition_name;
     use super::*;
-    use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
 
     #[test]
     fn conditions_are_named_as_in_xmpp() {
@@ -148,8 +157,8 @@ mod tests {
                 text,
             } => {
                 assert_eq!(
-                    (type_.as_str(), condition.as_str()),
-                    ("cancel", "service-unavailable")
+                    (type_, condition),
+                    (ErrorType::Cancel, DefinedCondition::ServiceUnavailable)
                 );
                 assert_eq!(text, None);
             }
@@ -161,10 +170,8 @@ mod tests {
             CommandError::Xmpp {
                 condition, text, ..
             } => {
-                assert_eq!(
-                    (condition.as_str(), text.as_deref()),
-                    ("gone", Some("moved"))
-                );
+                assert_eq!(condition_name(&condition), "gone");
+                assert_eq!(text.as_deref(), Some("moved"));
             }
             other => panic!("{other:?}"),
         }

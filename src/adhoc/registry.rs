@@ -11,8 +11,8 @@ use super::end_user_session::EndUserSession;
 use super::generic::Generic;
 use super::stages::Stages;
 use super::stream::{CommandStream, StreamFuture};
-use super::{Call, CommandError, Target, END_USER_SESSION};
-use crate::rest::{self, CommandRequest, CommandResponse};
+use super::{Answered, Call, CommandError, DefinedCondition, Target, END_USER_SESSION};
+use crate::rest::{self, CommandRequest};
 
 /// A command with semantics of its own.
 pub trait Handler: Send + Sync {
@@ -25,7 +25,7 @@ pub trait Handler: Send + Sync {
         &'a self,
         call: &'a Call<'_>,
         req: &'a CommandRequest,
-    ) -> StreamFuture<'a, Result<CommandResponse, CommandError>>;
+    ) -> StreamFuture<'a, Result<Answered, CommandError>>;
 
     /// Drops what the handler keeps that has expired (called by the one sweeper).
     fn sweep(&self) {}
@@ -60,7 +60,7 @@ impl Commands {
         &self,
         call: &Call<'_>,
         req: &CommandRequest,
-    ) -> Result<CommandResponse, CommandError> {
+    ) -> Result<Answered, CommandError> {
         if req.sessionid.as_deref().is_some_and(|s| !s.is_empty()) {
             return self.stages.resume(call, req).await;
         }
@@ -87,8 +87,8 @@ impl Commands {
             Err(CommandError::Xmpp {
                 condition, text, ..
             }) if matches!(
-                condition.as_str(),
-                "service-unavailable" | "feature-not-implemented"
+                condition,
+                DefinedCondition::ServiceUnavailable | DefinedCondition::FeatureNotImplemented
             ) && !is_listed(call.stream.as_ref(), call.target, node).await =>
             {
                 Err(CommandError::NodeNotOffered {
@@ -165,8 +165,9 @@ mod tests {
             .run(&ctx.call(false), &request(END_USER_SESSION, &[]))
             .await
             .unwrap();
+        assert_eq!(form.outcome, crate::adhoc::Outcome::Form);
         assert_eq!(
-            form.status.as_deref(),
+            form.doc.status.as_deref(),
             Some("executing"),
             "the form, generically"
         );
@@ -176,8 +177,8 @@ mod tests {
     async fn a_node_the_target_does_not_list_is_not_offered() {
         let unavailable = || {
             Err(CommandError::Xmpp {
-                type_: "cancel".into(),
-                condition: "service-unavailable".into(),
+                type_: crate::adhoc::ErrorType::Cancel,
+                condition: DefinedCondition::ServiceUnavailable,
                 text: None,
             })
         };
@@ -206,7 +207,7 @@ mod tests {
             &'a self,
             _: &'a Call<'_>,
             _: &'a CommandRequest,
-        ) -> StreamFuture<'a, Result<CommandResponse, CommandError>> {
+        ) -> StreamFuture<'a, Result<Answered, CommandError>> {
             Box::pin(async { Err(CommandError::BadRequest("refused by policy".into())) })
         }
     }

@@ -1,23 +1,33 @@
 //! A server's `<command/>` answer as the REST document the contract describes: fields, the
 //! form's title and instructions, notes merged into one, `<reported/>` tables.
 
+use super::outcome::said;
 use super::xep0050::{self, CommandReply, Form, Status};
-use super::{CommandError, Target};
+use super::{Answered, CommandError, Outcome, Target};
 use crate::rest::{self, CommandResponse};
 
-/// The REST document for a server's answer, as the contract maps it.
-pub(super) fn to_response(
-    target: &Target,
-    reply: &CommandReply,
-) -> Result<CommandResponse, CommandError> {
+/// The REST document for a server's answer, as the contract maps it, and what the command
+/// came to. A completed command with an error note failed; what its words mean is read from
+/// the servers' table ([`said`]).
+pub(super) fn to_response(target: &Target, reply: &CommandReply) -> Result<Answered, CommandError> {
     let note = merge_notes(reply);
-    if reply.status == Status::Completed {
-        if let Some(n) = note.as_ref().filter(|n| n.type_ == "error") {
-            return Err(CommandError::Failed(n.value.clone()));
+    let outcome = match reply.status {
+        Status::Completed => {
+            if let Some(n) = note.as_ref().filter(|n| n.type_ == "error") {
+                return Err(CommandError::Failed {
+                    text: n.value.clone(),
+                    says: said(&n.value),
+                });
+            }
+            Outcome::Completed {
+                says: note.as_ref().and_then(|n| said(&n.value)),
+            }
         }
-    }
+        Status::Canceled => Outcome::Canceled,
+        Status::Executing => Outcome::Form,
+    };
     let form = reply.form.as_ref();
-    Ok(CommandResponse {
+    let doc = CommandResponse {
         jid: target.written.clone(),
         node: reply.node.clone(),
         status: (reply.status != Status::Completed).then(|| reply.status.as_str().to_string()),
@@ -30,7 +40,8 @@ pub(super) fn to_response(
         instructions: form.and_then(|f| f.instructions.clone()),
         note,
         reported: form.and_then(to_reported),
-    })
+    };
+    Ok(Answered { doc, outcome })
 }
 
 fn to_rest_field(f: &xep0050::Field) -> rest::ResponseField {

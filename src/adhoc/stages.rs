@@ -16,9 +16,10 @@ use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 use super::reply::to_response;
 use super::stream::{run_one, CommandStream};
 use super::xep0050::{Command, CommandReply, Form, Status};
+use super::Answered;
 use super::{cancel_in_background, form, Call, CommandError};
 use crate::expiring::ExpiringMap;
-use crate::rest::{CommandRequest, CommandResponse};
+use crate::rest::CommandRequest;
 
 /// Open sessions a single account may hold, so that a client cannot grow the map without end.
 const PER_ACCOUNT: usize = 64;
@@ -66,10 +67,10 @@ impl Stages {
         &self,
         call: &Call<'_>,
         reply: &CommandReply,
-    ) -> Result<CommandResponse, CommandError> {
-        let mut doc = to_response(call.target, reply)?;
+    ) -> Result<Answered, CommandError> {
+        let mut answered = to_response(call.target, reply)?;
         let Some(upstream_sid) = reply.sessionid.clone() else {
-            return Ok(doc);
+            return Ok(answered);
         };
         let held = self.open.count(|s| s.account == *call.account);
         if held >= PER_ACCOUNT {
@@ -91,9 +92,9 @@ impl Stages {
         if let Some((_, evicted)) = self.open.insert(id.clone(), stage) {
             cancel(&evicted);
         }
-        doc.sessionid = Some(id);
-        doc.actions = offered_actions(reply);
-        Ok(doc)
+        answered.doc.sessionid = Some(id);
+        answered.doc.actions = offered_actions(reply);
+        Ok(answered)
     }
 
     /// Goes on with the session `req.sessionid`: the next stage, the result, or `canceled`.
@@ -101,7 +102,7 @@ impl Stages {
         &self,
         call: &Call<'_>,
         req: &CommandRequest,
-    ) -> Result<CommandResponse, CommandError> {
+    ) -> Result<Answered, CommandError> {
         let id = req.sessionid.as_deref().unwrap_or_default();
         let action = req.action.as_deref().filter(|a| !a.is_empty());
         if let Some(a) = action {
@@ -144,9 +145,9 @@ impl Stages {
         if reply.status != Status::Executing {
             return to_response(call.target, &reply);
         }
-        let mut doc = to_response(call.target, &reply)?;
-        doc.sessionid = Some(id.to_string());
-        doc.actions = offered_actions(&reply);
+        let mut answered = to_response(call.target, &reply)?;
+        answered.doc.sessionid = Some(id.to_string());
+        answered.doc.actions = offered_actions(&reply);
         let next = Stage {
             form: reply.form.clone(),
             default_action: reply.submit_action().to_string(),
@@ -157,7 +158,7 @@ impl Stages {
             ..stage
         };
         self.open.insert(id.to_string(), next);
-        Ok(doc)
+        Ok(answered)
     }
 
     /// Forgets sessions that expired (cancelling them upstream) or whose stream is gone.

@@ -28,7 +28,7 @@ fn open(stages: &Stages, ctx: &Ctx) -> String {
         vec![field("accountjid", "jid-single", &[])],
     )
     .unwrap();
-    let doc = stages.keep(&ctx.call(true), &reply).unwrap();
+    let doc = stages.keep(&ctx.call(true), &reply).unwrap().doc;
     let id = doc.sessionid.unwrap();
     assert_eq!(
         id.len(),
@@ -54,7 +54,8 @@ async fn a_kept_session_continues_to_its_result_once() {
     let doc = stages
         .resume(&ctx.call(true), &resume_req(&id, None))
         .await
-        .unwrap();
+        .unwrap()
+        .doc;
     assert!(doc.status.is_none() && doc.sessionid.is_none(), "completed");
     let (_, cmd) = fake.sent().pop().unwrap();
     assert_eq!(cmd.sessionid.as_deref(), Some("upstream-7"));
@@ -99,7 +100,8 @@ async fn cancel_ends_the_session_upstream() {
     let doc = stages
         .resume(&ctx.call(true), &resume_req(&id, Some("cancel")))
         .await
-        .unwrap();
+        .unwrap()
+        .doc;
     assert_eq!(doc.status.as_deref(), Some("canceled"));
     let (_, cmd) = fake.sent().pop().unwrap();
     assert_eq!(
@@ -171,8 +173,8 @@ async fn a_step_that_fails_cancels_its_session_upstream() {
     let fake = Fake::new("admin@x.test/xrg-1", |_, cmd| match cmd.action.as_deref() {
         Some("cancel") => completed(NODE, vec![]),
         _ => Err(CommandError::Xmpp {
-            type_: "wait".into(),
-            condition: "resource-constraint".into(),
+            type_: crate::adhoc::ErrorType::Wait,
+            condition: crate::adhoc::DefinedCondition::ResourceConstraint,
             text: None,
         }),
     });

@@ -201,7 +201,13 @@ mod tests {
                 condition,
                 text,
             }) => {
-                assert_eq!((type_.as_str(), condition.as_str()), ("auth", "forbidden"));
+                assert_eq!(
+                    (type_, condition),
+                    (
+                        crate::adhoc::ErrorType::Auth,
+                        crate::adhoc::DefinedCondition::Forbidden
+                    )
+                );
                 assert_eq!(text.as_deref(), Some("no"));
             }
             other => panic!("{other:?}"),

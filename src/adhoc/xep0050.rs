@@ -173,10 +173,16 @@ pub struct FieldOption {
     pub value: String,
 }
 
+/// XEP-0004's field types that take several values (the wire model's own list; the REST
+/// document's is `rest::MULTI_TYPES`, and a test holds the two equal).
+pub const MULTI_TYPES: [&str; 3] = ["jid-multi", "list-multi", "text-multi"];
+
 impl Field {
-    /// Whether the field takes several values (`*-multi`).
+    /// Whether the field takes several values (`*-multi`); a field without a type does not.
     pub fn is_multi(&self) -> bool {
-        crate::rest::is_multi_type(self.type_.as_deref())
+        self.type_
+            .as_deref()
+            .is_some_and(|t| MULTI_TYPES.contains(&t))
     }
 
     fn parse(el: &Element) -> Self {
@@ -344,5 +350,17 @@ mod tests {
     #[test]
     fn other_elements_are_not_commands() {
         assert!(CommandReply::parse(&el("<query xmlns='jabber:iq:version'/>")).is_none());
+    }
+
+    #[test]
+    fn the_wire_and_the_document_agree_on_multi_valued_types() {
+        assert_eq!(MULTI_TYPES, crate::rest::MULTI_TYPES);
+        let typed = |t: Option<&str>| Field {
+            type_: t.map(str::to_string),
+            ..Field::default()
+        };
+        assert!(typed(Some("jid-multi")).is_multi());
+        assert!(!typed(Some("jid-single")).is_multi());
+        assert!(!typed(None).is_multi());
     }
 }

@@ -1,10 +1,18 @@
 //! The XEP-0133 admin commands the gateway composes itself (end-user-session's user-stats and
 //! kicks), and what it reads from their answers.
 
+/// The XEP-0133 nodes the gateway itself runs (the REST resources, end-user-session's own
+/// path): the one place these strings are written.
+pub const END_USER_SESSION: &str = "http://jabber.org/protocol/admin#end-user-session";
+pub const USER_STATS: &str = "http://jabber.org/protocol/admin#user-stats";
+pub const ADD_USER: &str = "http://jabber.org/protocol/admin#add-user";
+pub const DELETE_USER: &str = "http://jabber.org/protocol/admin#delete-user";
+pub const CHANGE_USER_PASSWORD: &str = "http://jabber.org/protocol/admin#change-user-password";
+pub const ANNOUNCE: &str = "http://jabber.org/protocol/admin#announce";
+
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 
 use super::xep0050::{Command, CommandReply, Field, Form};
-use super::{END_USER_SESSION, USER_STATS};
 
 const FORM_TYPE_ADMIN: &str = "http://jabber.org/protocol/admin";
 

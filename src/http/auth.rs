@@ -4,15 +4,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::error::ApiError;
+use crate::app::caller::{account, Account};
 use axum::http::{header, HeaderMap};
 use base64::Engine;
-use tokio_xmpp::parsers::jid::BareJid;
-
-use super::error::ApiError;
 
 /// Credentials from an `Authorization: Basic` header.
 pub struct Credentials {
-    pub account: BareJid,
+    pub account: Account,
     pub password: String,
 }
 
@@ -51,7 +50,7 @@ pub fn credentials(headers: &HeaderMap, domain: Option<&str>) -> Result<Credenti
         return Err(ApiError::unauthorized("the password is empty"));
     }
     Ok(Credentials {
-        account: account(user, domain)?,
+        account: account(user, domain).map_err(ApiError::from)?,
         password: password.to_string(),
     })
 }
@@ -62,23 +61,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     let secret = rest.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
-}
-
-fn account(user: &str, domain: Option<&str>) -> Result<BareJid, ApiError> {
-    let hint = "the user name must be the account's bare JID, e.g. admin@example.org";
-    let user = user.trim();
-    let written = match (user.contains('@'), domain) {
-        (true, _) => user.to_string(),
-        (false, Some(d)) if !user.is_empty() && !user.contains('/') => format!("{user}@{d}"),
-        (false, _) => return Err(ApiError::unauthorized(hint)),
-    };
-    match crate::adhoc::address::parse_jid(&written) {
-        Some(jid) if jid.is_full() => Err(ApiError::unauthorized(format!(
-            "{hint} (without a resource)"
-        ))),
-        Some(jid) if jid.node().is_some() => Ok(jid.into_bare()),
-        _ => Err(ApiError::unauthorized(hint)),
-    }
 }
 
 /// The client's address: the peer's, or the last address a trusted proxy put in

@@ -6,10 +6,8 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::adhoc::CommandError;
-use crate::policy::Refusal;
+use crate::app::{condition_name, DefinedCondition, ErrorType, Failure};
 use crate::rest::{self, ErrorBody, Format};
-use crate::upstream::{AccessError, UpstreamError};
 
 /// An error answer: status, condition word, optional text and field, and the headers some
 /// statuses need.
@@ -178,7 +176,7 @@ impl ApiError {
             "upstream-unavailable",
             reason,
         )
-        .retry_after(crate::upstream::probe::FRESH_FOR)
+        .retry_after(crate::app::READINESS_FRESH_FOR)
     }
 
     pub fn throttled(retry_after: Duration) -> Self {
@@ -272,118 +270,84 @@ pub fn content_type(format: Format) -> HeaderValue {
     })
 }
 
-impl From<UpstreamError> for ApiError {
-    fn from(e: UpstreamError) -> Self {
+impl From<Failure> for ApiError {
+    fn from(e: Failure) -> Self {
         match e {
-            UpstreamError::AuthFailed(_) => {
-                Self::unauthorized("the XMPP server refused these credentials")
+            Failure::BadRequest(t) => Self::bad_request(t),
+            Failure::BadField { field, text } => {
+                let mut e = Self::bad_request(text);
+                e.field = Some(field);
+                e
             }
-            UpstreamError::HostUnknown(domain) => Self::unknown_domain(&domain),
-            UpstreamError::Throttled(wait) => Self::throttled(wait),
-            other => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream-unavailable",
-                other.to_string(),
-            ),
-        }
-    }
-}
-
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::InvalidToken(t) => Self::invalid_token(t),
-            Refusal::Forbidden(t) => Self::forbidden(t),
-            Refusal::RateLimited(wait) => Self::rate_limited(wait),
-        }
-    }
-}
-
-impl From<AccessError> for ApiError {
-    fn from(e: AccessError) -> Self {
-        match e {
-            AccessError::Throttled(wait) => Self::throttled(wait),
-            AccessError::Refused => Self::unauthorized("the XMPP server refused these credentials"),
-            AccessError::UnknownDomain(domain) => Self::unknown_domain(&domain),
-            AccessError::AccountBusy => Self::overloaded(
+            Failure::Unauthorized(t) => Self::unauthorized(t),
+            Failure::UnknownDomain(domain) => Self::unknown_domain(&domain),
+            Failure::InvalidToken(t) => Self::invalid_token(t),
+            Failure::Forbidden(t) => Self::forbidden(t),
+            Failure::RateLimited(wait) => Self::rate_limited(wait),
+            Failure::StreamRate(wait) => Self::stream_rate(wait),
+            Failure::Throttled(wait) => Self::throttled(wait),
+            Failure::AccountBusy => Self::overloaded(
                 "this account has as many requests in flight as it may; retry shortly",
             ),
-            AccessError::Upstream(u) => u.into(),
-        }
-    }
-}
-
-impl From<CommandError> for ApiError {
-    fn from(e: CommandError) -> Self {
-        match e {
-            CommandError::Upstream(u) => u.into(),
-            CommandError::Xmpp {
+            Failure::Upstream(t) => Self::new(StatusCode::BAD_GATEWAY, "upstream-unavailable", t),
+            Failure::Xmpp {
                 type_,
                 condition,
                 text,
             } => {
-                let status = status_for(&type_, &condition);
-                let mut e = Self::new(status, &condition, text.unwrap_or_default());
+                let status = status_for(type_, &condition);
+                let mut e = Self::new(status, condition_name(&condition), text.unwrap_or_default());
                 e.text = e.text.or_else(|| Some(default_text(status).into()));
                 e
             }
-            CommandError::NodeNotOffered {
+            Failure::NodeNotOffered {
                 node,
                 condition,
                 text,
             } => Self::new(
                 StatusCode::NOT_FOUND,
-                &condition,
+                condition_name(&condition),
                 text.unwrap_or_else(|| {
                     format!("the target offers no command {node:?} to this account")
                 }),
             ),
-            CommandError::Field(f) => {
-                let mut e = Self::bad_request(f.text);
-                e.field = Some(f.field);
-                e
-            }
-            CommandError::BadRequest(t) => Self::bad_request(t),
-            CommandError::Refused(t) => Self::new(StatusCode::FORBIDDEN, "forbidden", t),
-            CommandError::UnknownSession => Self::new(
+            Failure::UnknownSession => Self::new(
                 StatusCode::NOT_FOUND,
                 "item-not-found",
                 "no such command session (unknown, expired, or not this account's)",
             ),
-            CommandError::TooManyStages(n) => Self::new(
+            Failure::TooManyStages(n) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "resource-constraint",
                 format!("too many open command sessions (at most {n} per account)"),
             ),
-            CommandError::Failed(t) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "command-failed", t)
-            }
-            CommandError::Malformed(t) => Self::new(
+            Failure::Failed(t) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "command-failed", t),
+            Failure::Malformed(t) => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream-error",
                 format!("unexpected answer from the XMPP server: {t}"),
             ),
+            Failure::NotReady(reason) => Self::not_ready(reason),
         }
     }
 }
 
 /// The contract's table for an upstream IQ error; unlisted conditions go by their type.
-fn status_for(type_: &str, condition: &str) -> StatusCode {
+fn status_for(type_: ErrorType, condition: &DefinedCondition) -> StatusCode {
+    use DefinedCondition as C;
     match condition {
-        "bad-request" | "jid-malformed" | "not-acceptable" | "malformed-action" => {
-            StatusCode::BAD_REQUEST
-        }
-        "forbidden" | "not-allowed" | "not-authorized" => StatusCode::FORBIDDEN,
-        "item-not-found" => StatusCode::NOT_FOUND,
-        "conflict" => StatusCode::CONFLICT,
-        "internal-server-error" | "remote-server-not-found" | "service-unavailable" => {
+        C::BadRequest | C::JidMalformed | C::NotAcceptable => StatusCode::BAD_REQUEST,
+        C::Forbidden | C::NotAllowed | C::NotAuthorized => StatusCode::FORBIDDEN,
+        C::ItemNotFound => StatusCode::NOT_FOUND,
+        C::Conflict => StatusCode::CONFLICT,
+        C::InternalServerError | C::RemoteServerNotFound | C::ServiceUnavailable => {
             StatusCode::BAD_GATEWAY
         }
-        "resource-constraint" => StatusCode::SERVICE_UNAVAILABLE,
-        "remote-server-timeout" => StatusCode::GATEWAY_TIMEOUT,
+        C::ResourceConstraint => StatusCode::SERVICE_UNAVAILABLE,
+        C::RemoteServerTimeout => StatusCode::GATEWAY_TIMEOUT,
         _ => match type_ {
-            "auth" => StatusCode::FORBIDDEN,
-            "wait" => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Auth => StatusCode::FORBIDDEN,
+            ErrorType::Wait => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         },
     }

@@ -113,7 +113,7 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not finish in time");
     }
-    gw.access.close_all().await;
+    gw.app.close_all().await;
     tracing::info!("all upstream streams closed");
 }
 

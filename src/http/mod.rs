@@ -3,10 +3,10 @@
 //! negotiation, limits (body size, requests in flight, request timeout); the accept loop and
 //! connection limits are in [`listener`].
 
+mod admit;
 mod audit;
 pub mod auth;
 mod body;
-mod caller;
 pub mod error;
 pub mod listener;
 pub mod negotiate;
@@ -29,35 +29,22 @@ use axum::routing::{any, delete, get, post, put};
 use axum::{Extension, Router};
 use tokio::sync::Semaphore;
 
-use crate::adhoc::{self, CommandStream, Commands, Target};
+use crate::app::App;
 use crate::config::Config;
-use crate::policy::{Policy, ServiceCredentials};
 use crate::rest::{self, Format};
-use crate::upstream::Access;
-use caller::Caller;
+use admit::admit;
 use error::{document, ApiError};
 use observe::{get_only, healthz, readyz};
 use query::{parse_query, QueryParams};
 
 pub use listener::serve;
 
-/// Everything a request handler needs, shared by all of them.
+/// Everything a request handler needs, shared by all of them: the application below HTTP,
+/// and what only HTTP knows (its limits, the places in flight, the listener's connections).
 pub struct Gateway {
     cfg: Config,
-    access: Access,
-    commands: Commands,
+    app: Arc<App>,
     in_flight: Arc<Semaphore>,
-    /// Tokens and per-command rules (everything allowed without an access file).
-    policy: Arc<Policy>,
-    /// The passwords of the accounts Bearer tokens act as.
-    service: ServiceCredentials,
-    /// Service accounts whose password the server refused: not tried again until a restart,
-    /// so a stale credentials file cannot spend the failed-login budgets request by request.
-    service_refused: std::sync::Mutex<std::collections::HashSet<tokio_xmpp::parsers::jid::BareJid>>,
-    /// The accounts' budgets for `POST /rest/stream/`.
-    stream_rates: stream::StreamRates,
-    /// The last readiness probe's answer (`GET /readyz`).
-    readiness: crate::upstream::probe::Readiness,
     /// The main listener's connections, once it serves (for `xrg_http_connections`).
     connections: std::sync::OnceLock<Arc<listener::Connections>>,
 }
@@ -102,42 +89,12 @@ impl axum::extract::FromRequestParts<Arc<Gateway>> for Incoming {
 }
 
 impl Gateway {
-    pub fn new(cfg: Config, access: Access) -> Self {
+    pub fn new(cfg: Config, app: Arc<App>) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
-            commands: Commands::new(cfg.command_idle),
-            stream_rates: stream::StreamRates::new(cfg.stream_rate),
-            access,
+            app,
             cfg,
-            policy: Arc::new(Policy::open()),
-            service: ServiceCredentials::none(),
-            service_refused: Default::default(),
-            readiness: crate::upstream::probe::Readiness::new(crate::upstream::probe::FRESH_FOR),
             connections: Default::default(),
-        }
-    }
-
-    /// The same gateway under these rules, with these service-account passwords.
-    pub fn with_policy(self, policy: Arc<Policy>, service: ServiceCredentials) -> Self {
-        Self {
-            policy,
-            service,
-            ..self
-        }
-    }
-}
-
-impl Gateway {
-    /// The one sweeper of every cache (learnt forms, kept command sessions, recently ended
-    /// sessions, failed logins): runs until the task is dropped, which `main` does at shutdown.
-    pub async fn sweep_every(self: Arc<Self>, period: Duration) {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            self.commands.sweep();
-            self.access.sweep();
-            self.stream_rates.sweep();
         }
     }
 }
@@ -262,33 +219,11 @@ async fn handle_post(
     let (limit, deadline) = (gw.cfg.max_body, gw.cfg.body_timeout);
     let (body_format, body) =
         body::read_document(body, headers, query.type_.as_deref(), limit, deadline).await?;
-    let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
-    let _permit = admit(gw)?;
+    let admitted = admit(gw, peer, headers, &query)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    crate::audit::note_node(request.node.as_deref().unwrap_or_default());
-    crate::audit::note_action(request.action.as_deref().unwrap_or("execute"));
-    let target = target(path, &gw.cfg.aliases)?;
-    let domains = caller::target_domains(&target, &request);
-    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
-    let guard = |node: &str| caller.may_run(gw, node, &domains);
-    if let Some(node) = request.node.as_deref().filter(|n| !n.is_empty()) {
-        // Refused before a login: a token's rules cost the server nothing.
-        guard(node)?;
-    }
-    let work = async {
-        let admitted = caller.stream(gw).await?;
-        let stream: Arc<dyn CommandStream> = admitted.session.clone();
-        let call = adhoc::Call {
-            stream: &stream,
-            account: &caller.account,
-            target: &target,
-            keep,
-            max_jids: gw.cfg.max_jids,
-            guard: &guard,
-        };
-        Ok::<_, ApiError>(gw.commands.run(&call, &request).await?)
-    };
+    let Path(jid) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let work = gw.app.run(&admitted.caller, &jid, &request, keep);
     let doc = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_response(format, &doc)))
 }
@@ -316,27 +251,10 @@ async fn handle_get(
     format: Format,
 ) -> Result<Response, ApiError> {
     crate::audit::note_action("list");
-    let caller = Caller::admit(gw, peer, headers, query.api_key.as_deref())?;
-    let _permit = admit(gw)?;
-    let target = target(path, &gw.cfg.aliases)?;
-    caller.may_address(gw, &[target.to.domain().as_str()])?;
-    let work = async {
-        let admitted = caller.stream(gw).await?;
-        let stream: Arc<dyn CommandStream> = admitted.session.clone();
-        Ok::<_, ApiError>(adhoc::registry::list_commands(&stream, &target).await?)
-    };
-    let mut items = timed(gw.cfg.request_timeout, work).await?;
-    // Only the nodes the caller may run.
-    items.retain(|i| caller.shows(gw, &i.node));
+    let admitted = admit(gw, peer, headers, &query)?;
+    let Path(jid) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let items = timed(gw.cfg.request_timeout, gw.app.list(&admitted.caller, &jid)).await?;
     Ok(document(format, rest::encode_items(format, &items)))
-}
-
-/// A place among the requests in flight, or 503 at the limit.
-fn admit(gw: &Gateway) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    gw.in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::overloaded("the gateway is at its limit of requests in flight"))
 }
 
 /// Negotiates the format, runs `handle` in it, and answers its error in the same format (the
@@ -367,21 +285,15 @@ where
 
 /// `work` within `limit`, else 504. Not an `async fn`: one of those would hold `work` twice
 /// (as its argument and inside the timeout), and a request's future is copied as it moves.
-fn timed<T>(
+fn timed<T, E: Into<ApiError>>(
     limit: Duration,
-    work: impl std::future::Future<Output = Result<T, ApiError>>,
+    work: impl std::future::Future<Output = Result<T, E>>,
 ) -> impl std::future::Future<Output = Result<T, ApiError>> {
     use futures_util::FutureExt;
-    tokio::time::timeout(limit, work)
-        .map(move |r| r.unwrap_or_else(|_| Err(ApiError::timeout(limit))))
-}
-
-fn target(
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    aliases: &[String],
-) -> Result<Target, ApiError> {
-    let Path(jid) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Target::resolve(&jid, aliases)?)
+    tokio::time::timeout(limit, work).map(move |r| match r {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(ApiError::timeout(limit)),
+    })
 }
 
 async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {

@@ -39,17 +39,16 @@ pub(super) async fn readyz(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let domain = gw.cfg.domain.as_deref();
-    match gw.readiness.check(|| gw.access.probe(domain)).await {
+    match gw.app.ready().await {
         Ok(()) => plain("ready\n"),
-        Err(reason) => ApiError::not_ready(reason).into_response_in(format_of(&uri, &headers)),
+        Err(failure) => ApiError::from(failure).into_response_in(format_of(&uri, &headers)),
     }
 }
 
 /// `GET /metrics` (admin listener only): every metric in the OpenMetrics text format.
 async fn scrape(State(gw): State<Arc<Gateway>>) -> Response {
     let text = metrics::render(metrics::Gauges {
-        warm_sessions: gw.access.warm_sessions(),
+        warm_sessions: gw.app.warm_sessions(),
         requests_in_flight: gw
             .cfg
             .max_in_flight

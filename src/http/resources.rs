@@ -4,33 +4,19 @@
 //! admission and the same rules: a token must be allowed the very node run, at the account's
 //! domain. Bodies and shapes are in `rest::resources`.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 
-use super::caller::{self, Caller};
 use super::error::{accepted, created, document, no_content, ApiError};
 use super::query::QueryParams;
-use super::{admit, answer, body, format_of, timed, Gateway, Incoming, Peer};
-use crate::adhoc::{self, address, CommandError, CommandStream, Target};
-use crate::adhoc::{END_USER_SESSION, USER_STATS};
+use super::{admit, answer, body, format_of, timed, Gateway, Incoming};
+use crate::app::resources::{self as app};
 use crate::audit;
 use crate::rest::resources::{self as shapes, Resource};
-use crate::rest::{CommandRequest, CommandResponse, FieldValue, Format, RequestField};
-
-const ADD_USER: &str = "http://jabber.org/protocol/admin#add-user";
-const DELETE_USER: &str = "http://jabber.org/protocol/admin#delete-user";
-const CHANGE_PASSWORD: &str = "http://jabber.org/protocol/admin#change-user-password";
-const ANNOUNCE: &str = "http://jabber.org/protocol/admin#announce";
-
-/// Prosody completes these commands with an error (or info) note instead of an IQ error.
-const PROSODY_EXISTS: &str = "already exists";
-const PROSODY_NO_USER: &str = "does not exist";
-const PROSODY_NOT_DELETED: &str = "could not be deleted";
+use crate::rest::Format;
 
 type JidPath = Result<Path<String>, PathRejection>;
 type FullPath = Result<Path<(String, String)>, PathRejection>;
@@ -42,12 +28,9 @@ pub(super) async fn get_sessions(incoming: Incoming, path: JidPath) -> Response 
     answer(query.as_deref(), headers, |format, q| async move {
         audit::note_action("list");
         let account = account(path)?;
-        let fields = vec![single("accountjid", &account)];
-        let doc = run(&gw, peer, headers, &q, &account, USER_STATS, vec![fields])
-            .await
-            .map_err(|e| failed_as(e, PROSODY_NO_USER, "item-not-found"))?;
-        let listed = shapes::sessions(&account, shapes::online_resources(&doc));
-        Ok(encoded(format, &listed))
+        let admitted = admit(&gw, peer, headers, &q)?;
+        let work = gw.app.sessions(&admitted.caller, &account);
+        Ok(encoded(format, &timed(gw.cfg.request_timeout, work).await?))
     })
     .await
 }
@@ -59,7 +42,9 @@ pub(super) async fn delete_sessions(incoming: Incoming, path: JidPath) -> Respon
     answer(query.as_deref(), headers, |format, q| async move {
         audit::note_action("end");
         let account = account(path)?;
-        end_sessions(&gw, peer, headers, &q, format, &account, &account).await
+        let admitted = admit(&gw, peer, headers, &q)?;
+        let work = gw.app.end_sessions(&admitted.caller, &account, &account);
+        Ok(encoded(format, &timed(gw.cfg.request_timeout, work).await?))
     })
     .await
 }
@@ -72,44 +57,12 @@ pub(super) async fn delete_session(incoming: Incoming, path: FullPath) -> Respon
         audit::note_action("end");
         let Path((bare, resource)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let account = account(Ok(Path(bare)))?;
-        let full = format!("{account}/{resource}");
-        let valid = address::parse_jid(&full).is_some_and(|j| j.resource().is_some());
-        if !valid {
-            return Err(ApiError::bad_request(format!(
-                "{resource:?} is not a resource"
-            )));
-        }
-        end_sessions(&gw, peer, headers, &q, format, &account, &full).await
+        let full = app::session(&account, &resource)?;
+        let admitted = admit(&gw, peer, headers, &q)?;
+        let work = gw.app.end_sessions(&admitted.caller, &account, &full);
+        Ok(encoded(format, &timed(gw.cfg.request_timeout, work).await?))
     })
     .await
-}
-
-/// end-user-session through its handler, which learns what is online and reports only the
-/// sessions it really ended.
-async fn end_sessions(
-    gw: &Gateway,
-    peer: Peer,
-    headers: &HeaderMap,
-    q: &QueryParams,
-    format: Format,
-    account: &str,
-    jid: &str,
-) -> Result<Response, ApiError> {
-    let fields = vec![multi("accountjids", jid)];
-    let doc = run(
-        gw,
-        peer,
-        headers,
-        q,
-        account,
-        END_USER_SESSION,
-        vec![fields],
-    )
-    .await?;
-    Ok(encoded(
-        format,
-        &shapes::ended(account, shapes::ended_sessions(&doc)),
-    ))
 }
 
 /// `POST /rest/users/{jid}` with a password: creates the account (201), 409 when it exists.
@@ -120,18 +73,10 @@ pub(super) async fn post_user(incoming: Incoming, path: JidPath, body: Body) -> 
         audit::note_action("create");
         let account = account(path)?;
         let password = password(&gw, &q, headers, body).await?;
-        let fields = vec![
-            single("accountjid", &account),
-            single("password", &password),
-            single("password-verify", &password),
-        ];
-        run(&gw, peer, headers, &q, &account, ADD_USER, vec![fields])
-            .await
-            .map_err(|e| failed_as(e, PROSODY_EXISTS, "conflict"))?;
-        Ok(created(
-            format,
-            shapes::encode(format, &shapes::user(&account)),
-        ))
+        let admitted = admit(&gw, peer, headers, &q)?;
+        let work = gw.app.create_user(&admitted.caller, &account, &password);
+        let user = timed(gw.cfg.request_timeout, work).await?;
+        Ok(created(format, shapes::encode(format, &user)))
     })
     .await
 }
@@ -143,13 +88,10 @@ pub(super) async fn delete_user(incoming: Incoming, path: JidPath) -> Response {
     answer(query.as_deref(), headers, |_, q| async move {
         audit::note_action("delete");
         let account = account(path)?;
-        let fields = vec![multi("accountjids", &account)];
-        let doc = run(&gw, peer, headers, &q, &account, DELETE_USER, vec![fields]).await?;
-        // Prosody completes with an info note naming what it could not delete.
-        match doc.note.filter(|n| n.value.contains(PROSODY_NOT_DELETED)) {
-            Some(n) => Err(as_condition("item-not-found", n.value)),
-            None => Ok(no_content()),
-        }
+        let admitted = admit(&gw, peer, headers, &q)?;
+        let work = gw.app.delete_user(&admitted.caller, &account);
+        timed(gw.cfg.request_timeout, work).await?;
+        Ok(no_content())
     })
     .await
 }
@@ -162,21 +104,9 @@ pub(super) async fn put_password(incoming: Incoming, path: JidPath, body: Body) 
         audit::note_action("set-password");
         let account = account(path)?;
         let password = password(&gw, &q, headers, body).await?;
-        let fields = vec![
-            single("accountjid", &account),
-            single("password", &password),
-        ];
-        run(
-            &gw,
-            peer,
-            headers,
-            &q,
-            &account,
-            CHANGE_PASSWORD,
-            vec![fields],
-        )
-        .await
-        .map_err(|e| failed_as(e, PROSODY_NO_USER, "item-not-found"))?;
+        let admitted = admit(&gw, peer, headers, &q)?;
+        let work = gw.app.set_password(&admitted.caller, &account, &password);
+        timed(gw.cfg.request_timeout, work).await?;
         Ok(no_content())
     })
     .await
@@ -189,21 +119,13 @@ pub(super) async fn post_announce(incoming: Incoming, path: JidPath, body: Body)
     answer(query.as_deref(), headers, |_, q| async move {
         audit::note_action("announce");
         let Path(domain) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        if !address::valid_domain(&domain) {
-            return Err(ApiError::bad_request(format!("{domain:?} is not a domain")));
-        }
-        let body = read_body(&gw, &q, headers, body).await?;
-        let (format, bytes) = body;
+        let domain = app::domain(&domain)?;
+        let (format, bytes) = read_body(&gw, &q, headers, body).await?;
         let message = shapes::decode_announcement(format, &bytes)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let fields = |body_var: &str| {
-            let mut fields = vec![multi(body_var, &message.body)];
-            fields.extend(message.subject.as_deref().map(|s| single("subject", s)));
-            fields
-        };
-        // XEP-0133 and Prosody name the body `announcement`, ejabberd `body`.
-        let attempts = vec![fields("announcement"), fields("body")];
-        run(&gw, peer, headers, &q, &domain, ANNOUNCE, attempts).await?;
+        let admitted = admit(&gw, peer, headers, &q)?;
+        let work = gw.app.announce(&admitted.caller, &domain, &message);
+        timed(gw.cfg.request_timeout, work).await?;
         Ok(accepted())
     })
     .await
@@ -222,12 +144,7 @@ pub(super) async fn refuse(
 /// The URL's account: a bare JID with a localpart.
 fn account(path: JidPath) -> Result<String, ApiError> {
     let Path(written) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    match address::parse_jid(&written) {
-        Some(j) if j.node().is_some() && j.resource().is_none() => Ok(j.to_string()),
-        _ => Err(ApiError::bad_request(format!(
-            "{written:?} is not an account's bare JID"
-        ))),
-    }
+    Ok(app::account(&written)?)
 }
 
 /// The body (under the same deadline and limit as a command document) and its format.
@@ -251,108 +168,6 @@ async fn password(
     shapes::decode_password(format, &bytes).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Runs `node` at the domain of `addressed`, admitted as `/rest/adhoc` is. `attempts` are
-/// field sets tried in order while the command's form refuses a field (the servers name some
-/// fields differently), all under one admission.
-async fn run(
-    gw: &Gateway,
-    peer: Peer,
-    headers: &HeaderMap,
-    q: &QueryParams,
-    addressed: &str,
-    node: &str,
-    attempts: Vec<Vec<RequestField>>,
-) -> Result<CommandResponse, ApiError> {
-    audit::note_node(node);
-    let caller = Caller::admit(gw, peer, headers, q.api_key.as_deref())?;
-    let _permit = admit(gw)?;
-    let domain = addressed.rsplit('@').next().unwrap_or(addressed);
-    let target = Target::resolve(domain, &gw.cfg.aliases)?;
-    let requests: Vec<CommandRequest> = attempts
-        .into_iter()
-        .map(|fields| CommandRequest {
-            node: Some(node.into()),
-            fields,
-            ..CommandRequest::default()
-        })
-        .collect();
-    let mut domains: Vec<String> = Vec::new();
-    for request in &requests {
-        for d in caller::target_domains(&target, request) {
-            if !domains.contains(&d) {
-                domains.push(d);
-            }
-        }
-    }
-    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
-    let guard = |node: &str| caller.may_run(gw, node, &domains);
-    guard(node)?;
-    let work = async {
-        let admitted = caller.stream(gw).await?;
-        let stream: Arc<dyn CommandStream> = admitted.session.clone();
-        let call = adhoc::Call {
-            stream: &stream,
-            account: &caller.account,
-            target: &target,
-            keep: false,
-            max_jids: gw.cfg.max_jids,
-            guard: &guard,
-        };
-        let mut answer = Err(CommandError::BadRequest("nothing to run".into()));
-        for request in &requests {
-            answer = gw.commands.run(&call, request).await;
-            if !matches!(answer, Err(CommandError::Field(_))) {
-                break;
-            }
-        }
-        Ok::<_, ApiError>(answer?)
-    };
-    let doc = timed(gw.cfg.request_timeout, work).await?;
-    let ignored = doc
-        .note
-        .as_ref()
-        .is_some_and(|n| n.value.contains("these fields were ignored"));
-    if doc.status.is_some() || ignored {
-        // Still executing (a form again), canceled, or completed without taking the fields:
-        // nothing was done, whatever a success status would say.
-        let e = CommandError::Malformed(format!("{node} did not complete"));
-        return Err(e.into());
-    }
-    Ok(doc)
-}
-
-/// A command that completed with an error note saying `says` (Prosody's way) answers as the
-/// IQ error ejabberd gives for the same case, so both servers' refusals read alike.
-fn failed_as(e: ApiError, says: &str, condition: &str) -> ApiError {
-    let failed = e.condition == "command-failed";
-    match e.text {
-        Some(t) if failed && t.contains(says) => as_condition(condition, t),
-        _ => e,
-    }
-}
-
-fn as_condition(condition: &str, text: String) -> ApiError {
-    ApiError::from(CommandError::Xmpp {
-        type_: "cancel".into(),
-        condition: condition.into(),
-        text: Some(text),
-    })
-}
-
 fn encoded(format: Format, doc: &Resource) -> Response {
     document(format, shapes::encode(format, doc))
-}
-
-fn single(var: &str, value: &str) -> RequestField {
-    RequestField {
-        var: var.into(),
-        value: Some(FieldValue::Single(value.into())),
-    }
-}
-
-fn multi(var: &str, value: &str) -> RequestField {
-    RequestField {
-        var: var.into(),
-        value: Some(FieldValue::List(vec![value.into()])),
-    }
 }

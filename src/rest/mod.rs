@@ -7,6 +7,7 @@ mod conformance;
 pub mod json;
 pub mod resources;
 pub mod xml;
+pub mod xmlchar;
 
 /// The two wire formats a client may speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

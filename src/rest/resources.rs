@@ -7,12 +7,6 @@
 
 use super::{json, xml, CommandResponse, DecodeError, Format};
 
-/// The gateway's own upstream resources, never shown as a user's sessions.
-const GATEWAY_RESOURCE_PREFIX: &str = "xrg-";
-
-/// The line end-user-session's handler writes per session it ended.
-const ENDED_LINE: &str = "Operation successful for user ";
-
 /// One entry's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -126,25 +120,15 @@ fn shape(text: &str) -> DecodeError {
     DecodeError::Shape(text.into())
 }
 
-/// The resources user-stats lists online (`onlineresources`), without the gateway's own.
+/// The resources user-stats lists online (`onlineresources`), all of them: which are the
+/// gateway's own is known only by value, where its streams are (`app::resources`).
 pub fn online_resources(doc: &CommandResponse) -> Vec<String> {
     doc.fields
         .iter()
         .filter(|f| f.var == "onlineresources")
         .flat_map(|f| f.values.iter())
-        .filter(|r| !r.is_empty() && !r.starts_with(GATEWAY_RESOURCE_PREFIX))
+        .filter(|r| !r.is_empty())
         .cloned()
-        .collect()
-}
-
-/// The full JIDs end-user-session's handler says it really ended.
-pub fn ended_sessions(doc: &CommandResponse) -> Vec<String> {
-    doc.fields
-        .iter()
-        .filter(|f| f.var == "Notes")
-        .flat_map(|f| f.values.iter())
-        .filter_map(|line| line.strip_prefix(ENDED_LINE))
-        .map(str::to_string)
         .collect()
 }
 
@@ -249,19 +233,9 @@ mod tests {
     }
 
     #[test]
-    fn the_gateways_own_resources_are_never_listed() {
+    fn every_listed_resource_is_read_whatever_its_name() {
         let doc = doc_with("onlineresources", &["phone", "", "xrg-00ff", "laptop"]);
-        assert_eq!(online_resources(&doc), ["phone", "laptop"]);
+        assert_eq!(online_resources(&doc), ["phone", "xrg-00ff", "laptop"]);
         assert!(online_resources(&doc_with("rostersize", &["phone"])).is_empty());
-    }
-
-    #[test]
-    fn ended_sessions_are_read_from_the_handlers_lines() {
-        let doc = doc_with(
-            "Notes",
-            &["Operation successful for user t@example.org/phone", "other"],
-        );
-        assert_eq!(ended_sessions(&doc), ["t@example.org/phone"]);
-        assert!(ended_sessions(&CommandResponse::default()).is_empty());
     }
 }

@@ -27,6 +27,7 @@ use driver::{Driver, Reply};
 
 mod driver;
 mod frame;
+pub mod own;
 mod send;
 mod stanza;
 mod trust;
@@ -167,7 +168,10 @@ impl AdminSession {
         );
         #[cfg(feature = "test-client")]
         let inbox = driver.inbox.clone();
+        let own = own::Own::register(&logged_in.jid);
         let task = tokio::spawn(async move {
+            // Known as the gateway's own until the driver has let the stream go.
+            let _own = own;
             driver.run().await;
             let _ = closed_tx.send(true);
         });

@@ -88,7 +88,10 @@ pub fn reply(input: &[u8]) -> Outcome {
             let condition = match CommandError::from(error) {
                 CommandError::Xmpp {
                     type_, condition, ..
-                } => format!("{type_} {condition}"),
+                } => format!(
+                    "{type_} {}",
+                    xmpp_rest_gateway::adhoc::condition::condition_name(&condition)
+                ),
                 other => other.to_string(),
             };
             Outcome::Accepted(message_signature(fnv(&shape), &condition))

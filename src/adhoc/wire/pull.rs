@@ -10,7 +10,7 @@ use quick_xml::XmlVersion;
 
 use super::{WireError, MAX_DEPTH};
 use crate::adhoc::xep0050::{NS_COMMANDS, NS_DATA};
-use crate::xmlchar::is_xml_char;
+use crate::rest::xmlchar::is_xml_char;
 
 const NS_CLIENT: &str = "jabber:client";
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -203,5 +203,5 @@ fn checked(text: Cow<'_, str>) -> Result<Pulled<'_>, WireError> {
 /// A character reference or one of the five predefined entities (nothing else exists without
 /// a DTD).
 fn resolve(r: &BytesRef) -> Result<char, WireError> {
-    crate::xmlchar::resolve_reference(r).map_err(|e| syntax(e.message()))
+    crate::rest::xmlchar::resolve_reference(r).map_err(|e| syntax(e.message()))
 }

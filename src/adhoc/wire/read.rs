@@ -10,35 +10,10 @@ use quick_xml::reader::NsReader;
 
 use super::pull::{attr, attributes, syntax, Ns, Pull, Pulled};
 use super::WireError;
+use crate::adhoc::condition::{parse_condition, parse_type};
 use crate::adhoc::stream::Answer;
 use crate::adhoc::xep0050::{CommandReply, Field, FieldOption, Form, Note, Status};
 use crate::adhoc::CommandError;
-
-/// The RFC 6120 stanza error conditions (xmpp-parsers refuses any other in their namespace).
-const CONDITIONS: &[&str] = &[
-    "bad-request",
-    "conflict",
-    "feature-not-implemented",
-    "forbidden",
-    "gone",
-    "internal-server-error",
-    "item-not-found",
-    "jid-malformed",
-    "not-acceptable",
-    "not-allowed",
-    "not-authorized",
-    "policy-violation",
-    "recipient-unavailable",
-    "redirect",
-    "registration-required",
-    "remote-server-not-found",
-    "remote-server-timeout",
-    "resource-constraint",
-    "service-unavailable",
-    "subscription-required",
-    "undefined-condition",
-    "unexpected-request",
-];
 
 /// One answer to a command IQ: whom it claims to come from, under which id, and what it says
 /// (the same [`Answer`] the minidom path makes of it).
@@ -132,9 +107,8 @@ impl<'i> Pull<'i> {
 
     fn stanza_error(&mut self, start: &BytesStart, empty: bool) -> Result<CommandError, WireError> {
         let type_ = attr(start, "type")?;
-        let type_ = match type_.as_deref() {
-            Some("auth" | "cancel" | "continue" | "modify" | "wait") => type_.unwrap_or_default(),
-            _ => return Ok(CommandError::Malformed("an error of no known type".into())),
+        let Some(type_) = type_.as_deref().and_then(parse_type) else {
+            return Ok(CommandError::Malformed("an error of no known type".into()));
         };
         let mut condition = None;
         // By language, as xmpp-parsers keeps them; the mapping takes the first.
@@ -150,8 +124,8 @@ impl<'i> Pull<'i> {
                 texts.entry(lang).or_insert(text);
                 return Ok(());
             }
-            if condition.is_none() && CONDITIONS.contains(&name.as_str()) {
-                condition = Some(name);
+            if condition.is_none() {
+                condition = parse_condition(&name);
             }
             p.skip(empty)
         })?;

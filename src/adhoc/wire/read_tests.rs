@@ -136,8 +136,11 @@ fn an_error_reads_its_type_condition_and_text() {
             text,
         }) => {
             assert_eq!(
-                (type_.as_str(), condition.as_str()),
-                ("modify", "bad-request")
+                (type_, condition),
+                (
+                    crate::adhoc::ErrorType::Modify,
+                    crate::adhoc::DefinedCondition::BadRequest
+                )
             );
             assert_eq!(text.as_deref(), Some("gone <now>"));
         }

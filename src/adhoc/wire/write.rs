@@ -7,7 +7,7 @@ use quick_xml::Writer;
 
 use super::WireError;
 use crate::adhoc::xep0050::{Command, Form, NS_COMMANDS, NS_DATA};
-use crate::xmlchar::is_xml_char;
+use crate::rest::xmlchar::is_xml_char;
 
 /// Appends `<iq type='set' to=.. id=..><command .../></iq>` to `out`. Every value is checked
 /// first: one that XML cannot carry fails the call and nothing is appended.

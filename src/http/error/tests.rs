@@ -19,14 +19,20 @@ fn the_table_and_the_defaults_by_type() {
         ("cancel", "undefined-condition", 400),
     ];
     for (t, c, s) in cases {
-        assert_eq!(status_for(t, c).as_u16(), s, "{t}/{c}");
+        let (type_, condition) = (
+            crate::adhoc::condition::parse_type(t).unwrap(),
+            crate::adhoc::condition::parse_condition(c).unwrap(),
+        );
+        assert_eq!(status_for(type_, &condition).as_u16(), s, "{t}/{c}");
     }
 }
 
 #[test]
 fn a_failed_login_is_401_with_a_challenge() {
-    let r = ApiError::from(UpstreamError::AuthFailed("not-authorized".into()))
-        .into_response_in(Format::Json);
+    let failure = Failure::from(crate::upstream::UpstreamError::AuthFailed(
+        "not-authorized".into(),
+    ));
+    let r = ApiError::from(failure).into_response_in(Format::Json);
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
 }

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::typed::{Command, Field, Fields, Slot};
+use crate::rest::xmlchar::is_xml_char;
 use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
-use crate::xmlchar::is_xml_char;
 
 /// The deepest nesting of objects and arrays a request may have:
 /// `{"command": {"fields": [{"value": [..]}]}}` needs 5.

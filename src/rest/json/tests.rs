@@ -190,7 +190,7 @@ fn reference(body: &[u8]) -> Result<CommandRequest, DecodeError> {
         DecodeError::Shape(m.into())
     }
     fn checked(s: &str) -> Result<String, DecodeError> {
-        if s.chars().all(crate::xmlchar::is_xml_char) {
+        if s.chars().all(crate::rest::xmlchar::is_xml_char) {
             Ok(s.to_owned())
         } else {
             Err(shape("a string holds a control character XML cannot carry"))

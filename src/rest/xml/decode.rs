@@ -5,8 +5,8 @@ use quick_xml::errors::{Error as XmlError, SyntaxError};
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::Reader;
 
+use crate::rest::xmlchar::is_xml_char;
 use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
-use crate::xmlchar::is_xml_char;
 
 /// The deepest element nesting a request may have: `command/fields/item/value/item` needs 5,
 /// the rest is slack for unknown elements a client adds.
@@ -127,7 +127,7 @@ fn add_text(open: &mut [Element], text: &str) -> Result<(), DecodeError> {
 /// A character reference or one of the five predefined entities (nothing else exists without
 /// a DTD).
 fn resolve(r: &BytesRef) -> Result<char, DecodeError> {
-    crate::xmlchar::resolve_reference(r).map_err(|e| malformed(e.message()))
+    crate::rest::xmlchar::resolve_reference(r).map_err(|e| malformed(e.message()))
 }
 
 /// Maps a reader error to a message that never quotes the body (tag names included). An entity

@@ -7,8 +7,8 @@ use std::io;
 use quick_xml::events::BytesText;
 use quick_xml::Writer;
 
+use crate::rest::xmlchar::is_xml_char;
 use crate::rest::{CommandItem, CommandResponse, ErrorBody, Reported, ResponseField};
-use crate::xmlchar::is_xml_char;
 
 /// Encodes a command response as a pretty-printed `<command>` document.
 pub fn encode_response(doc: &CommandResponse) -> Vec<u8> {

@@ -7,56 +7,87 @@
 
 use std::net::IpAddr;
 
-use axum::http::HeaderMap;
 use tokio_xmpp::parsers::jid::BareJid;
 
-use super::error::ApiError;
-use super::{auth, Gateway, Peer};
+/// An account: its bare JID.
+pub type Account = BareJid;
+
+use super::{App, Failure};
 use crate::adhoc::{address, CommandError, Target};
 use crate::audit;
 use crate::policy::{Grant, Refusal};
 use crate::rest::CommandRequest;
 use crate::upstream::{AccessError, Admitted};
 
+/// What a request presents as its credentials, as the HTTP side read them from its headers.
+pub struct Credentials<'a> {
+    /// `Authorization: Basic`: the account (normalised, [`account`]) and its password.
+    pub basic: Option<(BareJid, String)>,
+    /// `Authorization: Bearer SECRET`.
+    pub bearer: Option<&'a str>,
+    /// `X-API-Key` or `?api-key=`.
+    pub api_key: Option<&'a str>,
+    /// The client's address (the peer, or what a trusted proxy forwarded).
+    pub addr: IpAddr,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("account", &self.basic.as_ref().map(|b| &b.0))
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The account a Basic user name names: its bare JID, normalised as XMPP does; a bare
+/// localpart takes the operator's default domain (`--domain`).
+pub fn account(user: &str, domain: Option<&str>) -> Result<BareJid, Failure> {
+    let hint = "the user name must be the account's bare JID, e.g. admin@example.org";
+    let unauthorized = |t: String| Failure::Unauthorized(t);
+    let user = user.trim();
+    let written = match (user.contains('@'), domain) {
+        (true, _) => user.to_string(),
+        (false, Some(d)) if !user.is_empty() && !user.contains('/') => format!("{user}@{d}"),
+        (false, _) => return Err(unauthorized(hint.into())),
+    };
+    match address::parse_jid(&written) {
+        Some(jid) if jid.is_full() => Err(unauthorized(format!("{hint} (without a resource)"))),
+        Some(jid) if jid.node().is_some() => Ok(jid.into_bare()),
+        _ => Err(unauthorized(hint.into())),
+    }
+}
+
 /// A request's caller, once its credentials and token (if any) are accepted.
 pub struct Caller {
     /// The account the request runs as.
-    pub account: BareJid,
+    pub(super) account: BareJid,
     password: String,
-    pub grant: Grant,
-    pub addr: IpAddr,
+    pub(super) grant: Grant,
+    addr: IpAddr,
     /// Acting as a token's service account (its password from the credentials file).
     service: bool,
 }
 
 impl Caller {
-    /// Reads the credentials and asks the access rules, from the headers alone.
-    pub fn admit(
-        gw: &Gateway,
-        peer: Peer,
-        headers: &HeaderMap,
-        api_key_param: Option<&str>,
-    ) -> Result<Caller, ApiError> {
-        let addr = auth::client_addr(peer.0, headers, &gw.cfg.trusted_proxies);
-        let bearer = auth::bearer(headers);
-        let basic = match bearer {
-            Some(_) => None,
-            None => Some(auth::credentials(headers, gw.cfg.domain.as_deref())?),
-        };
-        if let Some(c) = &basic {
-            audit::note_account(&c.account);
+    /// Asks the access rules about the credentials, before anything reaches the server.
+    pub(super) fn admit(gw: &App, creds: Credentials<'_>) -> Result<Caller, Failure> {
+        let Credentials {
+            basic,
+            bearer,
+            api_key,
+            addr,
+        } = creds;
+        if let Some((account, _)) = &basic {
+            audit::note_account(account);
         }
-        let api_key = headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .or(api_key_param)
-            .filter(|k| !k.is_empty());
+        let api_key = api_key.filter(|k| !k.is_empty());
         if bearer.is_some() || api_key.is_some() {
-            gw.access.check_address(addr).map_err(ApiError::throttled)?;
+            gw.access.check_address(addr).map_err(Failure::Throttled)?;
         }
         let grant = gw
             .policy
-            .admit(bearer, api_key, basic.as_ref().map(|c| &c.account), addr)
+            .admit(bearer, api_key, basic.as_ref().map(|c| &c.0), addr)
             .inspect_err(|r| {
                 if matches!(r, Refusal::InvalidToken(_)) {
                     gw.access.token_refused(addr);
@@ -66,7 +97,7 @@ impl Caller {
             audit::note_token(name);
         }
         let (account, password) = match basic {
-            Some(c) => (c.account, c.password),
+            Some(c) => c,
             None => {
                 let account = grant.bearer_account.clone().ok_or_else(|| {
                     Refusal::Forbidden("this token names no account to act as".into())
@@ -99,7 +130,7 @@ impl Caller {
 
     /// The caller's stream: the warm session of the account, or a fresh login within the
     /// failed-login budgets of the client's address.
-    pub async fn stream(&self, gw: &Gateway) -> Result<Admitted, ApiError> {
+    pub(super) async fn stream(&self, gw: &App) -> Result<Admitted, Failure> {
         let session = gw
             .access
             .session(&self.account, &self.password, self.addr)
@@ -116,31 +147,36 @@ impl Caller {
     }
 
     /// Whether the caller's rules let it run `node` at these domains.
-    pub fn may_run(&self, gw: &Gateway, node: &str, domains: &[&str]) -> Result<(), CommandError> {
+    pub(super) fn may_run(
+        &self,
+        gw: &App,
+        node: &str,
+        domains: &[&str],
+    ) -> Result<(), CommandError> {
         gw.policy
             .may_run(&self.grant, &self.account, node, domains)
             .map_err(|r| CommandError::Refused(r.to_string()))
     }
 
     /// Whether the caller's rules let it address these domains at all.
-    pub fn may_address(&self, gw: &Gateway, domains: &[&str]) -> Result<(), ApiError> {
+    pub(super) fn may_address(&self, gw: &App, domains: &[&str]) -> Result<(), Failure> {
         Ok(gw.policy.may_address(&self.grant, domains)?)
     }
 
     /// Whether a listed command is shown to the caller.
-    pub fn shows(&self, gw: &Gateway, node: &str) -> bool {
+    pub(super) fn shows(&self, gw: &App, node: &str) -> bool {
         gw.policy.shows(&self.grant, &self.account, node)
     }
 }
 
-fn refused_service(gw: &Gateway) -> std::sync::MutexGuard<'_, std::collections::HashSet<BareJid>> {
+fn refused_service(gw: &App) -> std::sync::MutexGuard<'_, std::collections::HashSet<BareJid>> {
     gw.service_refused.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The domains a request addresses: the URL JID's, and that of every JID-valued field (any
 /// value that is an account JID, or a bare domain with a dot in it: `example.org`, not
 /// `maintenance`).
-pub fn target_domains(target: &Target, req: &CommandRequest) -> Vec<String> {
+pub(super) fn target_domains(target: &Target, req: &CommandRequest) -> Vec<String> {
     let mut domains = vec![target.to.domain().to_string()];
     let values = req
         .fields

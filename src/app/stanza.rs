@@ -1,0 +1,377 @@
+//! `POST /rest/stream/`: one serialized stanza (Tigase's endpoint), sent on the account's warm
+//! stream; the HTTP side hands over the body's bytes and gets back [`Relayed`]. That stream is shared by every request of the account, so nothing a client sends may
+//! break it or change what the gateway is: a `from` other than the account's bare JID is
+//! refused, an `iq` goes out under the gateway's own id (the answer is mapped back to the
+//! client's), presence only of the subscription types, one stanza per request, at most
+//! `--stream-rate` per account.
+
+use std::time::Instant;
+
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::jid::{BareJid, Jid};
+use tokio_xmpp::parsers::message::Message;
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::presence::Presence;
+
+use super::{App, Caller, Failure};
+use crate::adhoc::xep0050::{NS_COMMANDS as COMMANDS, NS_DATA};
+use crate::adhoc::CommandError;
+use crate::expiring::ExpiringMap;
+use crate::policy::rules::{Bucket, Rate};
+use crate::rest;
+use crate::upstream::{IqKind, IqReply, OneWay};
+
+/// What became of a relayed stanza.
+#[derive(Debug)]
+pub enum Relayed {
+    /// A message or presence, written to the server (which sends nothing back for it).
+    Sent,
+    /// An IQ's answer, as the server sent it but under the client's id; `failure` is the
+    /// error's meaning when the answer is an error.
+    Answer {
+        stanza: Vec<u8>,
+        failure: Option<Failure>,
+    },
+}
+
+/// Payloads that change the stream they arrive on rather than the account: binding, a legacy
+/// session, message carbons (which would copy every message of the account to the gateway's
+/// resource). The stream is shared, so they are refused; privacy lists only when they pick the
+/// stream's active list.
+const STREAM_SCOPED: [&str; 6] = [
+    "urn:ietf:params:xml:ns:xmpp-bind",
+    "urn:ietf:params:xml:ns:xmpp-session",
+    "urn:xmpp:carbons:2",
+    "urn:xmpp:carbons:rules:0",
+    // In-band registration changes or removes the account itself (its password, the account):
+    // that is /rest/users' job, under its node rules.
+    "jabber:iq:register",
+    // Blocking cuts off what the shared stream needs to receive.
+    "urn:xmpp:blocking",
+];
+const ROSTER: &str = "jabber:iq:roster";
+const PRIVACY: &str = "jabber:iq:privacy";
+
+/// The accounts' stanza budgets (`--stream-rate`). A bucket untouched for a whole unit is full
+/// again, so expiring it then loses nothing.
+pub struct StreamRates {
+    rate: Rate,
+    buckets: ExpiringMap<BareJid, Bucket>,
+}
+
+impl StreamRates {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            buckets: ExpiringMap::new(rate.unit, 100_000),
+        }
+    }
+
+    /// Takes one stanza's worth of `account`'s budget, or 429 with the wait.
+    fn take(&self, account: &BareJid) -> Result<(), Failure> {
+        let now = Instant::now();
+        let (taken, _) = self.buckets.upsert(
+            account.clone(),
+            || Bucket::full(&self.rate, now),
+            |b| b.take(&self.rate, now),
+        );
+        taken.map_err(Failure::StreamRate)
+    }
+
+    pub fn sweep(&self) {
+        self.buckets.sweep(|_| false);
+    }
+}
+
+/// What a body asks the gateway to send.
+#[derive(Debug)]
+enum Outbound {
+    Iq {
+        /// The client's id, restored on the answer.
+        id: String,
+        to: Jid,
+        kind: IqKind,
+        payload: Element,
+    },
+    OneWay {
+        stanza: OneWay,
+        to: Option<Jid>,
+    },
+}
+
+impl App {
+    /// Relays one stanza (the body of `POST /rest/stream/`) on the caller's warm stream, after
+    /// its rules: the stream permission, or a command's node rules; `--stream-rate`.
+    pub async fn relay(&self, caller: &Caller, body: &[u8]) -> Result<Relayed, Failure> {
+        relay(self, caller, body).await
+    }
+}
+
+async fn relay(gw: &App, caller: &Caller, body: &[u8]) -> Result<Relayed, Failure> {
+    let outbound = parse(body, &caller.account)?;
+    crate::audit::note_action(match &outbound {
+        Outbound::Iq { .. } => "iq",
+        Outbound::OneWay { .. } => "send",
+    });
+    // Refused before a login: the rules and the rate cost the server nothing.
+    let to = match &outbound {
+        Outbound::Iq { to, payload, .. } => {
+            match command_node(payload)? {
+                Some(node) => {
+                    crate::audit::note_node(node);
+                    crate::audit::note_subjects(form_jids(payload).iter().map(String::as_str));
+                    // The target and every JID-valued field of the submitted form, as for
+                    // /rest/adhoc.
+                    let domains = form_domains(to, payload);
+                    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+                    caller.may_run(gw, node, &domains)?
+                }
+                None => {
+                    crate::audit::note_subjects([to.to_string().as_str()]);
+                    gw.policy.may_stream(&caller.grant)?
+                }
+            }
+            Some(to)
+        }
+        Outbound::OneWay { to, .. } => {
+            crate::audit::note_subjects(to.as_ref().map(|t| t.to_string()).as_deref());
+            gw.policy.may_stream(&caller.grant)?;
+            if to.as_ref().is_some_and(|t| t.node().is_none()) {
+                // The server's own JIDs take messages as commands (ejabberd's
+                // `domain/announce/...` broadcasts and sets the MOTD): those go through
+                // /rest/announce and /rest/adhoc, under their node rules.
+                return Err(Failure::BadRequest(
+                    "a message or presence to the server itself is not sent: use \
+                     /rest/announce or /rest/adhoc"
+                        .into(),
+                ));
+            }
+            to.as_ref()
+        }
+    };
+    let domain = to.map_or(caller.account.domain(), |t| t.domain());
+    caller.may_address(gw, &[domain.as_str()])?;
+    gw.stream_rates.take(&caller.account)?;
+    let admitted = caller.stream(gw).await?;
+    match outbound {
+        Outbound::OneWay { stanza, .. } => {
+            admitted.session.send(stanza).await?;
+            Ok(Relayed::Sent)
+        }
+        Outbound::Iq {
+            id,
+            to,
+            kind,
+            payload,
+        } => {
+            let reply = admitted.session.iq(to.clone(), kind, payload).await?;
+            answer_stanza(id, to, reply)
+        }
+    }
+}
+
+/// The node of a XEP-0050 command payload, which the `/rest/adhoc` node rules govern. Only a
+/// first `execute` is taken: a `sessionid` or another action would reach into command sessions
+/// that other requests of the account hold on the shared stream (kept ones are `/rest/adhoc`'s).
+fn command_node(payload: &Element) -> Result<Option<&str>, Failure> {
+    if !payload.is("command", COMMANDS) {
+        return Ok(None);
+    }
+    let action = payload.attr("action").unwrap_or("execute");
+    if payload.attr("sessionid").is_some() || action != "execute" {
+        return Err(Failure::BadRequest(
+            "a <command> here may only be a first execute, without sessionid: multi-stage \
+             commands go through /rest/adhoc?keep=1"
+                .into(),
+        ));
+    }
+    match payload
+        .attr("node")
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        Some(node) => Ok(Some(node)),
+        None => Err(Failure::BadRequest("a <command> needs a node".into())),
+    }
+}
+
+/// The values of the submitted form's JID fields, for the audit line: typed `jid-single` or
+/// `jid-multi`, or XEP-0133's `accountjid(s)` left untyped; never another field's value.
+fn form_jids(payload: &Element) -> Vec<String> {
+    let jid_field = |f: &&Element| match f.attr("type") {
+        Some(t) => t == "jid-single" || t == "jid-multi",
+        None => matches!(f.attr("var"), Some("accountjid" | "accountjids")),
+    };
+    let fields = payload.children().filter(|x| x.is("x", NS_DATA));
+    let fields = fields
+        .flat_map(|x| x.children())
+        .filter(|f| f.name() == "field");
+    let values = fields.filter(jid_field).flat_map(|f| f.children());
+    values
+        .filter(|v| v.name() == "value")
+        .map(|v| v.text())
+        .collect()
+}
+
+/// The domains a command IQ addresses: its target's, and that of every JID-like value of the
+/// form it submits (an account JID, or a bare domain with a dot in it).
+fn form_domains(to: &Jid, payload: &Element) -> Vec<String> {
+    let mut domains = vec![to.domain().to_string()];
+    let values = payload
+        .children()
+        .filter(|x| x.is("x", NS_DATA))
+        .flat_map(|x| x.children())
+        .filter(|f| f.name() == "field")
+        .flat_map(|f| f.children())
+        .filter(|v| v.name() == "value")
+        .map(|v| v.text());
+    for v in values {
+        let v = v.trim();
+        let jid =
+            crate::adhoc::address::parse_jid(v).filter(|j| j.node().is_some() || v.contains('.'));
+        if let Some(d) = jid.map(|j| j.domain().to_string()) {
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+    }
+    domains
+}
+
+/// The answer's body: the reply under the client's id, from whom the IQ went to.
+fn answer_stanza(id: String, to: Jid, reply: IqReply) -> Result<Relayed, Failure> {
+    let (iq, failure) = match reply {
+        IqReply::Result(payload) => (
+            Iq::Result {
+                from: Some(to),
+                to: None,
+                id,
+                payload,
+            },
+            None,
+        ),
+        IqReply::Error(e) => {
+            let failure = Failure::from(CommandError::from((*e).clone()));
+            (
+                Iq::Error {
+                    from: Some(to),
+                    to: None,
+                    id,
+                    error: *e,
+                    payload: None,
+                },
+                Some(failure),
+            )
+        }
+    };
+    let mut stanza = Vec::new();
+    let el = Element::from(iq);
+    // Writing a tree the parser built into memory does not fail; should it, say so.
+    el.write_to(&mut stanza)
+        .map_err(|e| Failure::Upstream(format!("the answer could not be written: {e}")))?;
+    Ok(Relayed::Answer { stanza, failure })
+}
+
+/// Reads the body into the stanza to send, or the 400 that says why it is not one.
+fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
+    let bad = Failure::BadRequest;
+    rest::xml::check_element(body).map_err(|e| bad(e.to_string()))?;
+    let el = Element::from_reader_with_prefixes(body, Some(ns::DEFAULT_NS.to_string()))
+        .map_err(|e| bad(format!("the stanza: {e}")))?;
+    if el.ns() != ns::DEFAULT_NS {
+        return Err(bad(format!(
+            "<{}> in {:?}: send one message, presence or iq in jabber:client",
+            el.name(),
+            el.ns()
+        )));
+    }
+    check_from(&el, account)?;
+    let unreadable = |e: &dyn std::fmt::Display| bad(format!("the <{}>: {e}", el.name()));
+    match el.name() {
+        "message" => {
+            let m = Message::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            Ok(Outbound::OneWay {
+                to: m.to.clone(),
+                stanza: OneWay::message(m),
+            })
+        }
+        "presence" => {
+            let p = Presence::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            let to = p.to.clone();
+            let stanza = OneWay::subscription(p).ok_or_else(|| {
+                bad(
+                    "only a presence of type subscribe, subscribed, unsubscribe or \
+                     unsubscribed with a to is sent: the gateway's stream is never available"
+                        .into(),
+                )
+            })?;
+            Ok(Outbound::OneWay { stanza, to })
+        }
+        // The parser keeps the first payload of several; a request has exactly one.
+        "iq" if el.children().count() != 1 => {
+            Err(bad("an iq carries exactly one payload element".into()))
+        }
+        "iq" => match Iq::try_from(el.clone()).map_err(|e| unreadable(&e))? {
+            Iq::Get {
+                to, id, payload, ..
+            } => iq(id, to, IqKind::Get, payload, account),
+            Iq::Set {
+                to, id, payload, ..
+            } => iq(id, to, IqKind::Set, payload, account),
+            Iq::Result { .. } | Iq::Error { .. } => Err(bad(
+                "only an iq of type get or set is sent: nobody asked the gateway anything".into(),
+            )),
+        },
+        other => Err(bad(format!(
+            "<{other}> is not a stanza: send one message, presence or iq"
+        ))),
+    }
+}
+
+/// An IQ without `to` is the server's to answer for the account, as it is to the account's
+/// bare JID. One that would change the shared stream itself is refused.
+fn iq(
+    id: String,
+    to: Option<Jid>,
+    kind: IqKind,
+    payload: Element,
+    account: &BareJid,
+) -> Result<Outbound, Failure> {
+    let ns = payload.ns();
+    // Privacy lists only when they pick the stream's active or the account's default list; a
+    // roster get makes the stream an "interested resource" that roster pushes then go to.
+    let privacy = ns == PRIVACY
+        && (payload.has_child("active", PRIVACY) || payload.has_child("default", PRIVACY));
+    let roster_get = ns == ROSTER && matches!(kind, IqKind::Get);
+    if STREAM_SCOPED.contains(&ns.as_str()) || privacy || roster_get {
+        return Err(Failure::BadRequest(format!(
+            "<{} xmlns='{ns}'> would change the gateway's stream, which every request of the \
+             account shares",
+            payload.name()
+        )));
+    }
+    Ok(Outbound::Iq {
+        id,
+        to: to.unwrap_or_else(|| Jid::from(account.clone())),
+        kind,
+        payload,
+    })
+}
+
+/// A `from` may only say what the server would write anyway: the account's bare JID.
+fn check_from(el: &Element, account: &BareJid) -> Result<(), Failure> {
+    let Some(from) = el.attr("from") else {
+        return Ok(());
+    };
+    match from.parse::<Jid>() {
+        Ok(j) if j.resource().is_none() && j.to_bare() == *account => Ok(()),
+        _ => Err(Failure::BadRequest(format!(
+            "from {from:?}: a stanza is sent as {account}, and from may only name it"
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[path = "stanza_tests.rs"]
+mod tests;
