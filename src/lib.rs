@@ -34,3 +34,6 @@ pub mod policy;
 pub mod rest;
 pub mod shutdown;
 pub mod upstream;
+
+#[cfg(test)]
+mod architecture_tests;
