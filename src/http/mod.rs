@@ -1,7 +1,8 @@
-//! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, `GET /openapi.json`, Basic
-//! authentication against the XMPP server (with the failed-login throttle), content
-//! negotiation, limits (body size, requests in flight, request timeout); the accept loop and
-//! connection limits are in [`listener`].
+//! The HTTP surface, and only HTTP: the routes, admission (body size and deadline,
+//! credentials read from the headers, places in flight, the request deadline: [`admit`]),
+//! content negotiation, every status ([`error`]); the accept loop and connection limits are in
+//! [`listener`]. Everything below HTTP is the application's ([`crate::app`]): this module names
+//! no XMPP type, namespace or node (`src/architecture_tests.rs` holds it to that).
 
 mod admit;
 mod audit;
