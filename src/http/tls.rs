@@ -126,7 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_missing_or_empty_pair_is_an_error_naming_the_file() {
+    fn a_missing_empty_or_fifo_pair_is_an_error_naming_the_file() {
         let dir = std::env::temp_dir().join(format!("xrg-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
@@ -136,6 +136,13 @@ mod tests {
         assert!(e.contains("missing.pem"), "{e}");
         let e = ServerCert::load(&empty, &empty).unwrap_err();
         assert!(e.contains("no certificate found"), "{e}");
+        // A FIFO is refused at once, where a blocking open would wait for a writer.
+        let fifo = dir.join("fifo.pem");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = ServerCert::load(&fifo, &empty).unwrap_err();
+        assert!(e.contains("fifo.pem: not a regular file"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
