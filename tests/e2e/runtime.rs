@@ -107,8 +107,10 @@ async fn a_fifo_in_place_of_the_access_file_blocks_neither_healthz_nor_sigterm()
     let path = access_file("fifo");
     let mut gw = TestGateway::start(s, &["--access-file", path.to_str().unwrap()]);
     assert_eq!(stats(&gw).await, 200, "{}", gw.log());
-    std::fs::remove_file(&path).unwrap();
-    mkfifo(&path);
+    // Renamed over the file, so no poll can meet a missing file in between.
+    let fifo = path.with_extension("fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, &path).unwrap();
     // The poll meets it (a blocking open would never return, and nothing more be logged).
     let refused = "not a regular file";
     until_said(&gw, refused, 1).await;
