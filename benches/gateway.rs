@@ -15,7 +15,8 @@
 //!
 //! Every row is a warm-up followed by a measured window (`XRG_BENCH_WARMUP`, default 0.5 s;
 //! `XRG_BENCH_SECS`, default 3 s; the gateway's `RUST_LOG` is `XRG_BENCH_GATEWAY_LOG`, default
-//! `info`); each worker loops one request at a time, bounded by the
+//! `info`; `XRG_BENCH_ACCESS_CHURN=1` gives it an access file rewritten every 10 ms); each
+//! worker loops one request at a time, bounded by the
 //! window and a request cap, and only ever talks to 127.0.0.1. Latency percentiles are of the
 //! requests started in the window, req/s of the requests completed in it. The output is
 //! Markdown with a fixed shape: tables, then the ratios against the issue's targets.
@@ -115,6 +116,10 @@ struct Config {
     gateway_log: String,
     /// `XRG_THREADS` for the gateway (`XRG_BENCH_GATEWAY_THREADS`); unset, its default.
     gateway_threads: Option<String>,
+    /// `XRG_BENCH_ACCESS_CHURN=1`: the gateway runs with `--access-file`, a file this process
+    /// rewrites every 10 ms for the whole of its rows (issue 17: the access file's watch must
+    /// cost no request latency; compare user-stats p99 with and without).
+    access_churn: bool,
     /// `XRG_BENCH_ONLY`: the sections to run (comma-separated of `prosody`, `ejabberd`,
     /// `kick`, `limited`), for profiling one of them; unset runs all, as the docs' run does.
     only: Option<Vec<String>>,
@@ -135,6 +140,7 @@ impl Config {
             window: secs("XRG_BENCH_SECS", 3.0).max(Duration::from_millis(100)),
             gateway_log: std::env::var("XRG_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
             gateway_threads: std::env::var("XRG_BENCH_GATEWAY_THREADS").ok(),
+            access_churn: std::env::var("XRG_BENCH_ACCESS_CHURN").is_ok_and(|v| v == "1"),
             only: std::env::var("XRG_BENCH_ONLY")
                 .ok()
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
@@ -636,7 +642,13 @@ async fn gateway_rows(cfg: &Config, server: &TestServer) -> (Vec<(String, Stats)
     }
     // An admin listener of its own: logins are counted from its metrics.
     let admin = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
-    let gw = TestGateway::start_with_env(server, &["--admin-listen", &admin.to_string()], &env);
+    let admin_arg = admin.to_string();
+    let churn = cfg.access_churn.then(AccessChurn::start);
+    let mut args = vec!["--admin-listen", admin_arg.as_str()];
+    if let Some(c) = &churn {
+        args.extend(["--access-file", c.path()]);
+    }
+    let gw = TestGateway::start_with_env(server, &args, &env);
     let auth = basic(&server.jid(ADMIN), &server.password(ADMIN));
     let stats_req = HttpRequest {
         addr: gw.addr,
@@ -677,7 +689,84 @@ async fn gateway_rows(cfg: &Config, server: &TestServer) -> (Vec<(String, Stats)
         peak_rss_kib: proc_status_kib(gw.pid(), "VmHWM"),
         rss_kib: proc_status_kib(gw.pid(), "VmRSS"),
     };
+    if let Some(c) = churn {
+        let reloads = gw.log().matches(&format!("{} loaded", c.path())).count();
+        let rewrites = c.stop();
+        assert!(rewrites > 0, "the access file was never rewritten");
+        eprintln!(
+            "[bench] {}: access file rewritten {rewrites} times, reloaded {reloads} times",
+            server.kind
+        );
+    }
     (rows, facts)
+}
+
+/// An access file rewritten every 10 ms while the gateway's rows run, as `token add` writes
+/// it (a new file renamed over the old): every look of the gateway's 1 Hz watch finds a new
+/// file, and hashes and compiles it. A hundred tokens (about 10 kB) and an account rule that
+/// alternates; nothing in it touches the admin's requests.
+struct AccessChurn {
+    path: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    writer: std::thread::JoinHandle<usize>,
+}
+
+impl AccessChurn {
+    const PERIOD: Duration = Duration::from_millis(10);
+
+    fn start() -> AccessChurn {
+        let dir = common::scratch_dir(&format!("bench-access-{}", common::random_hex(4)));
+        let path = dir.join("access.toml");
+        let tokens: String = (0..100)
+            .map(|i| format!("[[token]]\nname = \"bench-{i}\"\nsecret_sha256 = \"{i:064x}\"\n"))
+            .collect();
+        let text = move |n: usize| {
+            let allow = if n.is_multiple_of(2) {
+                "\"*\""
+            } else {
+                "\"user-stats\""
+            };
+            format!("{tokens}[[account]]\njid = \"nobody@domain.com\"\nallow = [{allow}]\n")
+        };
+        let write = move |path: &std::path::Path, n: usize| {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text(n)).expect("the access file is written");
+            std::fs::rename(&tmp, path).expect("the access file is replaced");
+        };
+        write(&path, 0);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (stop, path) = (stop.clone(), path.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Self::PERIOD);
+                    n += 1;
+                    write(&path, n);
+                }
+                n
+            })
+        };
+        AccessChurn {
+            path: path.to_str().expect("a UTF-8 scratch path").to_owned(),
+            stop,
+            writer,
+        }
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Stops the rewrites; how many there were.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let n = self.writer.join().expect("the rewriting thread");
+        if let Some(dir) = std::path::Path::new(&self.path).parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        n
+    }
 }
 
 /// Successful logins the gateway made, from `xrg_upstream_logins_total{outcome="ok"}` on its
@@ -861,6 +950,14 @@ impl Report {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let _ = writeln!(o, "- the gateway runs with `RUST_LOG={}`", cfg.gateway_log);
+        if cfg.access_churn {
+            let _ = writeln!(
+                o,
+                "- `XRG_BENCH_ACCESS_CHURN=1`: the gateway runs with `--access-file`, a file of \
+                 100 tokens replaced every 10 ms during its rows (its watch reloads it every \
+                 second)"
+            );
+        }
         let _ = match &cfg.gateway_threads {
             Some(t) => writeln!(o, "- the gateway runs with `XRG_THREADS={t}`"),
             None => writeln!(

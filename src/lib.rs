@@ -16,6 +16,7 @@
 //! - [`http`]: the HTTP surface and the mapping of every error to a status.
 //! - [`healthcheck`]: the `healthcheck` subcommand, a GET of `/readyz` for container healthchecks.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`file_read`]: reading the access file and the HTTPS pair without ever blocking the runtime.
 //! - [`audit`]: the audit trail, one line per `/rest/*` request.
 //! - [`metrics`]: the Prometheus metrics, recorded where things happen, rendered on the admin listener.
 //! - [`logging`]: the log, with the crates that see secrets withheld at every level.
@@ -26,6 +27,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod expiring;
+pub mod file_read;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;

@@ -12,9 +12,17 @@
 //! other, and their `log` records are dropped before they become events. This fails closed: a
 //! new target those crates add later is withheld too. There is no switch for raw stanza
 //! capture; the gateway's own events (`xmpp_rest_gateway`) say what happened upstream.
+//!
+//! Lines reach stderr through [`writer::LineWriter`], a bounded queue written by a thread of
+//! its own: a slow stderr drops (and counts) ordinary lines instead of stalling requests, and
+//! makes an answer wait for room before its audit line, which is never dropped.
+
+mod writer;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tracing::{Event, Metadata, Subscriber};
 use tracing_log::{AsLog, NormalizeEvent};
@@ -59,17 +67,49 @@ pub const WITHHELD: &[&str] = &[
     "quick_xml",
 ];
 
-/// Installs the global subscriber (stderr, colours only on a terminal) and routes the `log`
-/// records of dependencies into it, less the [`WITHHELD`] crates'. `RUST_LOG` unset or
-/// unparseable means `info`.
-pub fn init(format: LogFormat) {
+/// The writer [`init`] installed, for [`room`].
+static STDERR: OnceLock<writer::LineWriter> = OnceLock::new();
+
+/// How long the exit waits for queued lines to reach a stuck stderr.
+const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
+
+/// Held by `main` for the process's life: dropped, it waits (at most [`FLUSH_AT_EXIT`]) for
+/// the lines still queued to be written.
+#[must_use = "dropping it at once flushes the log at once"]
+pub struct Flush(Option<writer::LineWriter>);
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        if let Some(w) = &self.0 {
+            w.flush(FLUSH_AT_EXIT);
+        }
+    }
+}
+
+/// Resolves once the log's queue has room, at once when it has (or when [`init`] did not
+/// install it): the audit layer awaits it before writing an audit line, so that a line that
+/// must not be dropped never grows the queue past its bound while stderr is slow.
+pub async fn room() {
+    if let Some(w) = STDERR.get() {
+        w.room().await;
+    }
+}
+
+/// Installs the global subscriber (stderr through [`writer::LineWriter`], colours only on a
+/// terminal) and routes the `log` records of dependencies into it, less the [`WITHHELD`]
+/// crates'. `RUST_LOG` unset or unparseable means `info`. Fails only when the writing thread
+/// cannot be started.
+pub fn init(format: LogFormat) -> Result<Flush, String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
+    let dropped = crate::metrics::log_lines_dropped();
+    let stderr = writer::LineWriter::spawn(std::io::stderr(), writer::CAPACITY, dropped)
+        .map_err(|e| format!("cannot start the log's writing thread: {e}"))?;
     let installed =
-        tracing::subscriber::set_global_default(subscriber(filter, std::io::stderr, ansi, format));
-    if installed.is_err() {
+        tracing::subscriber::set_global_default(subscriber(filter, stderr.clone(), ansi, format));
+    if installed.is_err() || STDERR.set(stderr.clone()).is_err() {
         // Only a second call gets here; the first subscriber, withholding too, stays.
-        return;
+        return Ok(Flush(None));
     }
     JSON.store(format == LogFormat::Json, Ordering::Relaxed);
     let bridge = tracing_log::LogTracer::builder()
@@ -77,6 +117,7 @@ pub fn init(format: LogFormat) {
         .with_max_level(tracing::level_filters::LevelFilter::current().as_log());
     // A `log` logger set by someone else first would keep its own rules; nothing to add then.
     let _ = bridge.init();
+    Ok(Flush(Some(stderr)))
 }
 
 /// The subscriber [`init`] installs, writing to `writer`: a formatter in `format` filtered by

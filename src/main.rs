@@ -25,7 +25,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    xmpp_rest_gateway::logging::init(cfg.log_format);
+    // Held to the end: at exit it gives the log's queue a bounded time to reach stderr.
+    let _flush = match xmpp_rest_gateway::logging::init(cfg.log_format) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // `--threads 1` (the default) runs everything on this thread; otherwise a worker per thread
     // asked for (0: one per core).
     let mut builder = match cfg.threads {

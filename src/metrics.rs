@@ -53,6 +53,7 @@ struct Metrics {
     iq_duration: Histogram,
     logins: Family<LoginLabels, Counter>,
     throttled: Counter,
+    log_lines_dropped: Counter,
     warm_sessions: Gauge,
     in_flight: Gauge,
     connections: Gauge,
@@ -71,6 +72,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         iq_duration: Histogram::new(duration_buckets()),
         logins: Family::default(),
         throttled: Counter::default(),
+        log_lines_dropped: Counter::default(),
         warm_sessions: Gauge::default(),
         in_flight: Gauge::default(),
         connections: Gauge::default(),
@@ -101,6 +103,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "xrg_throttled",
         "Requests refused 429: the failed-login budgets, a token's rate, the stream's rate",
         m.throttled.clone(),
+    );
+    registry.register(
+        "xrg_log_lines_dropped",
+        "Log lines not written because stderr was slower than the gateway (never an audit line)",
+        m.log_lines_dropped.clone(),
     );
     registry.register(
         "xrg_warm_sessions",
@@ -147,6 +154,11 @@ pub fn login(outcome: LoginOutcome) {
 /// Counts one request refused 429 (a failed-login budget, a token's or the stream's rate).
 pub fn throttled() {
     METRICS.throttled.inc();
+}
+
+/// The counter of log lines dropped by the log's writer (`logging`), which counts into it.
+pub fn log_lines_dropped() -> Counter {
+    METRICS.log_lines_dropped.clone()
 }
 
 /// Records how long one IQ took to be answered.
@@ -264,6 +276,7 @@ mod tests {
             "xrg_requests_in_flight 1\n",
             "xrg_http_connections 7\n",
             "xrg_throttled_total ",
+            "xrg_log_lines_dropped_total ",
             "xrg_http_request_duration_seconds_count ",
             "xrg_upstream_iq_duration_seconds_count ",
             &format!(

@@ -53,6 +53,9 @@ pub(super) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
     let span = tracing::info_span!("request", request_id = %id);
     let mut resp = audit::scope(record, next.run(req)).instrument(span).await;
     let condition = resp.extensions_mut().remove::<Condition>();
+    // The audit line is never dropped: while stderr is slow and the log's queue full, the
+    // answer waits here (the runtime does not), and the line goes out the moment there is room.
+    crate::logging::room().await;
     if let Some(record) = pending.0.take() {
         let condition = condition.as_ref().map_or("", |c| c.0.as_str());
         finish(&record, resp.status().as_u16(), condition);

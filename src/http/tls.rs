@@ -1,7 +1,7 @@
 //! The HTTPS listener's certificate: read from `--tls-cert`/`--tls-key` at start, and again on
 //! every SIGHUP so that a renewed certificate is served without a restart. Each handshake asks
 //! [`ServerCert`] for the pair in force; a pair that cannot be read, parsed or matched is
-//! reported and the one in force stays.
+//! reported and the one in force stays. Reloads read the files off the runtime.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -46,9 +46,16 @@ impl ServerCert {
     }
 
     /// Reads the pair again; on a fault logs why and keeps the pair in force. Returns whether
-    /// the new pair took effect.
-    pub fn reload(&self) -> bool {
-        match read_pair(&self.cert, &self.key, &self.provider) {
+    /// the new pair took effect. The files are read and the key parsed on a thread of its own
+    /// ([`crate::file_read::off_runtime`]): the runtime only swaps the pair in, and a read stuck
+    /// on the files is never awaited at shutdown.
+    pub async fn reload(&self) -> bool {
+        let (cert, key) = (self.cert.clone(), self.key.clone());
+        let provider = self.provider.clone();
+        let read = crate::file_read::off_runtime(move || read_pair(&cert, &key, &provider))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match read {
             Ok(pair) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
                 tracing::info!(
@@ -67,11 +74,12 @@ impl ServerCert {
     }
 
     /// Reloads on every SIGHUP of `hangups` (registered by the caller before serving, so an
-    /// early SIGHUP cannot kill the process), until the task is aborted.
+    /// early SIGHUP cannot kill the process), until the task is aborted. One reload at a time:
+    /// SIGHUPs during a reload are one more reload after it, so a stuck read holds one thread.
     pub async fn reload_on(self: Arc<Self>, mut hangups: tokio::signal::unix::Signal) {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the HTTPS certificate and key");
-            self.reload();
+            self.reload().await;
         }
     }
 }
@@ -89,7 +97,12 @@ impl ResolvesServerCert for ServerCert {
 
 /// A PEM certificate chain and its private key, checked to belong together.
 fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    // A regular file only (a FIFO there must not hang the reload), at most `file_read::MAX_LEN`.
+    let read = |p: &Path| {
+        crate::file_read::regular(p)
+            .map(|c| c.bytes)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
     let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", cert.display()))?;
@@ -113,7 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_missing_or_empty_pair_is_an_error_naming_the_file() {
+    fn a_missing_empty_or_fifo_pair_is_an_error_naming_the_file() {
         let dir = std::env::temp_dir().join(format!("xrg-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
@@ -123,6 +136,13 @@ mod tests {
         assert!(e.contains("missing.pem"), "{e}");
         let e = ServerCert::load(&empty, &empty).unwrap_err();
         assert!(e.contains("no certificate found"), "{e}");
+        // A FIFO is refused at once, where a blocking open would wait for a writer.
+        let fifo = dir.join("fifo.pem");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = ServerCert::load(&fifo, &empty).unwrap_err();
+        assert!(e.contains("fifo.pem: not a regular file"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

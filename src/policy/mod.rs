@@ -5,8 +5,8 @@
 //! Files: `file.rs` (the access file's TOML format, checks, atomic rewrite), `rules.rs` (globs,
 //! short names, deny over allow, domains, networks, expiry, rates), `credentials.rs` (the
 //! service-account passwords), `cli.rs` (`xmpp-rest-gateway token add|list|revoke`),
-//! `watch.rs` (reload on SIGHUP and on change, keeping the rules in force when the new file is
-//! bad or gone). Tests live beside each, in `*_tests.rs`.
+//! `watch.rs` (reload on SIGHUP and on change, off the runtime, keeping the rules in force when
+//! the new file is bad or gone). Tests live beside each, in `*_tests.rs`.
 
 pub mod cli;
 pub mod credentials;
@@ -127,10 +127,12 @@ impl Policy {
 
     /// Reads and checks the access file (error text names the file and the problem).
     pub fn load(path: &Path, require_api_key: bool) -> Result<Policy, String> {
-        let bytes = std::fs::read(path)
+        // At startup, before anything is served: blocking here stalls no request, and a FIFO
+        // or a device is refused at once (`file_read::regular` opens without blocking).
+        let contents = crate::file_read::regular(path)
             .map_err(|e| format!("cannot read the access file {}: {e}", path.display()))?;
-        let stamp = stamp_of(path, &bytes);
-        let rules = compile_bytes(path, &bytes)?;
+        let stamp = stamp_of(&contents);
+        let rules = compile_bytes(path, &contents.bytes)?;
         Ok(Policy {
             path: Some(path.to_owned()),
             active: true,

@@ -267,6 +267,25 @@ fn load_names_the_file_and_a_bad_reload_keeps_the_old_rules() {
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
+#[test]
+fn a_fifo_in_place_of_the_access_file_is_refused_and_the_rules_stay() {
+    let path = temp_file("fifo", EXAMPLE);
+    let p = Policy::load(&path, false).expect("loads");
+    std::fs::remove_file(&path).expect("remove");
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A blocking open would wait here for a writer that never comes.
+    assert!(!p.reload(), "nothing is read from a FIFO");
+    assert!(
+        p.admit(Some("test"), None, None, in_net()).is_ok(),
+        "old rules stay"
+    );
+    let e = Policy::load(&path, false).expect_err("a FIFO is no access file");
+    assert!(e.contains("not a regular file"), "{e}");
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
 /// Polling and SIGHUP in one test: a SIGHUP reaches every watcher in the process, so a
 /// parallel test raising it would let a broken poll pass unnoticed.
 #[tokio::test]

@@ -1,11 +1,21 @@
 //! Reloading the access file: on SIGHUP and when it changes, keeping the rules in force
 //! whenever the new file cannot be read or checked.
+//!
+//! The runtime never touches the file: each look (every second, and on SIGHUP) reads it,
+//! hashes it and, when it changed, compiles it on a thread of its own
+//! ([`crate::file_read::off_runtime`]); only swapping the compiled rules in happens on the
+//! runtime. The watcher awaits one look at a time, so a look stuck on the file (a hung mount)
+//! holds at most one thread and delays only the next look; the watcher is aborted at shutdown
+//! without waiting for it. Anything but a regular file (a FIFO, a device) is refused by
+//! `fstat` after a non-blocking open, and the rules in force stay.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::rules::Rules;
 use super::{compile_bytes, lock, sha256, Policy};
+use crate::file_read::{self, Contents, ReadError};
 
 /// The file's identity for change detection: mtime, size and a hash of the content (an editor
 /// can keep the size and land within the mtime's granularity).
@@ -24,40 +34,96 @@ impl Stamp {
     };
 }
 
-pub(super) fn stamp_of(path: &Path, text: &[u8]) -> Stamp {
-    let meta = std::fs::metadata(path).ok();
+pub(super) fn stamp_of(contents: &Contents) -> Stamp {
     Stamp {
-        modified: meta.as_ref().and_then(|m| m.modified().ok()),
-        len: text.len() as u64,
-        digest: sha256(text),
+        modified: contents.modified,
+        len: contents.bytes.len() as u64,
+        digest: sha256(&contents.bytes),
     }
 }
 
+/// What one look at the file found.
+enum Look {
+    /// The same file as `seen`: nothing to compile.
+    Unchanged,
+    /// A different file, and its rules or why they cannot be used.
+    Changed(Stamp, Result<Rules, String>),
+    Unreadable(ReadError),
+}
+
+/// Reads the file and, unless its stamp is `seen`, compiles it. Blocking: on the watcher's
+/// thread, or at a test's call of [`Policy::reload`].
+fn look(path: &Path, seen: Option<&Stamp>) -> Look {
+    match file_read::regular(path) {
+        Ok(contents) => {
+            let stamp = stamp_of(&contents);
+            if seen == Some(&stamp) {
+                return Look::Unchanged;
+            }
+            let rules = compile_bytes(path, &contents.bytes);
+            Look::Changed(stamp, rules)
+        }
+        Err(e) => Look::Unreadable(e),
+    }
+}
+
+/// Why the file was looked at: a SIGHUP reports every fault, a poll each fault once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Hangup,
+    Poll,
+}
+
 impl Policy {
-    /// Re-reads the file; on any error logs it (without secrets) and keeps the rules in force.
-    /// Returns whether new rules took effect.
+    /// Re-reads the file on the calling thread (blocking: tests); on any error logs it
+    /// (without secrets) and keeps the rules in force. Returns whether new rules took effect.
     pub fn reload(&self) -> bool {
         let Some(path) = self.path.as_deref() else {
             return false;
         };
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let stamp = stamp_of(path, &bytes);
-                self.apply(path, &bytes, stamp)
+        let found = look(path, None);
+        self.take(path, found, Why::Hangup)
+    }
+
+    /// One look off the runtime (see the module's doc); whether new rules took effect.
+    async fn look_off_runtime(&self, path: &Path, why: Why) -> bool {
+        let seen = match why {
+            Why::Hangup => None,
+            Why::Poll => lock(&self.seen).clone(),
+        };
+        let owned = path.to_path_buf();
+        let found = file_read::off_runtime(move || look(&owned, seen.as_ref()))
+            .await
+            .unwrap_or_else(Look::Unreadable);
+        self.take(path, found, why)
+    }
+
+    /// Applies what a look found, on the runtime: a swap of the rules, nothing more.
+    fn take(&self, path: &Path, found: Look, why: Why) -> bool {
+        match found {
+            Look::Unchanged => false,
+            Look::Changed(stamp, compiled) => {
+                *lock(&self.seen) = Some(stamp);
+                self.apply(path, compiled)
             }
-            Err(e) => {
-                tracing::error!(
-                    "cannot read the access file {}: {e}; the previous rules stay in force",
-                    path.display()
-                );
+            // An unreadable file keeps the rules in force (a missing file must not lift
+            // `[[account]]` rules), with one error per change when polled, not one per second.
+            Look::Unreadable(e) => {
+                let mut seen = lock(&self.seen);
+                if why == Why::Hangup || seen.as_ref() != Some(&Stamp::UNREADABLE) {
+                    *seen = Some(Stamp::UNREADABLE);
+                    tracing::error!(
+                        "cannot read the access file {}: {e}; the previous rules stay in force",
+                        path.display()
+                    );
+                }
                 false
             }
         }
     }
 
-    fn apply(&self, path: &Path, bytes: &[u8], stamp: Stamp) -> bool {
-        *lock(&self.seen) = Some(stamp);
-        match compile_bytes(path, bytes) {
+    fn apply(&self, path: &Path, compiled: Result<Rules, String>) -> bool {
+        match compiled {
             Ok(rules) => {
                 let names: Vec<&str> = rules.tokens.iter().map(|t| t.rules.name.as_str()).collect();
                 lock(&self.buckets).retain(|name, _| names.contains(&name.as_str()));
@@ -85,7 +151,7 @@ impl Policy {
 
     /// [`Policy::watch`] polling every `period`.
     pub(super) async fn watch_every(self: Arc<Self>, period: Duration) {
-        let Some(path) = self.path.clone() else {
+        let Some(path): Option<PathBuf> = self.path.clone() else {
             return;
         };
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -96,6 +162,7 @@ impl Policy {
             }
         };
         let mut tick = tokio::time::interval(period);
+        // A look that took longer than the period (a slow mount) is not followed by a burst.
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let hangup = async {
@@ -104,39 +171,19 @@ impl Policy {
                     None => std::future::pending().await,
                 }
             };
+            // One look at a time: the next tick or SIGHUP waits for this look to end.
             tokio::select! {
-                _ = tick.tick() => self.check_for_change(&path),
+                _ = tick.tick() => {
+                    self.look_off_runtime(&path, Why::Poll).await;
+                }
                 got = hangup => match got {
                     Some(()) => {
                         tracing::info!("SIGHUP: reloading the access file {}", path.display());
-                        self.reload();
+                        self.look_off_runtime(&path, Why::Hangup).await;
                     }
                     // The signal stream ended: polling alone goes on.
                     None => hup = None,
                 },
-            }
-        }
-    }
-
-    /// One poll of `watch`. An unreadable file keeps the rules in force (a missing file must
-    /// not lift `[[account]]` rules), with one error per change, not one per second.
-    fn check_for_change(&self, path: &Path) {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let stamp = stamp_of(path, &bytes);
-                if lock(&self.seen).as_ref() != Some(&stamp) {
-                    self.apply(path, &bytes, stamp);
-                }
-            }
-            Err(e) => {
-                let mut seen = lock(&self.seen);
-                if seen.as_ref() != Some(&Stamp::UNREADABLE) {
-                    *seen = Some(Stamp::UNREADABLE);
-                    tracing::error!(
-                        "cannot read the access file {}: {e}; the previous rules stay in force",
-                        path.display()
-                    );
-                }
             }
         }
     }

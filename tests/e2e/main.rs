@@ -22,6 +22,7 @@ mod hostile;
 mod observe;
 mod openapi;
 mod resources;
+mod runtime;
 mod secrets;
 mod seed;
 mod stages;
