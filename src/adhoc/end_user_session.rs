@@ -113,7 +113,7 @@ impl Handler for EndUserSession {
     }
 
     fn sweep(&self) {
-        self.recent.ended.sweep(|_| false);
+        self.recent.ended.sweep();
     }
 }
 

@@ -76,7 +76,7 @@ impl StreamRates {
     }
 
     pub fn sweep(&self) {
-        self.buckets.sweep(|_| false);
+        self.buckets.sweep();
     }
 }
 
