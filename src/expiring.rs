@@ -6,8 +6,9 @@
 //! Entries are kept in the order they were last touched. Every entry lives the same time after
 //! its last touch, so that order is also the order in which they expire: making room takes the
 //! oldest entry, and the sweep takes expired entries from the old end and stops at the first
-//! live one. Every operation is O(1) but [`remove_where`](ExpiringMap::remove_where), whatever
-//! the number of entries, so that a client sending new keys costs each insert nothing more.
+//! live one. Lookups, inserts and evictions are O(1) whatever the number of entries, the sweep
+//! is O(what it takes out), and only [`remove_where`](ExpiringMap::remove_where) looks at every
+//! entry: a client sending new keys costs each insert nothing more.
 //!
 //! Expired entries are invisible at once but never dropped unseen: they stay until the sweeper
 //! (`Gateway::sweep`) or the bound takes them out, and both hand them back, so that their owner
