@@ -1,6 +1,4 @@
-use std::time::Instant;
-
-use tokio::time::{advance, timeout};
+use tokio::time::{advance, timeout, Instant};
 use tokio_xmpp::minidom::Element;
 
 use super::*;
@@ -180,7 +178,7 @@ async fn requests_in_flight_per_account_are_capped() {
     assert!(pool.request_place(&a).is_some());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_all_is_bounded_when_the_servers_hang() {
     let (pool, fake) = pool(cfg());
     // One server reads nothing (a large IQ stalls the write), one never closes its side.
