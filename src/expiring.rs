@@ -1,20 +1,39 @@
 //! The one map type behind every cache the gateway keeps (failed logins, learnt forms, recently
-//! ended sessions, kept command sessions): entries expire a fixed time after they were last
-//! touched, and the map never holds more than its bound (the least recently touched entry
-//! makes room). Expired entries are invisible at once and removed by one sweeper
-//! (`App::sweep_every`), which hands them back so their owner can act on them (a kept command
-//! session is cancelled upstream).
+//! ended sessions, kept command sessions, stanza budgets): entries expire a fixed time after
+//! they were last touched, and the map never holds more than its bound (the least recently
+//! touched entry makes room).
+//!
+//! Entries are kept in the order they were last touched. Every entry lives the same time after
+//! its last touch, so that order is also the order in which they expire: making room takes the
+//! oldest entry, and the sweep takes expired entries from the old end and stops at the first
+//! live one. Lookups, inserts and evictions are O(1) whatever the number of entries, the sweep
+//! is O(what it takes out), and only [`remove_where`](ExpiringMap::remove_where) looks at every
+//! entry: a client sending new keys costs each insert nothing more.
+//!
+//! Expired entries are invisible at once but never dropped unseen: they stay until the sweeper
+//! (`App::sweep_every`) or the bound takes them out, and both hand them back, so that their owner
+//! can act on them (a kept command session is cancelled upstream). Time is tokio's, which
+//! tests pause and advance.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use hashlink::linked_hash_map::Entry as Slot;
+use hashlink::LinkedHashMap;
+use tokio::time::Instant;
 
 /// A bounded map whose entries expire `ttl` after their last touch.
 pub struct ExpiringMap<K, V> {
     ttl: Duration,
     bound: usize,
-    entries: Mutex<HashMap<K, Entry<V>>>,
+    /// Least recently touched first. std's hasher (SipHash, randomly keyed): the keys come from
+    /// clients.
+    entries: Mutex<LinkedHashMap<K, Entry<V>, RandomState>>,
+    /// Entries looked at to make room or sweep (what the tests count).
+    #[cfg(test)]
+    looked_at: std::sync::atomic::AtomicUsize,
 }
 
 struct Entry<V> {
@@ -22,13 +41,18 @@ struct Entry<V> {
     touched: Instant,
 }
 
+/// An entry the map let go of, handed back to its owner.
+pub type Displaced<K, V> = Option<(K, V)>;
+
 impl<K: Eq + Hash + Clone, V> ExpiringMap<K, V> {
     /// `bound` is at least 1.
     pub fn new(ttl: Duration, bound: usize) -> Self {
         Self {
             ttl,
             bound: bound.max(1),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(LinkedHashMap::with_hasher(RandomState::new())),
+            #[cfg(test)]
+            looked_at: Default::default(),
         }
     }
 
@@ -37,103 +61,116 @@ impl<K: Eq + Hash + Clone, V> ExpiringMap<K, V> {
     where
         V: Clone,
     {
+        self.peek(key, V::clone)
+    }
+
+    /// Runs `f` on the live value at `key` without touching it (it expires as it would have).
+    pub fn peek<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
         let entries = self.lock();
-        entries
-            .get(key)
-            .filter(|e| e.touched.elapsed() < self.ttl)
-            .map(|e| e.value.clone())
+        let e = entries.get(key)?;
+        self.live(e, Instant::now()).then(|| f(&e.value))
     }
 
     /// Runs `f` on the live value at `key` (touching it); `None` when there is none.
     pub fn update<R>(&self, key: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let mut entries = self.lock();
-        let e = entries.get_mut(key)?;
-        if e.touched.elapsed() >= self.ttl {
-            entries.remove(key);
+        let now = Instant::now();
+        if !self.live(entries.get(key)?, now) {
+            // Left for the sweeper, which hands it back.
             return None;
         }
-        e.touched = Instant::now();
+        let e = entries.to_back(key)?;
+        e.touched = now;
         Some(f(&mut e.value))
     }
 
     /// Runs `f` on the value at `key`, made with `new` when there is none live (touching it).
-    /// Returns what `f` returned and the entry evicted to make room, if any.
+    /// Returns what `f` returned and the entry it displaced: the key's expired value, or the
+    /// least recently touched entry when the map was full.
     pub fn upsert<R>(
         &self,
         key: K,
         new: impl FnOnce() -> V,
         f: impl FnOnce(&mut V) -> R,
-    ) -> (R, Option<(K, V)>) {
+    ) -> (R, Displaced<K, V>) {
         let mut entries = self.lock();
         let now = Instant::now();
-        let live = entries
-            .get(&key)
-            .is_some_and(|e| now.duration_since(e.touched) < self.ttl);
-        let evicted = if live {
-            None
-        } else {
-            entries.remove(&key);
-            self.make_room(&mut entries)
-        };
-        let e = entries.entry(key).or_insert_with(|| Entry {
-            value: new(),
-            touched: now,
-        });
-        e.touched = now;
-        (f(&mut e.value), evicted)
-    }
-
-    /// Puts `value` at `key`; returns the entry evicted to make room, if any.
-    pub fn insert(&self, key: K, value: V) -> Option<(K, V)> {
-        let mut entries = self.lock();
-        let evicted = match entries.remove(&key) {
-            Some(_) => None,
+        let displaced = match entries.get(&key) {
+            Some(e) if self.live(e, now) => None,
+            Some(_) => entries.remove_entry(&key).map(|(k, e)| (k, e.value)),
             None => self.make_room(&mut entries),
         };
-        entries.insert(
-            key,
-            Entry {
-                value,
-                touched: Instant::now(),
-            },
-        );
-        evicted
+        let e = match entries.entry(key) {
+            Slot::Occupied(mut o) => {
+                o.to_back();
+                let e = o.into_mut();
+                e.touched = now;
+                e
+            }
+            Slot::Vacant(v) => v.insert(Entry {
+                value: new(),
+                touched: now,
+            }),
+        };
+        (f(&mut e.value), displaced)
     }
 
-    /// Takes the live value at `key` out.
+    /// Puts `value` at `key`. Returns the entry it displaced: the key's previous value (live or
+    /// expired), or the least recently touched entry when the map was full.
+    pub fn insert(&self, key: K, value: V) -> Displaced<K, V> {
+        let mut entries = self.lock();
+        let displaced = match entries.remove_entry(&key) {
+            Some((k, e)) => Some((k, e.value)),
+            None => self.make_room(&mut entries),
+        };
+        let touched = Instant::now();
+        entries.insert(key, Entry { value, touched });
+        displaced
+    }
+
+    /// Takes the live value at `key` out (an expired one is left for the sweeper).
     pub fn remove(&self, key: &K) -> Option<V> {
-        let e = self.lock().remove(key)?;
-        (e.touched.elapsed() < self.ttl).then_some(e.value)
+        self.remove_if(key, |_| true)
     }
 
     /// Takes out the live value at `key` if `pred` accepts it; otherwise leaves it.
     pub fn remove_if(&self, key: &K, pred: impl FnOnce(&V) -> bool) -> Option<V> {
         let mut entries = self.lock();
-        let fits = entries
-            .get(key)
-            .is_some_and(|e| e.touched.elapsed() < self.ttl && pred(&e.value));
-        fits.then(|| entries.remove(key)).flatten().map(|e| e.value)
+        let e = entries.get(key)?;
+        if !(self.live(e, Instant::now()) && pred(&e.value)) {
+            return None;
+        }
+        entries.remove(key).map(|e| e.value)
     }
 
-    /// How many live values `pred` accepts.
-    pub fn count(&self, pred: impl Fn(&V) -> bool) -> usize {
-        self.lock()
-            .values()
-            .filter(|e| e.touched.elapsed() < self.ttl && pred(&e.value))
-            .count()
-    }
-
-    /// Removes and returns the expired entries, and those `dead` says are of no use any more.
-    pub fn sweep(&self, dead: impl Fn(&V) -> bool) -> Vec<(K, V)> {
+    /// Removes and returns the expired entries, oldest first: looks at those and at the first
+    /// live one only.
+    pub fn sweep(&self) -> Vec<(K, V)> {
         let mut entries = self.lock();
         let now = Instant::now();
+        let mut gone = Vec::new();
+        while let Some((_, e)) = entries.front() {
+            self.look();
+            if self.live(e, now) {
+                break;
+            }
+            gone.extend(entries.pop_front().map(|(k, e)| (k, e.value)));
+        }
+        gone
+    }
+
+    /// Removes and returns the live entries `dead` says are of no use any more. Looks at every
+    /// entry: for the sweeper of a small map, never for a request's path.
+    pub fn remove_where(&self, dead: impl Fn(&V) -> bool) -> Vec<(K, V)> {
+        let mut entries = self.lock();
         let gone: Vec<K> = entries
             .iter()
-            .filter(|(_, e)| now.duration_since(e.touched) >= self.ttl || dead(&e.value))
+            .inspect(|_| self.look())
+            .filter(|(_, e)| dead(&e.value))
             .map(|(k, _)| k.clone())
             .collect();
         gone.into_iter()
-            .filter_map(|k| entries.remove(&k).map(|e| (k, e.value)))
+            .filter_map(|k| entries.remove_entry(&k).map(|(k, e)| (k, e.value)))
             .collect()
     }
 
@@ -146,84 +183,30 @@ impl<K: Eq + Hash + Clone, V> ExpiringMap<K, V> {
         self.len() == 0
     }
 
-    /// At the bound: drops what has expired, then the least recently touched entry.
-    fn make_room(&self, entries: &mut HashMap<K, Entry<V>>) -> Option<(K, V)> {
-        if entries.len() < self.bound {
-            return None;
-        }
-        let now = Instant::now();
-        entries.retain(|_, e| now.duration_since(e.touched) < self.ttl);
-        if entries.len() < self.bound {
-            return None;
-        }
-        let oldest = entries
-            .iter()
-            .min_by_key(|(_, e)| e.touched)
-            .map(|(k, _)| k.clone())?;
-        entries.remove(&oldest).map(|e| (oldest, e.value))
+    fn live(&self, e: &Entry<V>, now: Instant) -> bool {
+        now.saturating_duration_since(e.touched) < self.ttl
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry<V>>> {
+    /// At the bound, takes out the least recently touched entry (expired ones come first).
+    fn make_room(&self, entries: &mut LinkedHashMap<K, Entry<V>, RandomState>) -> Displaced<K, V> {
+        if entries.len() < self.bound {
+            return None;
+        }
+        self.look();
+        entries.pop_front().map(|(k, e)| (k, e.value))
+    }
+
+    fn look(&self) {
+        #[cfg(test)]
+        self.looked_at
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LinkedHashMap<K, Entry<V>, RandomState>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_expire_after_their_last_touch() {
-        let m = ExpiringMap::new(Duration::from_millis(40), 10);
-        m.insert("a", 1);
-        assert_eq!(m.get(&"a"), Some(1));
-        std::thread::sleep(Duration::from_millis(25));
-        assert_eq!(m.update(&"a", |v| *v), Some(1), "a touch renews it");
-        std::thread::sleep(Duration::from_millis(25));
-        assert_eq!(m.get(&"a"), Some(1));
-        std::thread::sleep(Duration::from_millis(45));
-        assert_eq!(m.get(&"a"), None);
-        assert_eq!(m.sweep(|_| false), vec![("a", 1)]);
-        assert!(m.is_empty());
-    }
-
-    #[test]
-    fn the_bound_evicts_the_least_recently_touched() {
-        let m = ExpiringMap::new(Duration::from_secs(60), 2);
-        assert!(m.insert(1, "one").is_none());
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(m.insert(2, "two").is_none());
-        std::thread::sleep(Duration::from_millis(2));
-        m.update(&1, |_| ());
-        assert_eq!(m.insert(3, "three"), Some((2, "two")));
-        assert_eq!(m.len(), 2);
-        assert_eq!(m.insert(3, "again"), None, "replacing makes no room");
-    }
-
-    #[test]
-    fn upsert_creates_touches_and_counts() {
-        let m: ExpiringMap<&str, Vec<u8>> = ExpiringMap::new(Duration::from_secs(60), 8);
-        let (len, evicted) = m.upsert("k", Vec::new, |v| {
-            v.push(1);
-            v.len()
-        });
-        assert_eq!((len, evicted), (1, None));
-        let (len, _) = m.upsert("k", Vec::new, |v| {
-            v.push(2);
-            v.len()
-        });
-        assert_eq!(len, 2);
-        assert_eq!(m.count(|v| v.len() == 2), 1);
-        assert_eq!(m.remove_if(&"k", |v| v.is_empty()), None);
-        assert_eq!(m.remove_if(&"k", |v| v.len() == 2), Some(vec![1, 2]));
-    }
-
-    #[test]
-    fn sweep_takes_out_what_its_owner_calls_dead() {
-        let m = ExpiringMap::new(Duration::from_secs(60), 8);
-        m.insert("alive", true);
-        m.insert("dead", false);
-        assert_eq!(m.sweep(|alive| !alive), vec![("dead", false)]);
-        assert_eq!(m.get(&"alive"), Some(true));
-    }
-}
+#[path = "expiring_tests.rs"]
+mod tests;

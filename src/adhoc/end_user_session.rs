@@ -20,9 +20,10 @@
 //! two IQs, not one per JID; the rest share the stream's in-flight bound.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::try_join_all;
+use tokio::time::Instant;
 use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 
 use super::address::parse_jid;
@@ -113,7 +114,7 @@ impl Handler for EndUserSession {
     }
 
     fn sweep(&self) {
-        self.recent.ended.sweep(|_| false);
+        self.recent.ended.sweep();
     }
 }
 

@@ -207,7 +207,7 @@ mod planning {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_session_ended_lately_is_not_claimed_twice() {
         let fake = server("admin@x.test/xrg-1", &[("u@x.test", &["phone"])]);
         let ctx = Ctx::new(&fake);
@@ -219,14 +219,27 @@ mod planning {
         // re-reads for a while, then takes it for a new session under the same name.
         let second = run(&ctx.call(false), &req, &recent).await.unwrap().doc;
         assert_eq!(lines(&second).len(), 1);
-        let stats = fake
-            .sent()
-            .iter()
-            .filter(|(_, c)| c.node == USER_STATS)
-            .count();
-        assert!(
-            stats > 2,
-            "re-read while it looked like the closing session ({stats})"
+        let stats = || {
+            fake.sent()
+                .iter()
+                .filter(|(_, c)| c.node == USER_STATS)
+                .count()
+        };
+        let rereads = (SETTLE_FOR.as_millis() / SETTLE_STEP.as_millis()) as usize;
+        assert_eq!(
+            stats(),
+            2 + rereads,
+            "re-read every {SETTLE_STEP:?} for {SETTLE_FOR:?} while it looked like the closing session"
         );
+        // Long after the second kick, `phone` is taken for a new session at once.
+        tokio::time::advance(REMEMBER_ENDED).await;
+        run(&ctx.call(false), &req, &recent).await.unwrap();
+        assert_eq!(stats(), 3 + rereads, "read once");
+        // Remembered for a while after the third kick, then swept.
+        recent.ended.sweep();
+        assert_eq!(recent.ended.len(), 1);
+        tokio::time::advance(REMEMBER_ENDED).await;
+        recent.ended.sweep();
+        assert!(recent.ended.is_empty());
     }
 }

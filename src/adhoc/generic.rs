@@ -118,8 +118,8 @@ impl Generic {
 
     /// Forgets forms unused for long.
     pub fn sweep(&self) {
-        self.forms.sweep(|_| false);
-        self.two_steps.sweep(|_| false);
+        self.forms.sweep();
+        self.two_steps.sweep();
     }
 }
 

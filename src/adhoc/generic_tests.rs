@@ -57,6 +57,29 @@ async fn a_remembered_form_makes_the_next_command_one_round_trip() {
     assert!(sent[2].1.sessionid.is_none() && sent[2].1.form.is_some());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_form_unused_for_its_ttl_is_learnt_afresh() {
+    let fake = two_stage();
+    let ctx = Ctx::new(&fake);
+    let (generic, stages) = (Generic::default(), Stages::new(Duration::from_secs(60)));
+    let req = request(NODE, FIELDS);
+    let call = ctx.call(false);
+    let run = || generic.run(&call, NODE, &req, &stages);
+    run().await.unwrap();
+    tokio::time::advance(FORM_TTL - Duration::from_secs(1)).await;
+    run().await.unwrap();
+    assert_eq!(fake.sent().len(), 3, "still known: one IQ");
+    tokio::time::advance(FORM_TTL).await;
+    generic.sweep();
+    assert!(generic.forms.is_empty());
+    run().await.unwrap();
+    assert_eq!(
+        fake.sent().len(),
+        5,
+        "forgotten: execute, then the filled form"
+    );
+}
+
 #[tokio::test]
 async fn a_command_that_takes_its_form_only_in_a_session_is_always_run_in_two_steps() {
     // Prosody's mod_announce: a submission without a session is answered with the form.

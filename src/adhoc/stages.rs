@@ -5,10 +5,16 @@
 //! The id is random and stands for one account, one upstream stream and one upstream session
 //! (the servers accept invented ids and ejabberd's are timestamps, so theirs is never shown).
 //! A stage refers to its stream weakly: it never keeps a replaced stream open, and it dies with
-//! its stream. It expires after an idle while (cancelled upstream by the sweeper); an unknown,
-//! expired or foreign id is answered exactly alike (404), so nobody learns that an id exists.
+//! its stream. It expires after an idle while; an unknown, expired or foreign id is answered
+//! exactly alike (404), so nobody learns that an id exists.
+//!
+//! A session the gateway lets go of is cancelled upstream, whichever way it goes: expired (the
+//! sweeper), evicted at the bound by a newer one, refused beyond the account's share, or taken
+//! out for a step that failed or was dropped. The cancel is sent in the background and bounded
+//! in time (`cancel_in_background`); a session whose stream is gone needs none.
 
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
@@ -29,6 +35,9 @@ const BOUND: usize = 16_384;
 /// The open command sessions of all clients, by the gateway's id.
 pub struct Stages {
     open: ExpiringMap<String, Stage>,
+    /// How many of `open` each account holds (expired ones not yet swept included), kept as
+    /// they come and go so that a new one costs no look at the others.
+    held: Mutex<HashMap<BareJid, usize>>,
 }
 
 /// One open upstream command session.
@@ -57,8 +66,13 @@ impl Stage {
 
 impl Stages {
     pub fn new(idle: Duration) -> Self {
+        Self::bounded(idle, BOUND)
+    }
+
+    fn bounded(idle: Duration, bound: usize) -> Self {
         Self {
-            open: ExpiringMap::new(idle, BOUND),
+            open: ExpiringMap::new(idle, bound),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
@@ -72,8 +86,7 @@ impl Stages {
         let Some(upstream_sid) = reply.sessionid.clone() else {
             return Ok(answered);
         };
-        let held = self.open.count(|s| s.account == *call.account);
-        if held >= PER_ACCOUNT {
+        if !self.count_in(call.account, Some(PER_ACCOUNT)) {
             cancel_in_background(call.stream, &call.target.to, &reply.node, &upstream_sid);
             return Err(CommandError::TooManyStages(PER_ACCOUNT));
         }
@@ -89,9 +102,7 @@ impl Stages {
             form: reply.form.clone(),
             default_action: reply.submit_action().to_string(),
         };
-        if let Some((_, evicted)) = self.open.insert(id.clone(), stage) {
-            cancel(&evicted);
-        }
+        self.put(id.clone(), stage);
         answered.doc.sessionid = Some(id);
         answered.doc.actions = offered_actions(reply);
         Ok(answered)
@@ -117,8 +128,9 @@ impl Stages {
             .open
             .remove_if(&id.to_string(), |s| fits(s, call, req))
             .ok_or(CommandError::UnknownSession)?;
+        self.count_out(&stage.account);
         if let Err(refused) = (call.guard)(&stage.node) {
-            self.open.insert(id.to_string(), stage);
+            self.put_back(id.to_string(), stage);
             return Err(refused);
         }
         let action = action.unwrap_or(&stage.default_action).to_string();
@@ -129,7 +141,7 @@ impl Stages {
                     Ok(s) => Some(s),
                     Err(e) => {
                         // A typo costs one retry, not the session.
-                        self.open.insert(id.to_string(), stage);
+                        self.put_back(id.to_string(), stage);
                         return Err(e.into());
                     }
                 },
@@ -157,14 +169,54 @@ impl Stages {
                 .unwrap_or(stage.upstream_sid.clone()),
             ..stage
         };
-        self.open.insert(id.to_string(), next);
+        self.put_back(id.to_string(), next);
         Ok(answered)
     }
 
     /// Forgets sessions that expired (cancelling them upstream) or whose stream is gone.
     pub fn sweep(&self) {
-        for (_, stage) in self.open.sweep(|s| s.stream().is_none()) {
+        let expired = self.open.sweep();
+        // Every entry, but the map is small and this is the sweeper's, once a second.
+        let orphaned = self.open.remove_where(|s| s.stream().is_none());
+        for (_, stage) in expired.into_iter().chain(orphaned) {
+            self.count_out(&stage.account);
             cancel(&stage);
+        }
+    }
+
+    /// Puts a counted session in the map; the one it displaces (the least recently used, at
+    /// the bound) is cancelled upstream.
+    fn put(&self, id: String, stage: Stage) {
+        if let Some((_, displaced)) = self.open.insert(id, stage) {
+            self.count_out(&displaced.account);
+            cancel(&displaced);
+        }
+    }
+
+    /// Puts back a session taken out for a step (it was counted before, so never refused).
+    fn put_back(&self, id: String, stage: Stage) {
+        self.count_in(&stage.account, None);
+        self.put(id, stage);
+    }
+
+    /// Counts one more session of `account`, unless it holds `limit` already.
+    fn count_in(&self, account: &BareJid, limit: Option<usize>) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(account.clone()).or_default();
+        if limit.is_some_and(|l| *n >= l) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn count_out(&self, account: &BareJid) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(account);
+            }
         }
     }
 }
@@ -202,7 +254,7 @@ impl Drop for Abandoned<'_> {
 /// Cancels an abandoned session upstream, if its stream still lives.
 fn cancel(stage: &Stage) {
     if let Some(stream) = stage.stream() {
-        tracing::debug!(node = %stage.node, "command session expired");
+        tracing::debug!(node = %stage.node, "command session let go: cancelled upstream");
         cancel_in_background(&stream, &stage.to, &stage.node, &stage.upstream_sid);
     }
 }

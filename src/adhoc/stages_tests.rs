@@ -110,20 +110,102 @@ async fn cancel_ends_the_session_upstream() {
     );
 }
 
-#[tokio::test]
+/// The upstream sessions the fake was asked to cancel.
+fn cancels(fake: &Fake) -> Vec<String> {
+    fake.sent()
+        .into_iter()
+        .filter(|(_, c)| c.action.as_deref() == Some("cancel"))
+        .filter_map(|(_, c)| c.sessionid)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_expired_session_is_cancelled_by_the_sweeper_and_forgotten() {
     let fake = server("admin@x.test/xrg-1");
     let ctx = Ctx::new(&fake);
-    let stages = Stages::new(Duration::from_millis(20));
+    let stages = Stages::new(Duration::from_secs(60));
     let id = open(&stages, &ctx);
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::advance(Duration::from_secs(59)).await;
     stages.sweep();
     fake::settle().await;
-    let sent = fake.sent();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].1.action.as_deref(), Some("cancel"));
+    assert!(fake.sent().is_empty(), "still live");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // Seen expired by a lookup first: a 404, and it stays for the sweeper to cancel.
     let late = stages.resume(&ctx.call(true), &resume_req(&id, None)).await;
     assert!(matches!(late, Err(CommandError::UnknownSession)));
+    stages.sweep();
+    fake::settle().await;
+    assert_eq!(cancels(&fake), ["upstream-7"]);
+    assert_eq!(fake.sent().len(), 1, "the cancel alone");
+    assert_eq!(stages.open.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_displaced_at_the_bound_is_cancelled_upstream() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::bounded(Duration::from_secs(60), 2);
+    let first = open(&stages, &ctx);
+    open(&stages, &ctx);
+    // Both expire unswept; a third makes room by taking out the oldest, and cancels it.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let third = open(&stages, &ctx);
+    fake::settle().await;
+    assert_eq!(cancels(&fake).len(), 1, "the displaced one, at once");
+    stages.sweep();
+    fake::settle().await;
+    assert_eq!(
+        cancels(&fake).len(),
+        2,
+        "the other expired one, by the sweeper"
+    );
+    assert_eq!(stages.open.len(), 1);
+    let gone = stages
+        .resume(&ctx.call(true), &resume_req(&first, None))
+        .await;
+    assert!(matches!(gone, Err(CommandError::UnknownSession)));
+    assert!(stages
+        .resume(&ctx.call(true), &resume_req(&third, None))
+        .await
+        .is_ok());
+    // Each session came and went through the count.
+    assert!(stages.held.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_account_holds_its_share_and_gets_it_back_as_sessions_end() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let ids: Vec<String> = (0..PER_ACCOUNT).map(|_| open(&stages, &ctx)).collect();
+    let reply = executing(NODE, "upstream-8", vec![]).unwrap();
+    let refused = stages.keep(&ctx.call(true), &reply);
+    assert!(
+        matches!(refused, Err(CommandError::TooManyStages(PER_ACCOUNT))),
+        "{refused:?}"
+    );
+    fake::settle().await;
+    assert_eq!(
+        cancels(&fake),
+        ["upstream-8"],
+        "the refused one is not left open"
+    );
+    // Another account has its own share.
+    let mut other = Ctx::new(&fake);
+    other.account = "other@x.test".parse().unwrap();
+    assert!(stages.keep(&other.call(true), &reply).is_ok());
+    // One completes: a place is free again.
+    stages
+        .resume(&ctx.call(true), &resume_req(&ids[0], None))
+        .await
+        .unwrap();
+    open(&stages, &ctx);
+    assert!(stages.keep(&ctx.call(true), &reply).is_err());
+    // They all expire: the sweeper frees every place.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    stages.sweep();
+    assert!(stages.held.lock().unwrap().is_empty());
+    open(&stages, &ctx);
 }
 
 #[tokio::test]

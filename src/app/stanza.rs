@@ -80,7 +80,7 @@ impl StreamRates {
     }
 
     pub fn sweep(&self) {
-        self.buckets.sweep(|_| false);
+        self.buckets.sweep();
     }
 }
 

@@ -3,15 +3,20 @@
 //! use, another password, a dead stream, a proof older than the re-auth interval) logs in
 //! afresh, and a successful login replaces the account's session. Passwords are never kept:
 //! only an HMAC under a key drawn at start, compared in constant time.
+//!
+//! An account has a slot here only while it has a session or a login under way: a login that
+//! fails (refused, throttled, the server down, the request gone) leaves nothing behind, so a
+//! client trying account names cannot grow the pool.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ring::hmac;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_xmpp::parsers::jid::BareJid;
 
 use super::connect::LoggedIn;
@@ -160,6 +165,7 @@ impl<L: Login> SessionPool<L> {
             let old = slot.warm.lock().unwrap_or_else(|e| e.into_inner()).take();
             *slot.exempted_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
             drop(old);
+            self.forget_if_unused(account, &slot);
         }
     }
 
@@ -212,6 +218,12 @@ impl<L: Login> SessionPool<L> {
         gate: impl FnOnce() -> Result<G, UpstreamError>,
     ) -> Result<Arc<AdminSession>, UpstreamError> {
         let slot = self.slot(account);
+        // Declared before the login lock, so dropped after it: whichever way this ends.
+        let _tried = Tried {
+            pool: self,
+            account,
+            slot: &slot,
+        };
         let _one_at_a_time = slot.login.lock().await;
         if let Some(s) = self.warm_in(&slot, account, password) {
             return Ok(s);
@@ -372,6 +384,34 @@ impl<L: Login> SessionPool<L> {
     fn existing(&self, account: &BareJid) -> Option<Arc<AccountSlot>> {
         let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
         accounts.get(account).cloned()
+    }
+
+    /// Takes out `slot` when nothing is left in it: no session, no request holding a place, and
+    /// no one but the map and the caller holding it (the accounts' lock keeps anyone from
+    /// taking it meanwhile; a login queued behind the caller's holds it, and cleans up after).
+    fn forget_if_unused(&self, account: &BareJid, slot: &Arc<AccountSlot>) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let unused = accounts.get(account).is_some_and(|s| Arc::ptr_eq(s, slot))
+            && Arc::strong_count(slot) == 2
+            && slot.warm.lock().is_ok_and(|w| w.is_none())
+            && slot.requests.available_permits() == self.cfg.max_in_flight_per_account;
+        if unused {
+            accounts.remove(account);
+        }
+    }
+}
+
+/// A login's hold on its account's slot: when it ends without a session in the slot (refused,
+/// throttled, failed, dropped), the slot goes unless someone else still uses it.
+struct Tried<'a, L: Login> {
+    pool: &'a SessionPool<L>,
+    account: &'a BareJid,
+    slot: &'a Arc<AccountSlot>,
+}
+
+impl<L: Login> Drop for Tried<'_, L> {
+    fn drop(&mut self) {
+        self.pool.forget_if_unused(self.account, self.slot);
     }
 }
 

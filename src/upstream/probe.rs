@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(probes.load(Ordering::SeqCst), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn callers_at_once_share_one_probe() {
         let r = Arc::new(Readiness::new(Duration::from_secs(3600)));
         let probes = Arc::new(AtomicUsize::new(0));

@@ -14,8 +14,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_xmpp::parsers::jid::BareJid;
 
 use crate::config::ThrottleConfig;
@@ -76,19 +77,10 @@ impl Drop for Reservation<'_> {
 /// How long a client waits when only logins under way fill a budget.
 const PENDING_WAIT: Duration = Duration::from_secs(1);
 
-/// One budget's recent failures, newest last.
+/// One budget's recent failures, newest last. Touched only by a failure (a check only looks),
+/// so the record expires the longest window after its last failure, when nothing in it counts.
 struct Failures {
-    window: Duration,
     times: VecDeque<(Instant, IpAddr)>,
-}
-
-impl Failures {
-    /// Nothing left within the window: the record can go.
-    fn spent(&self) -> bool {
-        self.times
-            .back()
-            .is_none_or(|(t, _)| t.elapsed() >= self.window)
-    }
 }
 
 /// The address a budget counts: IPv4-mapped IPv6 as IPv4, other IPv6 by its /64 (one host
@@ -187,15 +179,15 @@ impl LoginThrottle {
 
     /// Counts a failure against the budgets `kind` names.
     pub fn failed(&self, account: &BareJid, addr: IpAddr, kind: Failure) {
-        let (addr, window) = (bucket(addr), self.cfg.window);
+        let addr = bucket(addr);
         let keys = match kind {
             Failure::Login => vec![
-                (Key::Pair(account.clone(), addr), window),
-                (Key::Addr(addr), window),
-                (Key::Account(account.clone()), window),
-                (Key::Total, TOTAL_WINDOW),
+                Key::Pair(account.clone(), addr),
+                Key::Addr(addr),
+                Key::Account(account.clone()),
+                Key::Total,
             ],
-            Failure::AddressOnly => vec![(Key::Addr(addr), window)],
+            Failure::AddressOnly => vec![Key::Addr(addr)],
         };
         self.record(keys, addr);
     }
@@ -203,17 +195,16 @@ impl LoginThrottle {
     /// Counts a failure of the address alone, naming no account (a refused token).
     pub fn address_failed(&self, addr: IpAddr) {
         let addr = bucket(addr);
-        self.record(vec![(Key::Addr(addr), self.cfg.window)], addr);
+        self.record(vec![Key::Addr(addr)], addr);
     }
 
-    fn record(&self, keys: Vec<(Key, Duration)>, addr: IpAddr) {
+    fn record(&self, keys: Vec<Key>, addr: IpAddr) {
         let now = Instant::now();
         // More than the largest budget is never needed to decide.
         let largest = self.cfg.wide.max(self.cfg.pair).max(self.cfg.total) as usize;
-        for (key, window) in keys {
+        for key in keys {
             let is_total = key == Key::Total;
             let new = || Failures {
-                window,
                 times: VecDeque::new(),
             };
             let (recent, _) = self.failures.upsert(key, new, |f| {
@@ -255,9 +246,9 @@ impl LoginThrottle {
         );
     }
 
-    /// Forgets records with no failure left in their window.
+    /// Forgets records whose last failure left the longest window.
     pub fn sweep(&self) {
-        self.failures.sweep(Failures::spent);
+        self.failures.sweep();
     }
 
     /// A successful login clears the pair's record.
@@ -283,15 +274,12 @@ impl LoginThrottle {
             let extra = pending.get(key).copied().unwrap_or(0);
             let failed = self
                 .failures
-                .update(key, |f| {
-                    while f
-                        .times
-                        .front()
-                        .is_some_and(|(t, _)| now.duration_since(*t) >= window)
-                    {
-                        f.times.pop_front();
-                    }
-                    f.times.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+                .peek(key, |f| {
+                    f.times
+                        .iter()
+                        .map(|(t, _)| *t)
+                        .filter(|t| now.saturating_duration_since(*t) < window)
+                        .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
             if failed.len() + extra < limit {

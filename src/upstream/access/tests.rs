@@ -1,5 +1,7 @@
 use std::net::Ipv4Addr;
 
+use tokio::time::advance;
+
 use super::*;
 use crate::config::PoolConfig;
 use crate::upstream::fake::FakeUpstream;
@@ -77,10 +79,10 @@ async fn a_locked_pair_reaches_no_server_whatever_the_password() {
     assert_eq!(fake.logins(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_proved_password_passes_spent_budgets_once_per_interval() {
     let (access, fake) = access(PoolConfig {
-        reauth_interval: Duration::from_millis(1000),
+        reauth_interval: Duration::from_secs(10),
         ..pool_cfg()
     });
     access.session(&admin(), "pw", addr(1)).await.unwrap();
@@ -89,7 +91,7 @@ async fn a_proved_password_passes_spent_budgets_once_per_interval() {
     assert!(matches!(r, Err(AccessError::Throttled(_))), "{r:?}");
     assert_eq!(fake.logins(), 4);
     // The proof is stale, so this is a login: the budgets are spent, the proof exempts it.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    advance(Duration::from_secs(10)).await;
     let ok = access.session(&admin(), "pw", addr(1)).await.unwrap();
     assert_eq!(fake.logins(), 5);
     // Within the same interval a second login needing the exemption is refused.
@@ -99,22 +101,22 @@ async fn a_proved_password_passes_spent_budgets_once_per_interval() {
     assert_eq!(fake.logins(), 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_proved_login_forgets_the_proof() {
     let (access, fake) = access(PoolConfig {
-        reauth_interval: Duration::from_millis(200),
+        reauth_interval: Duration::from_secs(10),
         ..pool_cfg()
     });
     access.session(&admin(), "pw", addr(1)).await.unwrap();
     spend_the_account_budget(&access, &fake).await;
     // The password was changed on the server.
     fake.refuse("pw");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    advance(Duration::from_secs(10)).await;
     let r = access.session(&admin(), "pw", addr(1)).await;
     assert!(matches!(r, Err(AccessError::Refused)), "{r:?}");
     assert_eq!(fake.logins(), 5);
     // A new interval, but no proof left to exempt the login.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    advance(Duration::from_secs(10)).await;
     let r = access.session(&admin(), "pw", addr(1)).await;
     assert!(matches!(r, Err(AccessError::Throttled(_))), "{r:?}");
     assert_eq!(fake.logins(), 5);
@@ -135,7 +137,7 @@ async fn an_account_busy_beyond_its_requests_in_flight() {
     assert_eq!(fake.logins(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn wrong_passwords_sent_at_once_reach_the_server_no_more_than_the_budgets_allow() {
     let (access, fake) = access(pool_cfg());
     fake.refuse("guess");

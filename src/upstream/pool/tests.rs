@@ -1,6 +1,4 @@
-use std::time::Instant;
-
-use tokio::time::timeout;
+use tokio::time::{advance, timeout, Instant};
 use tokio_xmpp::minidom::Element;
 
 use super::*;
@@ -47,16 +45,17 @@ async fn another_password_logs_in_afresh_and_replaces_the_session() {
     assert_eq!(fake.logins(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_password_is_proved_again_after_the_reauth_interval() {
     let (pool, fake) = pool(PoolConfig {
-        reauth_interval: Duration::from_millis(400),
+        reauth_interval: Duration::from_secs(300),
         ..cfg()
     });
     let a = acct("admin@example.org");
     pool.login(&a, "pw").await.unwrap();
+    advance(Duration::from_secs(299)).await;
     assert!(pool.warm(&a, "pw").is_some());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    advance(Duration::from_secs(1)).await;
     assert!(pool.warm(&a, "pw").is_none());
     pool.login(&a, "pw").await.unwrap();
     assert_eq!(fake.logins(), 2);
@@ -74,7 +73,7 @@ async fn a_dead_session_is_not_warm() {
     assert_eq!(fake.logins(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn beyond_max_sessions_the_least_recently_used_is_closed() {
     let (pool, _fake) = pool(PoolConfig {
         max_sessions: 2,
@@ -86,12 +85,12 @@ async fn beyond_max_sessions_the_least_recently_used_is_closed() {
         acct("c@example.org"),
     );
     let sa = pool.login(&a, "pw").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    advance(Duration::from_millis(5)).await;
     let sb = pool.login(&b, "pw").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    advance(Duration::from_millis(5)).await;
     // a is used again, so b is now the least recently used.
     assert!(pool.warm(&a, "pw").is_some());
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    advance(Duration::from_millis(5)).await;
     pool.login(&c, "pw").await.unwrap();
     timeout(CLOSE_BOUND, sb.closed())
         .await
@@ -102,7 +101,7 @@ async fn beyond_max_sessions_the_least_recently_used_is_closed() {
     assert!(pool.warm(&c, "pw").is_some());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_evicted_stream_answers_its_requests_before_it_closes() {
     let (pool, fake) = pool(PoolConfig {
         max_sessions: 1,
@@ -126,7 +125,7 @@ async fn an_evicted_stream_answers_its_requests_before_it_closes() {
         .expect("a's stream closed once idle");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_login_at_a_time_per_account() {
     let (pool, fake) = pool(cfg());
     fake.set_delay(Duration::from_millis(100));
@@ -179,7 +178,7 @@ async fn requests_in_flight_per_account_are_capped() {
     assert!(pool.request_place(&a).is_some());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_all_is_bounded_when_the_servers_hang() {
     let (pool, fake) = pool(cfg());
     // One server reads nothing (a large IQ stalls the write), one never closes its side.
@@ -206,6 +205,84 @@ async fn close_all_is_bounded_when_the_servers_hang() {
         .unwrap();
     assert!(matches!(reply, Err(UpstreamError::Closed(_))), "{reply:?}");
     assert!(pool.warm(&acct("b@example.org"), "pw").is_none());
+}
+
+fn accounts<L>(pool: &SessionPool<L>) -> usize {
+    pool.accounts.lock().unwrap().len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_account_whose_login_failed_leaves_nothing_behind() {
+    let (pool, fake) = pool(cfg());
+    fake.refuse("guess");
+    for i in 0..50 {
+        let r = pool
+            .login(&acct(&format!("u{i}@example.org")), "guess")
+            .await;
+        assert!(matches!(r, Err(UpstreamError::AuthFailed(_))), "{r:?}");
+    }
+    assert_eq!((fake.logins(), accounts(&pool)), (50, 0));
+    // Refused before connecting (the throttle's gate).
+    let throttled = pool
+        .login_gated(&acct("t@example.org"), "pw", || {
+            Err::<(), _>(UpstreamError::Throttled(Duration::from_secs(1)))
+        })
+        .await;
+    assert!(matches!(throttled, Err(UpstreamError::Throttled(_))));
+    // Dropped half-way (the request's timeout).
+    fake.set_delay(Duration::from_secs(10));
+    let dropped = timeout(
+        Duration::from_secs(1),
+        pool.login(&acct("d@example.org"), "pw"),
+    )
+    .await;
+    assert!(dropped.is_err());
+    assert_eq!(accounts(&pool), 0);
+    // Queued logins of one account: the slot stays until the last one ends.
+    fake.set_delay(Duration::from_millis(100));
+    let queued: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.login(&acct("q@example.org"), "guess").await })
+        })
+        .collect();
+    for q in queued {
+        assert!(q.await.unwrap().is_err());
+    }
+    assert_eq!(accounts(&pool), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_login_keeps_the_accounts_session() {
+    let (pool, fake) = pool(cfg());
+    let a = acct("admin@example.org");
+    pool.login(&a, "pw").await.unwrap();
+    fake.refuse("guess");
+    assert!(pool.login(&a, "guess").await.is_err());
+    assert!(pool.warm(&a, "pw").is_some());
+    assert_eq!(accounts(&pool), 1);
+    // Its password changed on the server: the proof goes, and the slot with it.
+    pool.forget_proof(&a);
+    assert_eq!(accounts(&pool), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_with_requests_in_flight_stays() {
+    let (pool, fake) = pool(cfg());
+    let a = acct("admin@example.org");
+    pool.login(&a, "pw").await.unwrap();
+    let place = pool.request_place(&a).expect("a place");
+    pool.forget_proof(&a);
+    fake.refuse("guess");
+    assert!(pool.login(&a, "guess").await.is_err());
+    assert_eq!(
+        accounts(&pool),
+        1,
+        "the place is counted against the same slot"
+    );
+    drop(place);
+    assert!(pool.login(&a, "guess").await.is_err());
+    assert_eq!(accounts(&pool), 0);
 }
 
 fn fake_domain() -> tokio_xmpp::parsers::jid::Jid {

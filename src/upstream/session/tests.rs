@@ -1,6 +1,4 @@
-use std::time::Instant;
-
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ping::Ping;
@@ -266,7 +264,7 @@ async fn dropping_the_last_handle_closes_the_stream() {
     assert!(matches!(end, Ok(None)), "expected the footer, got {end:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_is_bounded_when_the_server_never_closes_its_side() {
     let (s, mut server) = session(8, 64 * 1024).await;
     let started = Instant::now();
@@ -286,7 +284,7 @@ async fn close_is_bounded_when_the_server_never_closes_its_side() {
     drop(server);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_is_bounded_when_the_server_stops_reading() {
     // A pipe smaller than one IQ, and a server that reads nothing: the write stalls.
     let (s, server) = session(8, 512).await;

@@ -144,3 +144,25 @@ fn logins_under_way_count_until_they_end() {
         "free once they ended"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_record_goes_its_longest_window_after_its_last_failure_however_often_checked() {
+    let t = throttle();
+    let (a, ip) = (jid("a@x"), IpAddr::from([10, 0, 4, 1]));
+    for _ in 0..3 {
+        t.failed(&a, ip, Failure::Login);
+    }
+    assert!(t.check_pair(&a, ip).is_err());
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(t.check_pair(&a, ip).is_ok(), "free once its window passed");
+    // Checked every ten minutes: a check only reads, so it renews nothing.
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert!(t.check_login(&a, ip, false).is_ok());
+        t.sweep();
+    }
+    assert_eq!(t.failures.len(), 4, "pair, address, account, total");
+    tokio::time::advance(TOTAL_WINDOW - Duration::from_secs(3060)).await;
+    t.sweep();
+    assert!(t.failures.is_empty(), "an hour after the last failure");
+}
