@@ -101,7 +101,7 @@ impl StageCell {
 
     /// A write moved bytes: the client takes its answer.
     pub fn write_moved(&self) {
-        // Most writes never wait: read before writing, so they leave the line alone.
+        // Most writes never waited: a load, not a store, leaves the cache line shared.
         if self.write_waiting_since_ms.load(Ordering::Acquire) != NOT_WAITING {
             self.write_waiting_since_ms
                 .store(NOT_WAITING, Ordering::Release);
