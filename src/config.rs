@@ -53,6 +53,8 @@ pub struct Config {
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub keepalive_timeout: Duration,
+    /// How long a write of an answer may wait for the client to take a byte (both listeners).
+    pub write_timeout: Duration,
     pub pool: PoolConfig,
     pub command_idle: Duration,
     pub threads: usize,
@@ -138,6 +140,7 @@ impl Cli {
             ("--reauth-interval", self.reauth_interval),
             ("--command-idle", self.command_idle),
             ("--throttle-window", self.throttle_window),
+            ("--write-timeout", self.write_timeout),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1 second"));
@@ -233,6 +236,7 @@ impl Cli {
             max_connections: self.max_connections,
             max_header_bytes: self.max_header_bytes,
             keepalive_timeout: Duration::from_secs(self.keepalive_timeout),
+            write_timeout: Duration::from_secs(self.write_timeout),
             pool: PoolConfig {
                 reauth_interval: Duration::from_secs(self.reauth_interval),
                 max_sessions: self.max_sessions,

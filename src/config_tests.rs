@@ -71,6 +71,12 @@ fn connection_limits_have_their_defaults_and_bounds() {
     assert!(parse(&["--max-connections", "0"]).is_err());
     assert!(parse(&["--keepalive-timeout", "0"]).is_err());
     assert!(parse(&["--keepalive-timeout", "31"]).is_err());
+    assert_eq!(c.write_timeout, Duration::from_secs(10));
+    assert!(parse(&["--write-timeout", "0"]).is_err());
+    assert_eq!(
+        parse(&["--write-timeout", "60"]).unwrap().write_timeout,
+        Duration::from_secs(60)
+    );
 }
 
 #[test]

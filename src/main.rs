@@ -116,7 +116,11 @@ async fn run(mut cfg: Config) -> ExitCode {
     // Upstream streams: a warm one per account, and logins under way (two per account while a
     // login replaces a stream).
     let upstream = cfg.pool.max_sessions + cfg.pool.max_logins;
-    cfg.max_connections = http::listener::fit_to_fd_limit(cfg.max_connections, upstream);
+    let admin_conns = admin
+        .as_ref()
+        .map_or(0, |_| http::observe::ADMIN_CONNECTIONS);
+    cfg.max_connections =
+        http::listener::fit_to_fd_limit(cfg.max_connections, upstream + admin_conns);
     let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
     let watcher = cfg
         .access_file
@@ -125,13 +129,22 @@ async fn run(mut cfg: Config) -> ExitCode {
     let app = Arc::new(App::new(cfg.clone(), access).with_policy(policy, service));
     let sweeper = tokio::spawn(app.clone().sweep_every(std::time::Duration::from_secs(1)));
     let gw = Arc::new(Gateway::new(cfg, app));
-    let admin = admin.map(|l| tokio::spawn(http::observe::serve_admin(gw.clone(), l)));
+    // The admin listener serves until the API has drained (health and metrics stay available
+    // meanwhile), then drains in turn.
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = admin.map(|l| {
+        let stopped = async {
+            let _ = admin_stopped.await;
+        };
+        tokio::spawn(http::observe::serve_admin(gw.clone(), l, stopped))
+    });
     http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
+    drop(stop_admin);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     sweeper.abort();
-    for task in [admin, watcher, cert_reloader, hangup_log]
-        .into_iter()
-        .flatten()
-    {
+    for task in [watcher, cert_reloader, hangup_log].into_iter().flatten() {
         task.abort();
     }
     ExitCode::SUCCESS

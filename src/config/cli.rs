@@ -126,6 +126,11 @@ pub struct Cli {
     #[arg(long, env = "XRG_KEEPALIVE_TIMEOUT", default_value_t = 15)]
     pub keepalive_timeout: u64,
 
+    /// Seconds a write of an answer may wait for the client to take a byte (a client that does
+    /// not read its answers) before the connection is closed; on both listeners.
+    #[arg(long, env = "XRG_WRITE_TIMEOUT", default_value_t = 10)]
+    pub write_timeout: u64,
+
     /// Seconds after which a password is proved again by a fresh login, even on a busy session.
     #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
     pub reauth_interval: u64,

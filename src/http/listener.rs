@@ -1,6 +1,8 @@
-//! The accept loop: one task per connection, HTTP/1.1 over plain TCP or TLS, HTTP/2 prior
-//! knowledge turned away with a GOAWAY, graceful shutdown, and the connection cap with its
-//! choice of whom to close ([`Connections`]).
+//! The accept loop, one for both listeners (the API and the admin one), each within its own
+//! [`Limits`]: one task per connection, HTTP/1.1 over plain TCP or TLS, HTTP/2 prior knowledge
+//! turned away with a GOAWAY, graceful shutdown, the deadlines for a request head, an idle
+//! keep-alive connection and an answer the client does not take, and the connection cap with
+//! its choice of whom to close ([`Connections`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +18,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
@@ -25,113 +27,198 @@ use super::{router, Gateway, Peer};
 mod connections;
 mod fdlimit;
 mod preface;
+mod writes;
 
 pub use connections::{Connections, Slot, Stage, StageCell};
 pub use fdlimit::fit_to_fd_limit;
 pub use preface::H2_GOAWAY;
 use preface::{preface, refuse_http2, Opening, Rewound};
+use writes::WatchedWrites;
 
-/// How long a request head may take, counted from the connection's start or from the end of
-/// the previous response (hyper's own default, so it also closes idle keep-alive connections).
+/// How long a request head may take on the API listener, counted from the connection's start
+/// or from the end of the previous response (hyper's own default, so it also closes idle
+/// keep-alive connections).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight and closes every
-/// upstream stream.
+/// What one listener allows its connections.
+#[derive(Clone)]
+pub struct Limits {
+    /// Connections open at once; at the cap one is closed to make room
+    /// (see [`connections::choose_victim`]).
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger: 431.
+    pub max_header_bytes: usize,
+    /// How long a request head may take, from the connection's start or the previous answer.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// How long a write of an answer may wait for the client to take a byte.
+    pub write_timeout: Duration,
+    /// How long requests in flight may take to finish at shutdown.
+    pub drain: Duration,
+    /// HTTPS with this acceptor, or plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A bound listener with its routes, its limits and its open connections.
+pub struct Listener {
+    tcp: TcpListener,
+    app: Router,
+    limits: Limits,
+    conns: Arc<Connections>,
+}
+
+/// Serves the API until `shutdown` resolves, then finishes the requests in flight and closes
+/// every upstream stream.
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
 ) {
-    let app = router(gw.clone());
-    let conns = Connections::new(gw.cfg.max_connections);
-    let _ = gw.connections.set(conns.clone());
-    let reaper = tokio::spawn(conns.clone().reap_idle(gw.cfg.keepalive_timeout));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // Connections not yet handed to hyper (TLS handshake, preface) end on this at shutdown.
-    let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_header_size(gw.cfg.max_header_bytes)
-        // A head must fit the buffer; beyond it hyper's default lets one grow to ~400 KB.
-        .max_buf_size(gw.cfg.max_header_bytes.max(8192));
-    tokio::pin!(shutdown);
-    let mut last_accept_warning: Option<Instant> = None;
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and the like: wait for descriptors to come back, never spin, and
-                    // say so at most every 10 s.
-                    if last_accept_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
-                        tracing::warn!(error = %e, "accept failed");
-                        last_accept_warning = Some(Instant::now());
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let Some((slot, evicted)) = conns.admit() else {
-            continue; // dropping `tcp` closes it: every connection is mid-request
-        };
-        let _ = tcp.set_nodelay(true);
-        let svc = Tracked {
-            app: app.clone(),
-            peer: Peer(peer),
-            stage: slot.stage(),
-        };
-        let conn = Connection {
-            builder: builder.clone(),
-            svc,
-            watcher: graceful.watcher(),
-            closing: closing.clone(),
-            _slot: slot,
-            evicted,
-        };
-        // One spawn per kind of stream: a TLS stream's state (~11 KB) stays out of the futures
-        // of plain connections, the common idle keep-alive ones.
-        match &tls {
-            None => tokio::spawn(conn.http(tcp)),
-            Some(acceptor) => tokio::spawn(conn.https(acceptor.clone(), tcp)),
-        };
-    }
-    drop(listener);
-    let _ = closing_tx.send(true);
-    reaper.abort();
-    // Requests in flight finish (bounded by the request timeout), idle connections close.
-    let grace = gw.cfg.request_timeout + Duration::from_secs(2);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish in time");
-    }
+    let cfg = &gw.cfg;
+    let limits = Limits {
+        max_connections: cfg.max_connections,
+        max_header_bytes: cfg.max_header_bytes,
+        header_timeout: HEADER_READ_TIMEOUT,
+        idle_timeout: cfg.keepalive_timeout,
+        write_timeout: cfg.write_timeout,
+        drain: cfg.request_timeout + Duration::from_secs(2),
+        tls,
+    };
+    let api = Listener::new("api", listener, router(gw.clone()), limits);
+    let _ = gw.connections.set(api.connections());
+    api.serve(shutdown).await;
     gw.app.close_all().await;
     tracing::info!("all upstream streams closed");
+}
+
+impl Listener {
+    /// `name` tells the listener apart in log lines.
+    pub fn new(name: &'static str, tcp: TcpListener, app: Router, limits: Limits) -> Self {
+        let conns = Connections::new(name, limits.max_connections);
+        Listener {
+            tcp,
+            app,
+            limits,
+            conns,
+        }
+    }
+
+    /// Its open connections (for `xrg_http_connections`).
+    pub fn connections(&self) -> Arc<Connections> {
+        self.conns.clone()
+    }
+
+    /// Accepts until `shutdown` resolves, then lets the requests in flight finish (within
+    /// [`Limits::drain`]) and closes idle connections.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let Listener {
+            tcp: listener,
+            app,
+            limits,
+            conns,
+        } = self;
+        let reaper = tokio::spawn(
+            conns
+                .clone()
+                .reap(limits.idle_timeout, limits.write_timeout),
+        );
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Connections not yet handed to hyper (TLS handshake, preface) end on this at shutdown.
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_header_size(limits.max_header_bytes)
+            // A head must fit the buffer; beyond it hyper's default lets one grow to ~400 KB.
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        tokio::pin!(shutdown);
+        let mut last_accept_warning: Option<Instant> = None;
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and the like: wait for descriptors to come back, never spin,
+                        // and say so at most every 10 s.
+                        if last_accept_warning
+                            .is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10))
+                        {
+                            tracing::warn!(error = %e, "accept failed");
+                            last_accept_warning = Some(Instant::now());
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let Some((slot, evicted)) = conns.admit() else {
+                continue; // dropping `tcp` closes it: every connection is mid-request
+            };
+            let _ = tcp.set_nodelay(true);
+            let tcp = WatchedWrites::new(tcp, slot.stage());
+            let svc = Tracked {
+                app: app.clone(),
+                peer: Peer(peer),
+                stage: slot.stage(),
+            };
+            let conn = Connection {
+                builder: builder.clone(),
+                header_timeout: limits.header_timeout,
+                svc,
+                watcher: graceful.watcher(),
+                closing: closing.clone(),
+                _slot: slot,
+                evicted,
+            };
+            // One spawn per kind of stream: a TLS stream's state (~11 KB) stays out of the
+            // futures of plain connections, the common idle keep-alive ones.
+            match &limits.tls {
+                None => tokio::spawn(conn.http(tcp)),
+                Some(acceptor) => tokio::spawn(conn.https(acceptor.clone(), tcp)),
+            };
+        }
+        drop(listener);
+        let _ = closing_tx.send(true);
+        // Requests in flight finish (within `drain`), idle connections close; the deadlines
+        // still run meanwhile, so a client that does not read its answer cannot hold the
+        // drain to its end.
+        if tokio::time::timeout(limits.drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = conns.listener(),
+                "some connections did not finish in time"
+            );
+        }
+        reaper.abort();
+    }
 }
 
 /// One accepted connection, before its first byte.
 struct Connection {
     builder: hyper::server::conn::http1::Builder,
+    /// The listener's deadline for a request head, here for the first bytes' check.
+    header_timeout: Duration,
     svc: Tracked,
     watcher: hyper_util::server::graceful::Watcher,
     /// Ends the connection at shutdown until hyper has it (hyper then shuts it down itself).
     closing: tokio::sync::watch::Receiver<bool>,
     /// Its place under the cap, held as long as the connection is.
     _slot: Slot,
-    /// Fires when the connection is chosen to make room for another.
+    /// Fires when the connection is chosen to make room for another, or is past a deadline
+    /// (idle, or an answer the client does not take).
     evicted: oneshot::Receiver<()>,
 }
 
 impl Connection {
-    async fn https(mut self, acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
+    async fn https(mut self, acceptor: tokio_rustls::TlsAcceptor, tcp: WatchedWrites<TcpStream>) {
         let handshake = tokio::select! {
             h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => h,
             _ = self.closing.wait_for(|c| *c) => return,
@@ -149,7 +236,7 @@ impl Connection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let opened = tokio::select! {
-            o = tokio::time::timeout(HEADER_READ_TIMEOUT, preface(&mut io)) => o,
+            o = tokio::time::timeout(self.header_timeout, preface(&mut io)) => o,
             _ = self.closing.wait_for(|c| *c) => return,
             _ = &mut self.evicted => return,
         };
@@ -162,7 +249,7 @@ impl Connection {
                     .watch(self.builder.serve_connection(io, self.svc));
                 tokio::select! {
                     _ = conn => {}
-                    _ = &mut self.evicted => tracing::debug!("connection closed to make room"),
+                    _ = &mut self.evicted => tracing::debug!("connection closed by the cap or a deadline"),
                 }
             }
             Ok(Ok(Opening::Http2)) => refuse_http2(io).await,

@@ -7,25 +7,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 use super::error::ApiError;
+use super::listener::{Limits, Listener};
 use super::{format_of, not_found, Gateway};
+use crate::config::Config;
 use crate::metrics;
 
-/// Connections the admin listener serves at once; more are closed on arrival.
-const ADMIN_CONNECTIONS: usize = 64;
-/// How long an admin request head may take (and an idle keep-alive connection stay open).
-const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections the admin listener keeps open at once.
+pub const ADMIN_CONNECTIONS: usize = 64;
+/// Largest admin request head.
+const ADMIN_HEADER_BYTES: usize = 16 * 1024;
+/// How long an admin request head may take, and an idle keep-alive connection stay open.
+const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long admin requests may take to finish once the API has drained at shutdown: a health
+/// check or a scrape takes milliseconds; what still runs is cut as the process ends.
+const ADMIN_DRAIN: Duration = Duration::from_secs(1);
 
 /// `GET /healthz`: 200 while the process serves.
 pub(super) async fn healthz() -> Response {
@@ -77,39 +80,32 @@ pub fn admin_router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// Serves the admin routes on `listener` until the task is dropped (which drops its
-/// connections too). Plain HTTP/1.1: it is meant for loopback or a monitoring network.
-pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener) {
-    let app = admin_router(gw);
-    let places = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
-    let mut conns = tokio::task::JoinSet::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(ADMIN_HEADER_TIMEOUT)
-        .max_buf_size(16 * 1024);
-    loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            Err(_) => {
-                // Out of descriptors: the main listener says so; wait, never spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        while conns.try_join_next().is_some() {}
-        let Ok(place) = places.clone().try_acquire_owned() else {
-            continue; // dropping `tcp` closes it
-        };
-        let app = app.clone();
-        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let app = app.clone();
-            async move { app.oneshot(req.map(Body::new)).await }
-        });
-        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-        conns.spawn(async move {
-            let _ = conn.await;
-            drop(place);
-        });
+/// Serves the admin routes on `listener` until `shutdown` resolves, on the same accept loop as
+/// the API within [`admin_limits`]. Plain HTTP/1.1: it is meant for loopback or a monitoring
+/// network.
+pub async fn serve_admin(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let limits = admin_limits(&gw.cfg);
+    Listener::new("admin", listener, admin_router(gw), limits)
+        .serve(shutdown)
+        .await;
+}
+
+/// The admin listener's limits: a small cap (a scraper and a few probes need a handful of
+/// connections; at the cap the oldest stalled, idle or unread one makes room, as on the API
+/// listener), short deadlines for a head and between requests (monitoring clients send their
+/// request at once), the API's `--write-timeout`, and a short drain at shutdown.
+pub fn admin_limits(cfg: &Config) -> Limits {
+    Limits {
+        max_connections: ADMIN_CONNECTIONS,
+        max_header_bytes: ADMIN_HEADER_BYTES,
+        header_timeout: ADMIN_HEADER_TIMEOUT,
+        idle_timeout: ADMIN_HEADER_TIMEOUT,
+        write_timeout: cfg.write_timeout,
+        drain: ADMIN_DRAIN,
+        tls: None,
     }
 }

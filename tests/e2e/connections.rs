@@ -1,6 +1,8 @@
 //! Connection-level admission against the real binary: stalled clients under the connection
 //! cap, the body deadline for a crowd of them, the request-head limit, HTTP/2 prior knowledge,
-//! a chunked body that never ends, and the idle keep-alive deadline.
+//! a chunked body that never ends, the idle keep-alive deadline, the write deadline for a
+//! client that does not read its answers, and the admin listener under the same loop: a scrape
+//! and a health check answered beside 500 idle or non-reading sockets.
 //!
 //! Only against Prosody: connections are admitted, timed and closed before any request reaches
 //! the XMPP server, so the server makes no difference here; it is there to answer the normal
@@ -10,12 +12,19 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::common::prometheus::{parse_exposition, value};
 use crate::common::rest::{admin, PATH};
-use crate::common::{self, http, TestGateway};
+use crate::common::{self, http, try_http, HttpResponse, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The client timeout of an operator's scrape or health check while the admin listener is
+/// under attack (issue #19: "a few seconds").
+const MONITOR_TIMEOUT: Duration = Duration::from_secs(3);
+/// Sockets an attacker holds on the admin listener (issue #19).
+const ATTACKERS: usize = 500;
 
 /// What the gateway answers HTTP/2 prior knowledge (see `http::listener::H2_GOAWAY`): an empty
 /// SETTINGS frame, then GOAWAY, last stream 0, HTTP_1_1_REQUIRED, with a reason.
@@ -331,4 +340,155 @@ async fn inside_tls_http2_prior_knowledge_gets_the_same_goaway_and_alpn_offers_o
     assert_eq!(both.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let h2_only = connect(&[b"h2"]).await;
     assert!(h2_only.is_err(), "a client offering only h2 was accepted");
+}
+
+/// A connection that sent `requests` (pipelined) and never reads: its receive buffer is made
+/// small, so the answers back up into the gateway's send buffer. A write the gateway already
+/// refused (closed to make room) is no failure here: an attacker does not care.
+async fn non_reader(addr: SocketAddr, requests: &[u8]) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut s = socket.connect(addr).await.expect("connect");
+    let _ = s.write_all(requests).await;
+    s
+}
+
+/// `GET path` answered 200 within [`MONITOR_TIMEOUT`]; how long it took.
+async fn monitored(addr: SocketAddr, path: &str) -> (HttpResponse, Duration) {
+    let start = Instant::now();
+    let r = tokio::time::timeout(MONITOR_TIMEOUT, try_http(addr, "GET", path, &[], b""))
+        .await
+        .unwrap_or_else(|_| panic!("GET {path}: no answer within {MONITOR_TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    (r, start.elapsed())
+}
+
+/// A scrape and a health check on the admin listener, each answered within
+/// [`MONITOR_TIMEOUT`]; the times go to the test's output (`--nocapture`).
+async fn scrape_and_health_check_answered(admin: SocketAddr, beside: &str) {
+    let (scrape, scrape_took) = monitored(admin, "/metrics").await;
+    parse_exposition(&scrape.text());
+    let (health, health_took) = monitored(admin, "/healthz").await;
+    assert_eq!(health.text(), "ok\n");
+    eprintln!(
+        "beside {beside}: GET /metrics answered in {scrape_took:?}, GET /healthz in \
+         {health_took:?}"
+    );
+}
+
+fn admin_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], common::free_port()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_a_scrape_and_a_health_check_beside_500_idle_sockets() {
+    raise_nofile(4096);
+    let s = common::started(common::ServerKind::Prosody).await;
+    let admin = admin_addr();
+    let _gw = TestGateway::start(s, &["--admin-listen", &admin.to_string()]);
+    // Half never send a byte; half stay open after one answered request (keep-alive).
+    let mut held = Vec::with_capacity(ATTACKERS);
+    for i in 0..ATTACKERS {
+        let mut conn = TcpStream::connect(admin).await.expect("connect");
+        if i % 2 == 1 {
+            // Refused or not (an attacker does not care), the socket stays open on its side.
+            let _ = conn
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !response_complete(&buf) {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        }
+        held.push(conn);
+    }
+    scrape_and_health_check_answered(admin, "500 idle sockets").await;
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_beside_500_sockets_that_pipeline_scrapes_and_never_read() {
+    raise_nofile(4096);
+    let s = common::started(common::ServerKind::Prosody).await;
+    let admin = admin_addr();
+    let _gw = TestGateway::start(s, &["--admin-listen", &admin.to_string()]);
+    // 1,500 answers of ~3 KB: more than the gateway's send buffer can take (4 MB at most on
+    // Linux), so the gateway's writes wait on each client.
+    let scrapes = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1500);
+    let mut held = Vec::with_capacity(ATTACKERS);
+    for _ in 0..ATTACKERS {
+        held.push(non_reader(admin, scrapes.as_bytes()).await);
+    }
+    scrape_and_health_check_answered(admin, "500 sockets pipelining scrapes unread").await;
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_closed_at_the_write_timeout() {
+    let s = common::started(common::ServerKind::Prosody).await;
+    let admin = admin_addr();
+    // Idle and head deadlines at 30 s: only the write deadline can close it within 20 s.
+    let gw = TestGateway::start(
+        s,
+        &[
+            "--admin-listen",
+            &admin.to_string(),
+            "--write-timeout",
+            "2",
+            "--keepalive-timeout",
+            "30",
+        ],
+    );
+    // 100 answers of ~55 KB: more than the gateway's send buffer can take.
+    const ASKED: usize = 100;
+    let requests = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(ASKED);
+    let mut conn = non_reader(gw.addr, requests.as_bytes()).await;
+    let connections = "xrg_http_connections";
+    poll_gauge(admin, connections, 1.0, Duration::from_secs(10)).await;
+    let open = Instant::now();
+    poll_gauge(admin, connections, 0.0, Duration::from_secs(20)).await;
+    eprintln!(
+        "a client not reading (--write-timeout 2) was closed {:?} after it was seen open",
+        open.elapsed()
+    );
+    // What it can read now ends before the answers it asked for.
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut chunk))
+            .await
+            .expect("neither data nor an end within 30 s");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let answers = got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    assert!(
+        answers < ASKED,
+        "all {ASKED} answers arrived: the connection was not cut"
+    );
+}
+
+/// Scrapes `admin` until the gauge `name` reads `want`, within `within`.
+async fn poll_gauge(admin: SocketAddr, name: &str, want: f64, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let r = http(admin, "GET", "/metrics", &[], b"").await;
+        assert_eq!(r.status, 200);
+        let now = value(&parse_exposition(&r.text()), name, &[]);
+        if now == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{name} still {now} after {within:?}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,5 +1,6 @@
-//! The connection cap: which connections are open, where each is in its life, and whom to
-//! close when a new one needs room; the idle keep-alive deadline.
+//! The connection cap of one listener: which connections are open, where each is in its life,
+//! and whom to close when a new one needs room; the idle keep-alive deadline and the deadline
+//! for an answer the client does not take.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -12,6 +13,8 @@ use tokio::sync::oneshot;
 const TRIM_AFTER_CLOSED: u64 = 256;
 /// At most one warning about the cap in this period (an attack would flood the log).
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// [`StageCell::write_waiting_since_ms`] while no write waits.
+const NOT_WAITING: u64 = u64::MAX;
 
 /// Where a connection is in its life, as the cap sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +41,17 @@ impl Stage {
     }
 }
 
-/// A connection's [`Stage`] and when it last changed, shared by the connection's task (which
-/// moves it) and the registry (which reads it to choose whom to close).
+/// A connection's [`Stage`] and when it last changed, and whether a write of its waits for the
+/// client to take bytes; shared by the connection's task (which moves it), its stream (which
+/// reports waiting writes) and the registry (which reads it to choose whom to close).
 #[derive(Debug)]
 pub struct StageCell {
     stage: AtomicU8,
     /// Milliseconds since `epoch` at the last change.
     since_ms: AtomicU64,
+    /// Milliseconds since `epoch` when a write began to wait for the client to take bytes,
+    /// [`NOT_WAITING`] while none waits (a write that moves any byte ends the wait).
+    write_waiting_since_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -53,6 +60,7 @@ impl StageCell {
         let cell = StageCell {
             stage: AtomicU8::new(Stage::Opened as u8),
             since_ms: AtomicU64::new(0),
+            write_waiting_since_ms: AtomicU64::new(NOT_WAITING),
             epoch,
         };
         cell.touch();
@@ -78,36 +86,94 @@ impl StageCell {
         }
     }
 
+    /// A write could not move a byte: the client's receive window and our send buffer are
+    /// full. Counts from the first such write since bytes last moved.
+    pub fn write_waits(&self) {
+        let ms = self.now_ms();
+        // Only from "not waiting": a wait already running keeps its start.
+        let _ = self.write_waiting_since_ms.compare_exchange(
+            NOT_WAITING,
+            ms,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// A write moved bytes: the client takes its answer.
+    pub fn write_moved(&self) {
+        // Most writes never waited: a load, not a store, leaves the cache line shared.
+        if self.write_waiting_since_ms.load(Ordering::Acquire) != NOT_WAITING {
+            self.write_waiting_since_ms
+                .store(NOT_WAITING, Ordering::Release);
+        }
+    }
+
+    /// How long a write has waited for the client at `now`, if one waits.
+    pub fn write_waiting_for(&self, now: Instant) -> Option<Duration> {
+        let ms = self.write_waiting_since_ms.load(Ordering::Acquire);
+        (ms != NOT_WAITING)
+            .then(|| now.saturating_duration_since(self.epoch + Duration::from_millis(ms)))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.since_ms.store(ms, Ordering::Release);
+        self.since_ms.store(self.now_ms(), Ordering::Release);
     }
 
     fn unchanged_for(&self, now: Instant) -> Duration {
         let since = self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Acquire));
         now.saturating_duration_since(since)
     }
+
+    fn standing(&self, now: Instant) -> Standing {
+        Standing {
+            stage: self.get(),
+            write_waiting: self.write_waiting_for(now),
+        }
+    }
+}
+
+/// What the cap sees of one open connection when it chooses whom to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub stage: Stage,
+    /// How long a write of its answer has waited for the client to take bytes, if one waits.
+    pub write_waiting: Option<Duration>,
 }
 
 /// Whom to close, so that a new connection fits under the cap: the oldest connection still
 /// waiting for a request to arrive (a stalled client: nothing complete yet, or a body still
-/// coming), else the oldest idle keep-alive one; `None` when every connection is working on
-/// a request, and the new one is to be closed instead. `oldest_first` lists the open ones.
-pub fn choose_victim(oldest_first: impl IntoIterator<Item = (u64, Stage)>) -> Option<u64> {
+/// coming), else the oldest idle keep-alive one, else the one whose answer has waited longest
+/// for the client to take it (a client that does not read; a download in progress waits a
+/// round trip at most, so it is the last such one chosen); `None` when every connection is
+/// working on a request or sending an answer that moves, and the new one is to be closed
+/// instead. `oldest_first` lists the open ones.
+pub fn choose_victim(oldest_first: impl IntoIterator<Item = (u64, Standing)>) -> Option<u64> {
     let mut idle = None;
-    for (id, stage) in oldest_first {
-        match stage {
+    let mut not_read: Option<(u64, Duration)> = None;
+    for (id, seen) in oldest_first {
+        match seen.stage {
             Stage::Opened | Stage::Receiving => return Some(id),
             Stage::Idle if idle.is_none() => idle = Some(id),
             Stage::Idle | Stage::Working => {}
         }
+        if let Some(waited) = seen.write_waiting {
+            if not_read.is_none_or(|(_, longest)| waited > longest) {
+                not_read = Some((id, waited));
+            }
+        }
     }
-    idle
+    idle.or(not_read.map(|(id, _)| id))
 }
 
-/// The open HTTP connections, under `--max-connections`.
+/// The open HTTP connections of one listener, under its cap.
 #[derive(Debug)]
 pub struct Connections {
+    /// The listener's name in log lines (`api`, `admin`).
+    listener: &'static str,
     max: usize,
     epoch: Instant,
     inner: Mutex<Registry>,
@@ -156,12 +222,18 @@ impl Drop for Slot {
 }
 
 impl Connections {
-    pub fn new(max: usize) -> Arc<Self> {
+    pub fn new(listener: &'static str, max: usize) -> Arc<Self> {
         Arc::new(Connections {
+            listener,
             max: max.max(1),
             epoch: Instant::now(),
             inner: Mutex::new(Registry::default()),
         })
+    }
+
+    /// The listener's name in log lines.
+    pub fn listener(&self) -> &'static str {
+        self.listener
     }
 
     /// Connections open now.
@@ -180,7 +252,8 @@ impl Connections {
     pub fn admit(self: &Arc<Self>) -> Option<(Slot, oneshot::Receiver<()>)> {
         let mut reg = self.lock();
         if reg.open.len() >= self.max {
-            let victim = choose_victim(reg.open.iter().map(|(id, e)| (*id, e.stage.get())));
+            let now = Instant::now();
+            let victim = choose_victim(reg.open.iter().map(|(id, e)| (*id, e.stage.standing(now))));
             let evicted = victim.and_then(|id| reg.open.remove(&id));
             match evicted {
                 Some(_) => reg.evicted_since_warning += 1,
@@ -217,6 +290,7 @@ impl Connections {
             return;
         }
         tracing::warn!(
+            listener = self.listener,
             max_connections = self.max,
             closed_to_make_room = reg.evicted_since_warning,
             refused_all_busy = reg.refused_since_warning,
@@ -227,38 +301,43 @@ impl Connections {
         reg.refused_since_warning = 0;
     }
 
-    /// Closes keep-alive connections idle for `keepalive`, and hands freed heap back to the
-    /// system after many connections closed. Runs until aborted.
-    pub async fn reap_idle(self: Arc<Self>, keepalive: Duration) {
-        let tick = (keepalive / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    /// Closes keep-alive connections idle for `idle`, and those whose answer has waited
+    /// `write` for the client to take a byte; hands freed heap back to the system after many
+    /// connections closed. Runs until aborted.
+    pub async fn reap(self: Arc<Self>, idle: Duration, write: Duration) {
+        let tick = (idle.min(write) / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
-            let now = Instant::now();
-            let trim = {
-                let mut reg = self.lock();
-                let expired: Vec<u64> = reg
-                    .open
-                    .iter()
-                    .filter(|(_, e)| {
-                        e.stage.get() == Stage::Idle && e.stage.unchanged_for(now) >= keepalive
-                    })
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in expired {
-                    if let Some(entry) = reg.open.remove(&id) {
-                        let _ = entry.close.send(());
-                    }
-                }
-                let trim = reg.closed - reg.trimmed_at >= TRIM_AFTER_CLOSED;
-                if trim {
-                    reg.trimmed_at = reg.closed;
-                }
-                trim
-            };
-            if trim {
+            if self.sweep(Instant::now(), idle, write) {
                 let _ = tokio::task::spawn_blocking(release_free_heap).await;
             }
         }
+    }
+
+    /// Closes what is past its deadline at `now` (see [`reap`](Self::reap)); whether enough
+    /// connections have closed since the last trim to hand heap back.
+    fn sweep(&self, now: Instant, idle: Duration, write: Duration) -> bool {
+        let mut reg = self.lock();
+        let expired: Vec<u64> = reg
+            .open
+            .iter()
+            .filter(|(_, e)| {
+                let idle_out = e.stage.get() == Stage::Idle && e.stage.unchanged_for(now) >= idle;
+                let unread = e.stage.write_waiting_for(now).is_some_and(|w| w >= write);
+                idle_out || unread
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(entry) = reg.open.remove(&id) {
+                let _ = entry.close.send(());
+            }
+        }
+        let trim = reg.closed - reg.trimmed_at >= TRIM_AFTER_CLOSED;
+        if trim {
+            reg.trimmed_at = reg.closed;
+        }
+        trim
     }
 }
 
@@ -278,30 +357,58 @@ mod tests {
     use super::*;
     use Stage::*;
 
-    fn choose(stages: &[Stage]) -> Option<u64> {
-        choose_victim(stages.iter().enumerate().map(|(i, s)| (i as u64, *s)))
+    fn seen(stage: Stage) -> Standing {
+        Standing {
+            stage,
+            write_waiting: None,
+        }
+    }
+
+    fn waiting(stage: Stage, secs: u64) -> Standing {
+        Standing {
+            stage,
+            write_waiting: Some(Duration::from_secs(secs)),
+        }
+    }
+
+    fn choose(oldest_first: &[Standing]) -> Option<u64> {
+        choose_victim(oldest_first.iter().enumerate().map(|(i, s)| (i as u64, *s)))
+    }
+
+    fn choose_stages(stages: &[Stage]) -> Option<u64> {
+        choose(&stages.iter().map(|s| seen(*s)).collect::<Vec<_>>())
     }
 
     #[test]
     fn the_oldest_stalled_connection_goes_first_even_before_an_older_idle_one() {
-        assert_eq!(choose(&[Idle, Working, Receiving, Opened]), Some(2));
-        assert_eq!(choose(&[Idle, Working, Opened, Receiving]), Some(2));
+        assert_eq!(choose_stages(&[Idle, Working, Receiving, Opened]), Some(2));
+        assert_eq!(choose_stages(&[Idle, Working, Opened, Receiving]), Some(2));
     }
 
     #[test]
     fn without_a_stalled_one_the_oldest_idle_keep_alive_goes() {
-        assert_eq!(choose(&[Working, Idle, Working, Idle]), Some(1));
+        assert_eq!(choose_stages(&[Working, Idle, Working, Idle]), Some(1));
     }
 
     #[test]
     fn a_connection_working_on_a_request_is_never_chosen() {
-        assert_eq!(choose(&[Working, Working]), None);
-        assert_eq!(choose(&[]), None);
+        assert_eq!(choose_stages(&[Working, Working]), None);
+        assert_eq!(choose_stages(&[]), None);
+    }
+
+    #[test]
+    fn without_stalled_or_idle_ones_the_answer_waiting_longest_on_its_client_goes() {
+        let busy = [seen(Working), waiting(Working, 2), waiting(Working, 9)];
+        assert_eq!(choose(&busy), Some(2));
+        let with_idle = [waiting(Working, 9), seen(Idle)];
+        assert_eq!(choose(&with_idle), Some(1), "idle before an unread answer");
+        let with_stalled = [waiting(Working, 9), seen(Opened)];
+        assert_eq!(choose(&with_stalled), Some(1));
     }
 
     #[tokio::test]
     async fn at_the_cap_a_stalled_connection_makes_room_and_all_busy_refuses_the_new_one() {
-        let conns = Connections::new(2);
+        let conns = Connections::new("test", 2);
         let (a, mut a_closed) = conns.admit().unwrap();
         let (b, _b_closed) = conns.admit().unwrap();
         b.stage().set(Working);
@@ -318,6 +425,72 @@ mod tests {
         drop(b);
         assert_eq!(conns.open(), 1);
         assert!(conns.admit().is_some());
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_connection_whose_client_does_not_read_makes_room() {
+        let conns = Connections::new("test", 2);
+        let (a, mut a_closed) = conns.admit().unwrap();
+        let (b, _b_closed) = conns.admit().unwrap();
+        a.stage().set(Working);
+        b.stage().set(Working);
+        assert!(conns.admit().is_none(), "every connection is working");
+        a.stage().write_waits();
+        assert!(conns.admit().is_some());
+        assert!(
+            a_closed.try_recv().is_ok(),
+            "the unread one was told to close"
+        );
+    }
+
+    #[test]
+    fn a_write_waits_from_its_first_blocked_attempt_until_bytes_move() {
+        let epoch = Instant::now();
+        let cell = StageCell::new(epoch);
+        assert_eq!(cell.write_waiting_for(epoch), None);
+        cell.write_waits();
+        let later = Instant::now() + Duration::from_secs(5);
+        let waited = cell.write_waiting_for(later).unwrap();
+        cell.write_waits();
+        assert_eq!(
+            cell.write_waiting_for(later),
+            Some(waited),
+            "a second blocked attempt keeps the start"
+        );
+        assert!(waited >= Duration::from_secs(5));
+        cell.write_moved();
+        assert_eq!(cell.write_waiting_for(later), None);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_closes_idle_connections_and_unread_answers_at_their_deadlines() {
+        let conns = Connections::new("test", 10);
+        let idle = Duration::from_secs(15);
+        let write = Duration::from_secs(10);
+        let (idle_one, mut idle_closed) = conns.admit().unwrap();
+        idle_one.stage().set(Idle);
+        let (unread, mut unread_closed) = conns.admit().unwrap();
+        unread.stage().set(Working);
+        unread.stage().write_waits();
+        let (working, mut working_closed) = conns.admit().unwrap();
+        working.stage().set(Working);
+        let now = Instant::now();
+
+        conns.sweep(now + Duration::from_secs(9), idle, write);
+        assert!(
+            unread_closed.try_recv().is_err(),
+            "before the write deadline"
+        );
+        conns.sweep(now + Duration::from_secs(11), idle, write);
+        assert!(unread_closed.try_recv().is_ok(), "past the write deadline");
+        assert!(idle_closed.try_recv().is_err(), "before the idle deadline");
+        conns.sweep(now + Duration::from_secs(16), idle, write);
+        assert!(idle_closed.try_recv().is_ok(), "past the idle deadline");
+        conns.sweep(now + Duration::from_secs(3600), idle, write);
+        assert!(
+            working_closed.try_recv().is_err(),
+            "a request being worked on has no deadline here"
+        );
     }
 
     #[test]

@@ -5,14 +5,15 @@
 /// the runtime's own.
 pub const FD_RESERVE: usize = 64;
 
-/// Raises the soft limit on open files to the hard limit, and returns how many connections
-/// fit under it: `wanted`, or the limit less `upstream` (the streams the pool may hold: warm
-/// sessions and logins under way) and [`FD_RESERVE`], with a warning, when smaller.
-pub fn fit_to_fd_limit(wanted: usize, upstream: usize) -> usize {
+/// Raises the soft limit on open files to the hard limit, and returns how many API connections
+/// fit under it: `wanted`, or the limit less `others` (the streams the pool may hold: warm
+/// sessions and logins under way; the admin listener's connections) and [`FD_RESERVE`], with
+/// a warning, when smaller.
+pub fn fit_to_fd_limit(wanted: usize, others: usize) -> usize {
     let Some(soft) = raise_nofile() else {
         return wanted;
     };
-    let reserve = FD_RESERVE + upstream;
+    let reserve = FD_RESERVE + others;
     let room = (soft as usize).saturating_sub(reserve).max(1);
     if wanted > room {
         tracing::warn!(
