@@ -1,7 +1,7 @@
 //! The HTTP surface: `POST` and `GET /rest/adhoc/{jid}`, `GET /openapi.json`, Basic
 //! authentication against the XMPP server (with the failed-login throttle), content
 //! negotiation, limits (body size, requests in flight, request timeout); the accept loop and
-//! connection limits are in [`listener`].
+//! connection limits are in [`listener`], the cross-site check and CORS in [`site`].
 
 mod admit;
 mod audit;
