@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::http::site::Origin;
+
 mod cli;
 pub use cli::{Cli, Command};
 
@@ -61,6 +63,10 @@ pub struct Config {
     pub log_format: crate::logging::LogFormat,
     pub throttle: ThrottleConfig,
     pub trusted_proxies: Vec<IpAddr>,
+    /// `--public-origin`: the gateway's own origin, whatever a request's `Host` says.
+    pub public_origin: Option<Origin>,
+    /// `--cors-origin`: the origins whose pages may call `/rest/*` (CORS on when any).
+    pub cors_origins: Vec<Origin>,
     pub access_file: Option<PathBuf>,
     pub credentials_file: Option<PathBuf>,
     pub require_api_key: bool,
@@ -204,6 +210,22 @@ impl Cli {
                 ConfigError(format!("--admin-listen {a:?}: expected IP:PORT or off"))
             })?),
         };
+        let origin = |flag: &str, var: &str, o: &str| {
+            Origin::parse(o).map_err(|e| ConfigError(format!("{flag} (or {var}) {o:?}: {e}")))
+        };
+        let public_origin = match self.public_origin.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(o) => Some(origin("--public-origin", "XRG_PUBLIC_ORIGIN", o)?),
+        };
+        let mut cors_origins = Vec::new();
+        for o in self
+            .cors_origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+        {
+            cors_origins.push(origin("--cors-origin", "XRG_CORS_ORIGIN", o)?);
+        }
         let mut aliases = Vec::new();
         for a in self
             .aliases
@@ -255,6 +277,8 @@ impl Cli {
                 window: Duration::from_secs(self.throttle_window),
             },
             trusted_proxies: self.trusted_proxies,
+            public_origin,
+            cors_origins,
             access_file: self.access_file,
             credentials_file: self.credentials_file,
             require_api_key: self.require_api_key,

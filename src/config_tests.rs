@@ -118,3 +118,47 @@ fn token_management_is_a_subcommand_that_takes_no_serving_flags() {
     let mixed = Cli::try_parse_from(["xmpp-rest-gateway", "--listen", "127.0.0.1:1", "token"]);
     assert!(mixed.is_err());
 }
+
+#[test]
+fn cors_origins_repeat_and_split_on_commas() {
+    let c = parse(&[
+        "--cors-origin",
+        "https://app.example, http://localhost:3000",
+        "--cors-origin",
+        "https://other.example:8443",
+    ])
+    .unwrap();
+    let origins: Vec<String> = c.cors_origins.iter().map(|o| o.to_string()).collect();
+    assert_eq!(
+        origins,
+        [
+            "https://app.example",
+            "http://localhost:3000",
+            "https://other.example:8443"
+        ]
+    );
+    assert!(parse(&[]).unwrap().cors_origins.is_empty());
+    let c = parse(&["--public-origin", "https://xrg.example.org:443"]).unwrap();
+    assert_eq!(
+        c.public_origin.unwrap().to_string(),
+        "https://xrg.example.org"
+    );
+}
+
+#[test]
+fn a_bad_origin_is_refused_naming_the_flag_and_the_variable() {
+    for (flag, var, value) in [
+        ("--cors-origin", "XRG_CORS_ORIGIN", "*"),
+        ("--cors-origin", "XRG_CORS_ORIGIN", "https://*.example.org"),
+        ("--cors-origin", "XRG_CORS_ORIGIN", "https://app.example/"),
+        ("--cors-origin", "XRG_CORS_ORIGIN", "app.example"),
+        (
+            "--public-origin",
+            "XRG_PUBLIC_ORIGIN",
+            "https://xrg.example.org/api",
+        ),
+    ] {
+        let e = parse(&[flag, value]).unwrap_err();
+        assert!(e.contains(flag) && e.contains(var), "{e}");
+    }
+}

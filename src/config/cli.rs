@@ -185,6 +185,25 @@ pub struct Cli {
     )]
     pub trusted_proxies: Vec<IpAddr>,
 
+    /// The gateway's origin as browsers reach it (scheme://host[:port], e.g.
+    /// https://xrg.example.org behind a TLS-terminating proxy): a request whose Origin is this
+    /// one is same-origin. [default: the listener's scheme (https with --tls-cert) and the
+    /// request's Host, or X-Forwarded-Proto and X-Forwarded-Host from a --trusted-proxy]
+    #[arg(long, env = "XRG_PUBLIC_ORIGIN", value_name = "URL")]
+    pub public_origin: Option<String>,
+
+    /// An origin (scheme://host[:port], exactly: no wildcard, no path) whose web pages may call
+    /// /rest/*: its requests pass the cross-site check and get CORS answers (never with
+    /// credentials). Repeatable; comma-separated in the environment. Without it, requests from
+    /// other sites' pages are refused (403 cross-site-request) and there is no CORS.
+    #[arg(
+        long = "cors-origin",
+        env = "XRG_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Access file (TOML): scoped tokens and per-command rules; re-read on SIGHUP and when it
     /// changes. Without it every account may do what the XMPP server lets it.
     #[arg(long, env = "XRG_ACCESS_FILE")]

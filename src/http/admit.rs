@@ -1,4 +1,5 @@
-//! Admission, one way for every `/rest` route: after the body has arrived under its deadline
+//! Admission, one way for every `/rest` route: after the cross-site check (`site.rs`, a layer
+//! that runs before any handler) and once the body has arrived under its deadline
 //! (`body.rs`, first, so that a client that never finishes its body holds nothing), the
 //! credentials are read from the headers (Basic, Bearer, api-key; the client's address through
 //! trusted proxies), the application decides who the caller is under the access file's rules

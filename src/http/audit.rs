@@ -29,7 +29,7 @@ const ABANDONED: u16 = 499;
 
 pub(super) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path != "/rest" && !path.starts_with("/rest/") {
+    if !super::is_rest(path) {
         return next.run(req).await;
     }
     let id = req

@@ -49,6 +49,17 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", text)
     }
 
+    /// 403: a web page of another site (`Origin`, `Sec-Fetch-Site`), refused before its
+    /// credentials or its body are read.
+    pub fn cross_site() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "cross-site-request",
+            "requests from web pages of other sites are refused (Origin, Sec-Fetch-Site); the \
+             gateway's operator may allow a site's origin with --cors-origin",
+        )
+    }
+
     /// 429: a token's request rate is exceeded.
     pub fn rate_limited(wait: Duration) -> Self {
         let text = "the token's request rate is exceeded; try again later";

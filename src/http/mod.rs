@@ -1,8 +1,9 @@
-//! The HTTP surface, and only HTTP: the routes, admission (body size and deadline,
-//! credentials read from the headers, places in flight, the request deadline: [`admit`]),
-//! content negotiation, every status ([`error`]); the accept loop and connection limits are in
-//! [`listener`]. Everything below HTTP is the application's ([`crate::app`]): this module names
-//! no XMPP type, namespace or node (`src/architecture_tests.rs` holds it to that).
+//! The HTTP surface, and only HTTP: the routes, admission (the cross-site check and CORS
+//! first, in [`site`]; then body size and deadline, credentials read from the headers, places
+//! in flight, the request deadline: [`admit`]), content negotiation, every status ([`error`]);
+//! the accept loop and connection limits are in [`listener`]. Everything below HTTP is the
+//! application's ([`crate::app`]): this module names no XMPP type, namespace or node
+//! (`src/architecture_tests.rs` holds it to that).
 
 mod admit;
 mod audit;
@@ -15,6 +16,7 @@ pub mod observe;
 mod openapi;
 pub mod query;
 mod resources;
+pub mod site;
 mod stream;
 pub mod tls;
 
@@ -149,11 +151,23 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz).fallback(get_only))
         .route("/readyz", get(readyz).fallback(get_only))
         .fallback(any(not_found))
+        // Read from the bottom up, the order in which a request meets them: its audit line
+        // and id, then the cross-site check (and CORS), before any handler reads a byte.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(site::Sites::new(&gw.cfg)),
+            site::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             audit::layer,
         ))
         .with_state(gw)
+}
+
+/// Whether `path` is one of the API's (`/rest`, `/rest/...`): what the audit line and the
+/// cross-site check cover.
+fn is_rest(path: &str) -> bool {
+    path == "/rest" || path.starts_with("/rest/")
 }
 
 /// The response format for a request, from its query, `Accept` and `Content-Type`.

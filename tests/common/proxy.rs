@@ -24,6 +24,8 @@ pub type Forger = Box<dyn Fn(&str, &str) -> String + Send>;
 pub struct Seen {
     /// Ad-hoc `<command/>` payloads the gateway sent to the server.
     pub commands: usize,
+    /// IQ requests (`get`, `set`) the gateway sent: bind and session ones included.
+    pub iqs: usize,
     /// IQ requests of the gateway awaiting the server's answer, now and at most.
     outstanding: HashSet<String>,
     pub max_outstanding: usize,
@@ -237,6 +239,7 @@ async fn upward(
                 let Some(id) = attr(tag, "id") else { continue };
                 match attr(tag, "type").as_deref() {
                     Some("get" | "set") => {
+                        seen.iqs += 1;
                         seen.outstanding.insert(id);
                     }
                     Some("result" | "error") => seen.answered.push(id),
