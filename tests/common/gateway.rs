@@ -61,6 +61,37 @@ impl TestGateway {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
     }
 
+    /// The log once `ready` holds of it, or as it is after 10 s. The gateway writes its lines
+    /// from a thread of its own (`logging::writer`), so a request's lines, its audit line
+    /// included, may land a moment after its answer: a test waits for what it expects.
+    pub async fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if ready(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log once it has stopped growing for 300 ms (at most 10 s): for a check that
+    /// something is absent, after everything the requests before it wrote.
+    pub async fn log_settled(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = self.log();
+        let mut since = Instant::now();
+        while Instant::now() < deadline && since.elapsed() < Duration::from_millis(300) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.log();
+            if now.len() != last.len() {
+                last = now;
+                since = Instant::now();
+            }
+        }
+        last
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
