@@ -85,6 +85,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
 }
 
+/// The smallest `--max-stanza-bytes`: a command IQ with a filled form must fit.
+const MIN_STANZA_BYTES: usize = 4096;
+
 /// The warm sessions: how many, how busy, how long a password proof lasts.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -96,6 +99,8 @@ pub struct PoolConfig {
     /// How long requests still awaiting answers on an evicted stream may take before it
     /// closes under them (`--request-timeout`).
     pub eviction_drain: Duration,
+    /// The largest stanza the gateway writes, in bytes as written (`--max-stanza-bytes`).
+    pub max_stanza_bytes: usize,
 }
 
 /// The failed-login budgets.
@@ -171,6 +176,11 @@ impl Cli {
         }
         if self.max_connections == 0 {
             return bad("--max-connections must be positive".into());
+        }
+        if self.max_stanza_bytes < MIN_STANZA_BYTES {
+            return bad(format!(
+                "--max-stanza-bytes must be at least {MIN_STANZA_BYTES} (a command with its form)"
+            ));
         }
         if self.max_header_bytes < 8192 {
             return bad(format!(
@@ -266,6 +276,7 @@ impl Cli {
                 max_in_flight_per_account: self.max_in_flight_per_account,
                 max_logins: self.max_logins,
                 eviction_drain: Duration::from_secs(self.request_timeout),
+                max_stanza_bytes: self.max_stanza_bytes,
             },
             command_idle: Duration::from_secs(self.command_idle),
             threads: self.threads,

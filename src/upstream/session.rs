@@ -40,6 +40,11 @@ mod bytes_tests;
 #[cfg(test)]
 mod tests;
 
+/// The largest stanza written when the session is not told otherwise: under Prosody's and
+/// ejabberd's default c2s limits (256 KiB each), which end the stream of a client that writes
+/// a larger one (`--max-stanza-bytes`).
+pub const DEFAULT_MAX_STANZA: usize = 240 * 1024;
+
 /// How long `close` waits for the stream to end (the driver's own polite close takes at most
 /// [`driver::FOOTER_WAIT`]); past it the driver is stopped and the stream dropped unclosed.
 pub const CLOSE_BOUND: Duration = Duration::from_secs(3);
@@ -113,8 +118,9 @@ impl OneWay {
 enum Outgoing {
     /// IQs written back to back, in this order, in one flush.
     Iqs(Vec<OutIq>),
-    /// One stanza; `written` is answered once it is flushed to the server.
-    OneWay(OneWay, oneshot::Sender<()>),
+    /// One stanza already written (a [`OneWay`]'s bytes); `written` is answered once it is
+    /// flushed to the server.
+    OneWay(Vec<u8>, oneshot::Sender<()>),
     /// Only test clients send presence (the `test-client` feature): the gateway's own
     /// streams never do, and its binary cannot.
     #[cfg(feature = "test-client")]
@@ -131,6 +137,9 @@ pub struct AdminSession {
     in_flight: Arc<Semaphore>,
     /// How many places `in_flight` has in all.
     places: u32,
+    /// The largest stanza written, in bytes as written: a larger one is refused before it is
+    /// queued, since the server would end the whole stream for it.
+    max_stanza: usize,
     alive: Arc<AtomicBool>,
     /// Stanzas dropped because they did not come from whom the gateway asked.
     dropped: Arc<AtomicU64>,
@@ -180,6 +189,7 @@ impl AdminSession {
             tx,
             in_flight: Arc::new(Semaphore::new(places as usize)),
             places,
+            max_stanza: DEFAULT_MAX_STANZA,
             alive,
             dropped,
             closed,
@@ -187,6 +197,24 @@ impl AdminSession {
             #[cfg(feature = "test-client")]
             inbox,
         }
+    }
+
+    /// Refuses to write any stanza over `max` bytes as written (the server's c2s limit, less a
+    /// margin); [`DEFAULT_MAX_STANZA`] until told.
+    pub fn with_max_stanza(mut self, max: usize) -> Self {
+        self.max_stanza = max;
+        self
+    }
+
+    /// `Err(TooLarge)` when `bytes` are more than the server takes in one stanza.
+    fn fits(&self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        if bytes.len() > self.max_stanza {
+            return Err(UpstreamError::TooLarge {
+                size: bytes.len(),
+                max: self.max_stanza,
+            });
+        }
+        Ok(())
     }
 
     /// The full JID of this stream.
@@ -220,11 +248,15 @@ impl AdminSession {
     }
 
     /// Writes one message or subscription presence; returns once it is flushed to the server
-    /// (nothing comes back for it).
+    /// (nothing comes back for it). It is written here, on the caller's task, and refused
+    /// (`TooLarge`, nothing sent) when it is over the stanza limit.
     pub async fn send(&self, stanza: OneWay) -> Result<(), UpstreamError> {
+        let mut bytes = Vec::new();
+        stanza::bytes_of(&Element::from(*stanza.0), &mut bytes).map_err(UpstreamError::Stream)?;
+        self.fits(&bytes)?;
         let (written, wait) = oneshot::channel();
         self.tx
-            .send(Outgoing::OneWay(stanza, written))
+            .send(Outgoing::OneWay(bytes, written))
             .await
             .map_err(|_| UpstreamError::Closed("the stream is closed".into()))?;
         wait.await
