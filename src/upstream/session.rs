@@ -32,9 +32,11 @@ mod send;
 mod stanza;
 mod trust;
 
-/// The messages a test client's stream received, in order.
+/// The messages a test client's stream received, in order, once it asked to keep them
+/// ([`AdminSession::keep_messages`]); until then (and always on the gateway's own streams)
+/// messages are dropped and counted like any unsolicited stanza.
 #[cfg(feature = "test-client")]
-type Inbox = Arc<std::sync::Mutex<Vec<tokio_xmpp::parsers::message::Message>>>;
+type Inbox = Arc<std::sync::Mutex<Option<Vec<tokio_xmpp::parsers::message::Message>>>>;
 #[cfg(test)]
 mod bytes_tests;
 #[cfg(test)]
@@ -272,10 +274,24 @@ impl AdminSession {
             .map_err(|_| UpstreamError::Closed("the stream is closed".into()))
     }
 
-    /// The messages received so far (test clients only).
+    /// Keeps the messages received from now on, for [`AdminSession::received`] (test clients
+    /// only; the pool's streams never keep any).
+    #[cfg(feature = "test-client")]
+    pub fn keep_messages(&self) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Vec::new);
+    }
+
+    /// The messages received since [`AdminSession::keep_messages`] (test clients only).
     #[cfg(feature = "test-client")]
     pub fn received(&self) -> Vec<tokio_xmpp::parsers::message::Message> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Resolves once no IQ awaits an answer on this stream; IQs sent later wait behind it.

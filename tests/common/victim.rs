@@ -35,6 +35,7 @@ impl Victim {
             .await
             .unwrap_or_else(|e| panic!("{} victim {local}/{resource}: {e}", server.kind));
         let session = AdminSession::start(logged_in, 16);
+        session.keep_messages();
         session
             .send_presence(Presence::new(Type::None))
             .await
@@ -83,6 +84,42 @@ impl Victim {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The sender (full JID) of the first message received within `limit` whose body contains
+    /// `needle`.
+    pub async fn sender_of(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let found = self.session.received().into_iter().find_map(|m| {
+                m.bodies
+                    .values()
+                    .any(|b| b.contains(needle))
+                    .then(|| m.from.map(|f| f.to_string()))
+                    .flatten()
+            });
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends a chat message to `to` with `body` and `payload` beside it, as this client.
+    pub async fn send_message(
+        &self,
+        to: &str,
+        body: &str,
+        payload: Option<tokio_xmpp::minidom::Element>,
+    ) {
+        let to: tokio_xmpp::parsers::jid::Jid = to.parse().expect("recipient JID");
+        let mut m = tokio_xmpp::parsers::message::Message::new(Some(to));
+        m.bodies.insert(Default::default(), body.to_string());
+        m.payloads.extend(payload);
+        self.session
+            .send(xmpp_rest_gateway::upstream::OneWay::message(m))
+            .await
+            .unwrap_or_else(|e| panic!("{} message: {e}", self.jid));
     }
 
     /// Ends the session politely.

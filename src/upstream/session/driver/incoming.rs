@@ -91,8 +91,7 @@ impl Driver {
         match head.kind {
             Kind::Message | Kind::Presence => {
                 #[cfg(feature = "test-client")]
-                if head.kind == Kind::Message {
-                    self.keep_in_inbox(bytes);
+                if head.kind == Kind::Message && self.keep_in_inbox(bytes) {
                     return Ok(());
                 }
                 let from = head.from.as_deref().and_then(|f| f.parse::<Jid>().ok());
@@ -145,16 +144,25 @@ impl Driver {
         Ok(())
     }
 
-    /// A test client keeps the messages it receives.
+    /// A test client that asked to keep its messages keeps this one; `false` when it did not
+    /// ask (the message is then dropped as any other).
     #[cfg(feature = "test-client")]
-    fn keep_in_inbox(&mut self, bytes: &[u8]) {
+    fn keep_in_inbox(&mut self, bytes: &[u8]) -> bool {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(kept) = inbox.as_mut() else {
+            return false;
+        };
         let message = tree(bytes)
             .ok()
             .and_then(|el| tokio_xmpp::parsers::message::Message::try_from(el).ok());
         match message {
-            Some(m) => self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(m),
-            None => self.drop_stanza(Dropped::Unreadable, None),
+            Some(m) => kept.push(m),
+            None => {
+                drop(inbox);
+                self.drop_stanza(Dropped::Unreadable, None);
+            }
         }
+        true
     }
 
     /// A result or error: to its waiter if it comes from whom that IQ went to, as bytes or
