@@ -112,6 +112,18 @@ impl Victim {
         body: &str,
         payload: Option<tokio_xmpp::minidom::Element>,
     ) {
+        self.try_send_message(to, body, payload)
+            .await
+            .unwrap_or_else(|e| panic!("{} message: {e}", self.jid));
+    }
+
+    /// As [`Victim::send_message`], the stream's failure returned.
+    pub async fn try_send_message(
+        &self,
+        to: &str,
+        body: &str,
+        payload: Option<tokio_xmpp::minidom::Element>,
+    ) -> Result<(), xmpp_rest_gateway::upstream::UpstreamError> {
         let to: tokio_xmpp::parsers::jid::Jid = to.parse().expect("recipient JID");
         let mut m = tokio_xmpp::parsers::message::Message::new(Some(to));
         m.bodies.insert(Default::default(), body.to_string());
@@ -119,7 +131,6 @@ impl Victim {
         self.session
             .send(xmpp_rest_gateway::upstream::OneWay::message(m))
             .await
-            .unwrap_or_else(|e| panic!("{} message: {e}", self.jid));
     }
 
     /// Ends the session politely.

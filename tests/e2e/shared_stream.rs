@@ -243,3 +243,142 @@ async fn a_stanza_just_under_the_default_limit_is_taken_by_the_server(kind: Serv
     assert_stanza_too_large(&stream(gw.addr, &admin(), &message).await, "default limit");
     inbox.close().await;
 }
+
+/// How long each phase of the flood measurement runs.
+const FLOOD_PHASE: Duration = Duration::from_secs(6);
+
+/// The measurement of issue 19 part 1 (not an assertion: CI never runs it): p50 of user-stats
+/// requests (8 at a time, as `scripts/bench` sends them) with no flood, while another account
+/// floods another resource of the admin's account with messages, and while it floods the
+/// gateway's own resource. The flood comes from an ordinary account at the rate its server
+/// reads from it (Prosody's `limits`, 10 KiB/s; ejabberd's `normal` shaper, 3000 B/s), and,
+/// as a harsher case, from an account exempt from those limits as fast as the server takes it.
+/// Prints one table per server.
+/// `cargo test --test e2e flood_ -- --ignored --nocapture` (with `XRG_GATEWAY_BIN` for a
+/// release build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement; run by hand with --ignored --nocapture"]
+async fn flood_of_the_gateways_resource_measured() {
+    for kind in [ServerKind::Prosody, ServerKind::Ejabberd] {
+        measure_flood(kind).await;
+    }
+}
+
+/// One flood message: about 250 bytes as written.
+fn flood_body() -> String {
+    "flood ".repeat(30)
+}
+
+async fn measure_flood(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let admin_listener: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let admin_listen = admin_listener.to_string();
+    let gw = common::TestGateway::start(s, &["--admin-listen", &admin_listen]);
+    admin_request(gw.addr, s).await;
+    let local = format!("flood-{}", common::random_hex(4));
+    let password = format!("pw-{}", common::random_hex(8));
+    s.register(&local, &password);
+    let probe = Victim::connect_with(s, &local, &password, "probe").await;
+    let hello = format!("hello {}", common::random_hex(6));
+    let message = format!("<message to='{}'><body>{hello}</body></message>", probe.jid);
+    assert_eq!(stream(gw.addr, &admin(), &message).await.status, 202);
+    let gateway_jid = probe.sender_of(&hello, WAIT).await.expect("learnt");
+    probe.close().await;
+    let sibling = Victim::connect(s, "admin", "flood-sibling").await;
+    sibling.settled().await;
+    // The server's read rate for an ordinary account, in bytes per second.
+    let ordinary_rate = match kind {
+        ServerKind::Prosody => 10 * 1024,
+        ServerKind::Ejabberd => 3000,
+    };
+    let per_second = ordinary_rate / 250;
+
+    let mut rows = Vec::new();
+    #[rustfmt::skip]
+    let phases = [
+        ("no flood", None, None),
+        ("ordinary account, to another resource", Some(sibling.jid.clone()), Some(per_second)),
+        ("ordinary account, to the gateway's resource", Some(gateway_jid.clone()), Some(per_second)),
+        ("unlimited account, to another resource", Some(sibling.jid.clone()), None),
+        ("unlimited account, to the gateway's resource", Some(gateway_jid.clone()), None),
+        ("no flood (again)", None, None),
+    ];
+    for (name, target, paced) in phases {
+        let received_before = dropped(admin_listener, "unsolicited").await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flooder = match (&target, paced) {
+            (None, _) => None,
+            (Some(_), Some(_)) => Some(Victim::connect_with(s, &local, &password, "f").await),
+            (Some(_), None) => Some(Victim::connect(s, "admin3", "f").await),
+        };
+        let flood = flooder.map(|flooder| {
+            let (to, stop) = (target.clone().unwrap_or_default(), stop.clone());
+            tokio::spawn(async move {
+                let body = flood_body();
+                let mut tick = paced.map(|n| {
+                    tokio::time::interval(Duration::from_secs(1) / u32::try_from(n).unwrap())
+                });
+                let (mut sent, started) = (0u64, std::time::Instant::now());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(t) = tick.as_mut() {
+                        t.tick().await;
+                    }
+                    if let Err(e) = flooder.try_send_message(&to, &body, None).await {
+                        let after = started.elapsed();
+                        println!("{kind}: the flooder's stream ended after {sent} messages, {after:.1?}: {e}");
+                        break;
+                    }
+                    sent += 1;
+                }
+                flooder.close().await;
+                sent
+            })
+        });
+        // Let the flood reach its rate before measuring.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let deadline = tokio::time::Instant::now() + FLOOD_PHASE;
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let addr = gw.addr;
+                tokio::spawn(async move {
+                    let s = common::started(kind).await;
+                    let mut took = Vec::new();
+                    while tokio::time::Instant::now() < deadline {
+                        let started = std::time::Instant::now();
+                        admin_request(addr, s).await;
+                        took.push(started.elapsed());
+                    }
+                    took
+                })
+            })
+            .collect();
+        let mut took = Vec::new();
+        for w in workers {
+            took.extend(w.await.expect("worker"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = match flood {
+            Some(f) => f.await.expect("flood"),
+            None => 0,
+        };
+        took.sort();
+        let p = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+        let received = dropped(admin_listener, "unsolicited").await - received_before;
+        rows.push((name, took.len(), p(0.5), p(0.99), sent, received));
+    }
+    let base = rows[0].2.as_secs_f64();
+    println!("\n{kind}: user-stats, 8 at a time, {FLOOD_PHASE:?} per row");
+    println!(
+        "| while | requests | p50 | p99 | p50 / no flood | messages sent | reached the gateway |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (name, n, p50, p99, sent, received) in rows {
+        println!(
+            "| {name} | {n} | {p50:.2?} | {p99:.2?} | {:.2} | {sent} | {received} |",
+            p50.as_secs_f64() / base
+        );
+    }
+    sibling.close().await;
+}
