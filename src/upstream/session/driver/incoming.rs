@@ -60,13 +60,13 @@ impl Driver {
         };
         let head = head_bytes.and_then(head).unwrap_or_default();
         let from = head.from.as_deref().and_then(|f| f.parse::<Jid>().ok());
+        let reply = head.is_reply();
         let id = head.id.unwrap_or_default();
-        let answers = head.kind == Kind::Iq
-            && matches!(head.type_.as_deref(), Some("result" | "error"))
+        let answers = reply
             && self
                 .pending
                 .get(&id)
-                .is_some_and(|p| super::super::trust::answers_for(&self.jid, &p.to, from.as_ref()));
+                .is_some_and(|p| answers_for(&self.jid, &p.to, from.as_ref()));
         if answers {
             if let Some(p) = self.pending.remove(&id) {
                 let what = match why {
