@@ -105,6 +105,19 @@ impl Victim {
         }
     }
 
+    /// Sends an IQ get of `payload` to `to`; whether any answer came within `limit`.
+    pub async fn answered_within(
+        &self,
+        to: &str,
+        payload: tokio_xmpp::minidom::Element,
+        limit: Duration,
+    ) -> bool {
+        let to: tokio_xmpp::parsers::jid::Jid = to.parse().expect("JID");
+        tokio::time::timeout(limit, self.session.iq(to, IqKind::Get, payload))
+            .await
+            .is_ok()
+    }
+
     /// Sends a chat message to `to` with `body` and `payload` beside it, as this client.
     pub async fn send_message(
         &self,

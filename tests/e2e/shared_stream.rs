@@ -139,17 +139,26 @@ async fn other_accounts_and_oversized_requests_never_end_the_shared_stream(kind:
             }
         })
     };
+    let foreign_before = dropped(admin_listener, "foreign_request").await;
     other
         .send_message(&gateway_jid, "deep", Some(nested(70)))
         .await;
     other
         .send_message(&gateway_jid, &"x".repeat(16_000), None)
         .await;
+    // An IQ request to the gateway's resource gets no answer at all (nor does the server
+    // answer for it).
+    let version = Element::builder("query", "jabber:iq:version").build();
+    let answered = other
+        .answered_within(&gateway_jid, version, Duration::from_secs(2))
+        .await;
+    assert!(!answered, "the gateway answered another account's request");
     other.settled().await;
     load.await.expect("the admin's requests");
     let deadline = tokio::time::Instant::now() + WAIT;
     while dropped(admin_listener, "too_deep").await < deep_before + 1.0
         || dropped(admin_listener, "unsolicited").await < unsolicited_before + 1.0
+        || dropped(admin_listener, "foreign_request").await < foreign_before + 1.0
     {
         assert!(
             tokio::time::Instant::now() < deadline,
