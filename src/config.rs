@@ -85,6 +85,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
 }
 
+/// The smallest `--max-stanza-bytes`: a command IQ with a filled form must fit.
+const MIN_STANZA_BYTES: usize = 4096;
+
 /// The warm sessions: how many, how busy, how long a password proof lasts.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -96,6 +99,8 @@ pub struct PoolConfig {
     /// How long requests still awaiting answers on an evicted stream may take before it
     /// closes under them (`--request-timeout`).
     pub eviction_drain: Duration,
+    /// The largest stanza the gateway writes, in bytes as written (`--max-stanza-bytes`).
+    pub max_stanza_bytes: usize,
 }
 
 /// The failed-login budgets.
@@ -177,6 +182,12 @@ impl Cli {
             if v == 0 {
                 return bad(format!("{} must be positive", name(flag)));
             }
+        }
+        if self.max_stanza_bytes < MIN_STANZA_BYTES {
+            return bad(format!(
+                "{} must be at least {MIN_STANZA_BYTES} (a command with its form)",
+                name("--max-stanza-bytes")
+            ));
         }
         if self.max_header_bytes < 8192 {
             return bad(format!(
@@ -284,6 +295,7 @@ impl Cli {
                 max_in_flight_per_account: self.max_in_flight_per_account,
                 max_logins: self.max_logins,
                 eviction_drain: Duration::from_secs(self.request_timeout),
+                max_stanza_bytes: self.max_stanza_bytes,
             },
             command_idle: Duration::from_secs(self.command_idle),
             threads: self.threads,

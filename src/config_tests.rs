@@ -291,3 +291,14 @@ fn a_bad_origin_is_refused_naming_the_flag_and_the_variable() {
         assert!(e.contains(flag) && e.contains(var), "{e}");
     }
 }
+
+#[test]
+fn the_stanza_limit_defaults_under_the_servers_and_has_a_floor() {
+    let c = parse(&[]).unwrap();
+    // Prosody's c2s_stanza_size_limit and ejabberd's shipped max_stanza_size: 256 KiB.
+    assert_eq!(c.pool.max_stanza_bytes, 240 * 1024);
+    assert!(c.pool.max_stanza_bytes < 256 * 1024);
+    assert!(parse(&["--max-stanza-bytes", "4095"]).is_err());
+    let c = parse(&["--max-stanza-bytes", "4096"]).unwrap();
+    assert_eq!(c.pool.max_stanza_bytes, 4096);
+}

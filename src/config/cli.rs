@@ -96,6 +96,14 @@ pub struct Cli {
     #[arg(long, env = "XRG_MAX_BODY", default_value_t = 256 * 1024)]
     pub max_body: usize,
 
+    /// Largest stanza the gateway writes to the XMPP server, in bytes as written (after
+    /// escaping); a request whose stanza is larger is refused 413 before anything is sent.
+    /// Keep it under the server's c2s limit (Prosody `c2s_stanza_size_limit`, ejabberd
+    /// `max_stanza_size`: 256 KiB by default), which ends the whole stream of a client that
+    /// writes more.
+    #[arg(long, env = "XRG_MAX_STANZA_BYTES", default_value_t = crate::upstream::session::DEFAULT_MAX_STANZA)]
+    pub max_stanza_bytes: usize,
+
     /// Requests handled at once; beyond it: 503.
     #[arg(long, env = "XRG_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
