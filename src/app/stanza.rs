@@ -404,6 +404,7 @@ fn iq(
 /// Sets an attribute without namespace.
 fn set_attr(el: &mut Element, name: &'static str, value: String) {
     // The names given here are constant and valid NCNames.
+    use tokio_xmpp::minidom::rxml;
     let name = rxml::NcName::try_from(name).expect("constant attribute name");
     el.set_attr(rxml::Namespace::NONE, name, value);
 }
