@@ -110,9 +110,30 @@ impl AccessFile {
         Ok(rules)
     }
 
+    /// The file as `token add|revoke` write it: a comment line first, so that a file with no
+    /// token and no account left (the last token revoked) is still not empty, which the
+    /// gateway would refuse as a truncated file.
     pub fn to_toml(&self) -> Result<String, String> {
-        toml::to_string(self).map_err(|e| format!("cannot write the access file: {e}"))
+        let body =
+            toml::to_string(self).map_err(|e| format!("cannot write the access file: {e}"))?;
+        Ok(format!("{HEADER}\n{body}"))
     }
+}
+
+/// The first line of a file `token add|revoke` wrote.
+pub const HEADER: &str =
+    "# xmpp-rest-gateway access file (docs/security.md); `token add|revoke` rewrite it";
+
+/// An access file of nothing but white space is what a truncating edit (`: > access.toml`, an
+/// editor or a tool that writes in place) leaves for a moment, never a file anyone means: it is
+/// refused, at start and on reload, and the rules in force stay. A file holding only comments
+/// is a file someone wrote (`token revoke` of the last token leaves [`HEADER`]) and means "no
+/// tokens, no account rules".
+pub fn refuse_empty(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("the file is empty (a file with no rules holds at least a comment)".into());
+    }
+    Ok(())
 }
 
 /// `[A-Za-z0-9_-]{1,64}`.
@@ -208,7 +229,9 @@ fn compile_token(t: &TokenEntry) -> Result<CompiledToken, String> {
 pub fn read(path: &Path) -> Result<(AccessFile, Rules), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the access file {}: {e}", path.display()))?;
-    parse_and_compile(&text).map_err(|e| format!("access file {}: {e}", path.display()))
+    refuse_empty(&text)
+        .and_then(|()| parse_and_compile(&text))
+        .map_err(|e| format!("access file {}: {e}", path.display()))
 }
 
 pub fn parse_and_compile(text: &str) -> Result<(AccessFile, Rules), String> {

@@ -346,4 +346,90 @@ async fn an_account_rule_denies_before_any_login(kind: ServerKind) {
         "what the rule allows still runs: {}",
         r.text()
     );
+
+    // Truncated in place (`: > access.toml`, an editor's first step): refused once it has
+    // settled, and the denies stay.
+    let sent = proxy.seen(|s| s.commands);
+    std::fs::File::create(&file).unwrap();
+    let refused = "the file is empty";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains(refused) {
+        assert!(Instant::now() < deadline, "no refusal:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = post(gw.addr, &[("authorization", &auth)], &delete).await;
+    assert_eq!(r.status, 403, "the denies stay: {}", r.text());
+    assert_eq!(
+        proxy.seen(|s| s.commands),
+        sent,
+        "nothing reached the server"
+    );
+}
+
+/// `token add` as processes, 20 at once, and a revoke racing adds: the lock beside the file
+/// makes them take turns (issue 19: one token of 20 was left, a revoke was lost).
+#[test]
+fn concurrent_token_commands_lose_nothing() {
+    let d = common::scratch_dir(&format!("tokens-lock-{}", common::random_hex(4)));
+    let access = d.join("access.toml");
+    let access_s = access.to_str().unwrap();
+    let run = |args: Vec<String>| {
+        std::process::Command::new(common::gateway_binary())
+            .arg("token")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("XRG_ACCESS_FILE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let add = |name: String| {
+        run(vec![
+            "add".into(),
+            name,
+            "--access-file".into(),
+            access_s.into(),
+        ])
+    };
+    let children: Vec<_> = (0..20).map(|i| add(format!("t{i}"))).collect();
+    let secrets: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    assert_eq!(secrets.len(), 20);
+    let listed = common::token(&["list", "--access-file", access_s]);
+    assert_eq!(listed.lines().count(), 20, "{listed}");
+
+    let revoke = run(vec![
+        "revoke".into(),
+        "t0".into(),
+        "--access-file".into(),
+        access_s.into(),
+    ]);
+    let racing: Vec<_> = (0..3).map(|i| add(format!("r{i}"))).collect();
+    for c in std::iter::once(revoke).chain(racing) {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = common::token(&["list", "--access-file", access_s]);
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(names.len(), 22, "{listed}");
+    assert!(!names.contains(&"t0"), "the revoke stuck: {listed}");
+    let _ = std::fs::remove_dir_all(&d);
 }
