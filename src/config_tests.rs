@@ -162,3 +162,23 @@ fn a_bad_origin_is_refused_naming_the_flag_and_the_variable() {
         assert!(e.contains(flag) && e.contains(var), "{e}");
     }
 }
+
+#[test]
+fn stream_iq_namespaces_repeat_split_on_commas_and_must_be_namespaces() {
+    let c = parse(&[
+        "--stream-iq-allow",
+        "jabber:iq:private, urn:example:x",
+        "--stream-iq-allow",
+        "urn:example:y",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.stream_iq_allow,
+        ["jabber:iq:private", "urn:example:x", "urn:example:y"]
+    );
+    assert!(parse(&[]).unwrap().stream_iq_allow.is_empty());
+    for bad in ["a b", "urn:x'y", "<x>"] {
+        let e = parse(&["--stream-iq-allow", bad]).expect_err(bad);
+        assert!(e.contains("--stream-iq-allow"), "{e}");
+    }
+}

@@ -43,6 +43,8 @@ pub struct App {
     service_refused: Mutex<HashSet<BareJid>>,
     /// The accounts' budgets for `POST /rest/stream/`.
     stream_rates: stanza::StreamRates,
+    /// The IQ payloads `POST /rest/stream/` relays.
+    stream_iq_allow: stanza::IqAllowList,
     /// The last readiness probe's answer (`GET /readyz`).
     readiness: Readiness,
 }
@@ -52,6 +54,7 @@ impl App {
         Self {
             commands: Commands::new(cfg.command_idle),
             stream_rates: stanza::StreamRates::new(cfg.stream_rate),
+            stream_iq_allow: stanza::IqAllowList::new(&cfg.stream_iq_allow),
             access,
             cfg,
             policy: Arc::new(Policy::open()),
