@@ -194,6 +194,18 @@ impl App {
                 break;
             }
         }
+        if let Err(e) = &answer {
+            if requests
+                .iter()
+                .any(|r| super::deleted_itself(&caller.account, r, e))
+            {
+                // The deletion happened; its answer went down with the stream.
+                return Ok(Answered {
+                    doc: super::deleted_itself_doc(addressed, &caller.account),
+                    outcome: Outcome::Completed { says: None },
+                });
+            }
+        }
         let answered = match answer {
             Err(CommandError::Failed {
                 text,
