@@ -39,10 +39,10 @@ pub fn session(account: &str, resource: &str) -> Result<String, Failure> {
 
 /// The URL's domain of an announcement.
 pub fn domain(written: &str) -> Result<String, Failure> {
-    if address::valid_domain(written) {
-        Ok(written.to_string())
-    } else {
-        Err(Failure::BadRequest(format!("{written:?} is not a domain")))
+    // Normalised as every JID (case, a final dot): `example.test.` is `example.test`.
+    match address::parse_jid(written) {
+        Some(j) if j.node().is_none() && j.resource().is_none() => Ok(j.to_string()),
+        _ => Err(Failure::BadRequest(format!("{written:?} is not a domain"))),
     }
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio_xmpp::parsers::jid::BareJid;
 
 use super::rules::{CompiledToken, NodeRules, Rate, Rules, TokenRules};
+use crate::adhoc::address::strip_final_dot;
 
 /// The whole file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -145,7 +146,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 fn bare_jid(s: &str) -> Result<BareJid, String> {
-    BareJid::new(s).map_err(|e| format!("{s:?} is not a bare JID ({e})"))
+    BareJid::new(&strip_final_dot(s)).map_err(|e| format!("{s:?} is not a bare JID ({e})"))
 }
 
 fn check_patterns(allow: &[String], deny: &[String]) -> Result<(), String> {
@@ -200,7 +201,11 @@ fn compile_token(t: &TokenEntry) -> Result<CompiledToken, String> {
         Some(ds) if ds.iter().any(|d| d.trim().is_empty()) => {
             return Err(in_token("a domain is empty".into()))
         }
-        Some(ds) => Some(ds.iter().map(|d| d.to_ascii_lowercase()).collect()),
+        Some(ds) => Some(
+            ds.iter()
+                .map(|d| strip_final_dot(d.trim()).to_ascii_lowercase())
+                .collect(),
+        ),
         None => None,
     };
     let expires = t.expires.as_deref().map(parse_expires).transpose();

@@ -426,3 +426,31 @@ fn account_jids_match_after_normalisation() {
     let g = p.admit(None, None, Some(&ops), in_net()).expect("basic");
     forbidden(p.may_run(&g, &ops, &node("shutdown"), &[]));
 }
+
+/// A final dot is stripped before any rule matches, whoever wrote it: the request's target,
+/// the token's `domains`, an `[[account]]` JID.
+#[test]
+fn a_final_dot_never_changes_what_a_rule_matches() {
+    let (secret, hash) = new_secret();
+    let p = Policy::from_text(
+        &format!(
+            "[[token]]\nname = \"t\"\nsecret_sha256 = \"{hash}\"\nallow = [\"*\"]\n\
+             domains = [\"Example.ORG.\"]\n\
+             [[account]]\njid = \"ops@example.org.\"\nallow = [\"*\"]\ndeny = [\"shutdown\"]\n"
+        ),
+        false,
+    )
+    .expect("policy");
+    let ops = jid("ops@example.org");
+    let g = p
+        .admit(None, Some(&secret), Some(&ops), in_net())
+        .expect("api-key");
+    for target in ["example.org", "example.org.", "EXAMPLE.org."] {
+        assert!(
+            p.may_run(&g, &ops, &node("user-stats"), &[target]).is_ok(),
+            "{target}"
+        );
+    }
+    forbidden(p.may_run(&g, &ops, &node("user-stats"), &["other.org."]));
+    forbidden(p.may_run(&g, &ops, &node("shutdown"), &["example.org"]));
+}

@@ -348,6 +348,15 @@ async fn an_account_rule_denies_before_any_login(kind: ServerKind) {
         r.text()
     );
 
+    // A final dot changes nothing: the same target, the same rules.
+    let json = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    for path in ["/rest/adhoc/sess-man@domain.com.", "/rest/adhoc/domain.com."] {
+        let r = http(gw.addr, "POST", path, &json, &delete).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        let r = http(gw.addr, "POST", path, &json, &stats).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+
     // Truncated in place (`: > access.toml`, an editor's first step): refused once it has
     // settled, and the denies stay.
     let sent = proxy.seen(|s| s.commands);
