@@ -290,10 +290,21 @@ mod tests {
 
     #[test]
     fn a_basic_user_name_with_a_final_dot_is_the_same_account() {
-        for user in ["admin@example.org.", "Admin@Example.org", "admin@example.org"] {
-            assert_eq!(account(user, None).unwrap(), jid("admin@example.org"), "{user}");
+        for user in [
+            "admin@example.org.",
+            "Admin@Example.org",
+            "admin@example.org",
+        ] {
+            assert_eq!(
+                account(user, None).unwrap(),
+                jid("admin@example.org"),
+                "{user}"
+            );
         }
-        assert_eq!(account("admin", Some("example.org.")).unwrap(), jid("admin@example.org"));
+        assert_eq!(
+            account("admin", Some("example.org.")).unwrap(),
+            jid("admin@example.org")
+        );
     }
 
     /// One login per back-off, the back-off doubling up to an hour, and a login that succeeds

@@ -349,8 +349,14 @@ async fn an_account_rule_denies_before_any_login(kind: ServerKind) {
     );
 
     // A final dot changes nothing: the same target, the same rules.
-    let json = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    for path in ["/rest/adhoc/sess-man@domain.com.", "/rest/adhoc/domain.com."] {
+    let json = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for path in [
+        "/rest/adhoc/sess-man@domain.com.",
+        "/rest/adhoc/domain.com.",
+    ] {
         let r = http(gw.addr, "POST", path, &json, &delete).await;
         assert_eq!(r.status, 403, "{path}: {}", r.text());
         let r = http(gw.addr, "POST", path, &json, &stats).await;
