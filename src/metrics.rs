@@ -27,6 +27,37 @@ pub enum LoginOutcome {
     Error,
 }
 
+/// Why a stanza arriving on a warm stream was dropped unread (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Nested deeper than the framer keeps (skipped to its end, never parsed).
+    TooDeep,
+    /// Longer than the framer keeps (skipped to its end, never held whole).
+    TooLarge,
+    /// A result or error that answers no request of the stream's (unknown id, or not from
+    /// whom the request went to).
+    NotAsked,
+    /// An IQ request from anyone but the server.
+    ForeignRequest,
+    /// A message or presence: nobody reads the gateway's streams' inbox.
+    Unsolicited,
+    /// A stanza whose tag, addressing or content could not be read.
+    Unreadable,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::TooDeep => "too_deep",
+            Dropped::TooLarge => "too_large",
+            Dropped::NotAsked => "not_asked",
+            Dropped::ForeignRequest => "foreign_request",
+            Dropped::Unsolicited => "unsolicited",
+            Dropped::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// The values only the gateway knows at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
@@ -46,12 +77,18 @@ struct LoginLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DroppedLabels {
+    reason: &'static str,
+}
+
 struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_duration: Histogram,
     iq_duration: Histogram,
     logins: Family<LoginLabels, Counter>,
+    dropped: Family<DroppedLabels, Counter>,
     throttled: Counter,
     log_lines_dropped: Counter,
     access_file_reload_failures: Counter,
@@ -72,6 +109,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         request_duration: Histogram::new(duration_buckets()),
         iq_duration: Histogram::new(duration_buckets()),
         logins: Family::default(),
+        dropped: Family::default(),
         throttled: Counter::default(),
         log_lines_dropped: Counter::default(),
         access_file_reload_failures: Counter::default(),
@@ -100,6 +138,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "xrg_upstream_logins",
         "Logins to the XMPP server, by outcome (ok, refused, error)",
         m.logins.clone(),
+    );
+    registry.register(
+        "xrg_upstream_dropped_stanzas",
+        "Stanzas arriving on a warm stream that were dropped unread, by reason (too_deep, \
+         too_large, not_asked, foreign_request, unsolicited, unreadable)",
+        m.dropped.clone(),
     );
     registry.register(
         "xrg_throttled",
@@ -156,6 +200,16 @@ pub fn login(outcome: LoginOutcome) {
         LoginOutcome::Error => "error",
     };
     METRICS.logins.get_or_create(&LoginLabels { outcome }).inc();
+}
+
+/// Counts one stanza a warm stream dropped unread.
+pub fn dropped_stanza(reason: Dropped) {
+    METRICS
+        .dropped
+        .get_or_create(&DroppedLabels {
+            reason: reason.label(),
+        })
+        .inc();
 }
 
 /// Counts one request refused 429 (a failed-login budget, a token's or the stream's rate).

@@ -93,6 +93,13 @@ pub struct App {
 
 impl App {
     pub fn new(cfg: Config, access: Access) -> Self {
+        if cfg.domain.is_none() {
+            tracing::info!(
+                "no --domain: readiness (/readyz) cannot check that the XMPP server serves your \
+                 domain; it probes the domain of the account last logged in, before any login \
+                 the --upstream host (a server answering it host-unknown counts as serving)"
+            );
+        }
         Self {
             commands: Commands::new(cfg.command_idle),
             stream_rates: stanza::StreamRates::new(cfg.stream_rate),

@@ -144,14 +144,32 @@ enum Outbound {
 
 impl App {
     /// Relays one stanza (the body of `POST /rest/stream/`) on the caller's warm stream, after
-    /// its rules: the stream permission, or a command's node rules; `--stream-rate`.
-    pub async fn relay(&self, caller: &Caller, body: &[u8]) -> Result<Relayed, Failure> {
-        relay(self, caller, body).await
+    /// its rules: the stream permission, or a command's node rules; `--stream-rate`. `to`: the
+    /// path's JID (`/rest/stream/{to_jid}`), which becomes the stanza's `to`.
+    pub async fn relay(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+        to: Option<&str>,
+    ) -> Result<Relayed, Failure> {
+        let to = to.map(path_jid).transpose()?;
+        relay(self, caller, body, to.as_ref()).await
     }
 }
 
-async fn relay(gw: &App, caller: &Caller, body: &[u8]) -> Result<Relayed, Failure> {
-    let outbound = parse(body, &caller.account)?;
+/// The path's JID: any JID a client may name (bare, full, or a domain).
+fn path_jid(written: &str) -> Result<Jid, Failure> {
+    crate::adhoc::address::parse_jid(written)
+        .ok_or_else(|| Failure::BadRequest(format!("{written:?} in the path is not a JID")))
+}
+
+async fn relay(
+    gw: &App,
+    caller: &Caller,
+    body: &[u8],
+    path_to: Option<&Jid>,
+) -> Result<Relayed, Failure> {
+    let outbound = parse(body, &caller.account, path_to)?;
     if let Outbound::Iq { kind, payload, .. } = &outbound {
         gw.stream_iq_allow.check(*kind, payload)?;
     }
@@ -318,12 +336,14 @@ fn answer_stanza(id: String, to: Jid, reply: IqReply) -> Result<Relayed, Failure
     Ok(Relayed::Answer { stanza, failure })
 }
 
-/// Reads the body into the stanza to send, or the 400 that says why it is not one.
-fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
+/// Reads the body into the stanza to send, or the 400 that says why it is not one, in the
+/// gateway's own words (never the parser's, which name its Rust types). `path_to`: the path's
+/// JID, the stanza's `to` (one in the body must be the same); an `iq` without an `id` gets one.
+fn parse(body: &[u8], account: &BareJid, path_to: Option<&Jid>) -> Result<Outbound, Failure> {
     let bad = Failure::BadRequest;
     rest::xml::check_element(body).map_err(|e| bad(e.to_string()))?;
-    let el = Element::from_reader_with_prefixes(body, Some(ns::DEFAULT_NS.to_string()))
-        .map_err(|e| bad(format!("the stanza: {e}")))?;
+    let mut el = Element::from_reader_with_prefixes(body, Some(ns::DEFAULT_NS.to_string()))
+        .map_err(|_| bad("the body is not one well-formed XML element".into()))?;
     if el.ns() != ns::DEFAULT_NS {
         return Err(bad(format!(
             "<{}> in {:?}: send one message, presence or iq in jabber:client",
@@ -332,17 +352,39 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
         )));
     }
     check_from(&el, account)?;
-    let unreadable = |e: &dyn std::fmt::Display| bad(format!("the <{}>: {e}", el.name()));
+    check_attributes(&el)?;
+    if let Some(path_to) = path_to {
+        match el.attr("to") {
+            Some(to) if to.parse::<Jid>().ok().as_ref() != Some(path_to) => {
+                return Err(bad(format!(
+                    "to {to:?} differs from the path's {path_to}: give one, or the same"
+                )))
+            }
+            _ => set_attr(&mut el, "to", path_to.to_string()),
+        }
+    }
+    if el.name() == "iq" && el.attr("id").is_none_or(str::is_empty) {
+        // RFC 6120 leaves the id to the sender; quick scripts leave it out. The answer comes
+        // back under this one (the server's reply goes out under the gateway's own id anyway).
+        set_attr(&mut el, "id", format!("xrg-{:016x}", rand::random::<u64>()));
+    }
+    let name = el.name().to_string();
+    let unreadable = |_| {
+        bad(format!(
+            "the <{name}> is not one RFC 6120 allows: an attribute or child it does not take, \
+             or one it needs missing"
+        ))
+    };
     match el.name() {
         "message" => {
-            let m = Message::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            let m = Message::try_from(el.clone()).map_err(unreadable)?;
             Ok(Outbound::OneWay {
                 to: m.to.clone(),
                 stanza: OneWay::message(m),
             })
         }
         "presence" => {
-            let p = Presence::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            let p = Presence::try_from(el.clone()).map_err(unreadable)?;
             let to = p.to.clone();
             let stanza = OneWay::subscription(p).ok_or_else(|| {
                 bad(
@@ -357,7 +399,7 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
         "iq" if el.children().count() != 1 => {
             Err(bad("an iq carries exactly one payload element".into()))
         }
-        "iq" => match Iq::try_from(el.clone()).map_err(|e| unreadable(&e))? {
+        "iq" => match Iq::try_from(el.clone()).map_err(unreadable)? {
             Iq::Get {
                 to, id, payload, ..
             } => iq(id, to, IqKind::Get, payload, account),
@@ -389,6 +431,48 @@ fn iq(
         kind,
         payload,
     })
+}
+
+/// Sets an attribute without namespace.
+fn set_attr(el: &mut Element, name: &'static str, value: String) {
+    // The names given here are constant and valid NCNames.
+    let name = rxml::NcName::try_from(name).expect("constant attribute name");
+    el.set_attr(rxml::Namespace::NONE, name, value);
+}
+
+/// What the parser would refuse in words of its own (its Rust types), said in ours first:
+/// a `to` that is not a JID, a `type` the stanza does not take.
+fn check_attributes(el: &Element) -> Result<(), Failure> {
+    if let Some(to) = el.attr("to") {
+        if to.parse::<Jid>().is_err() {
+            return Err(Failure::BadRequest(format!("to {to:?} is not a JID")));
+        }
+    }
+    let types: &[&str] = match el.name() {
+        "message" => &["chat", "error", "groupchat", "headline", "normal"],
+        "presence" => &[
+            "error",
+            "probe",
+            "subscribe",
+            "subscribed",
+            "unavailable",
+            "unsubscribe",
+            "unsubscribed",
+        ],
+        "iq" => &["get", "set", "result", "error"],
+        _ => return Ok(()),
+    };
+    match el.attr("type") {
+        None if el.name() == "iq" => {
+            Err(Failure::BadRequest("an iq needs a type: get or set".into()))
+        }
+        Some(t) if !types.contains(&t) => Err(Failure::BadRequest(format!(
+            "<{} type={t:?}>: the types are {}",
+            el.name(),
+            types.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A `from` may only say what the server would write anyway: the account's bare JID.

@@ -18,6 +18,7 @@ const KICK_SEEN: Duration = Duration::from_secs(5);
 on_both_servers!(
     sessions_are_listed_and_ended_one_then_all,
     the_gateways_own_sessions_are_never_listed,
+    an_unknown_account_has_no_sessions_to_list,
     an_account_is_created_refused_twice_changed_and_deleted,
     an_account_is_created_in_xml,
     an_announcement_reaches_an_online_user,
@@ -119,6 +120,42 @@ async fn the_gateways_own_sessions_are_never_listed(kind: ServerKind) {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(strings(&r.json()["resources"]), ["xrg-phone"]);
     phone.close().await;
+}
+
+/// The same answer on both servers: Prosody's user-stats says "User does not exist", ejabberd's
+/// answers empty statistics and the gateway asks get-user-lastlogin. A known account with no
+/// session is still an empty list.
+async fn an_unknown_account_has_no_sessions_to_list(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = gateway(kind).await;
+    let nobody = s.jid(&format!("nobody{}", common::random_hex(4)));
+    let r = call(
+        gw.addr,
+        "GET",
+        &format!("/rest/sessions/{nobody}"),
+        &admin(),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["condition"],
+        "item-not-found",
+        "{}",
+        r.text()
+    );
+    let (local, _) = fresh(s, "idle");
+    let jid = s.jid(&local);
+    let r = call(
+        gw.addr,
+        "GET",
+        &format!("/rest/sessions/{jid}"),
+        &admin(),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["resources"], serde_json::json!([]), "{}", r.text());
 }
 
 async fn an_account_is_created_refused_twice_changed_and_deleted(kind: ServerKind) {

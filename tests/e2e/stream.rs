@@ -16,6 +16,7 @@ use crate::common::{self, basic, http, HttpResponse, ServerKind, TestServer};
 on_both_servers!(
     a_message_and_a_subscription_reach_the_recipient,
     an_iq_is_answered_under_the_clients_id,
+    the_paths_jid_is_the_destination_and_an_iq_without_id_gets_one,
     refusals_leave_the_accounts_stream_working,
     the_stream_rate_refuses_beyond_its_burst,
     the_access_file_governs_the_stream,
@@ -179,6 +180,63 @@ async fn an_iq_is_answered_under_the_clients_id(kind: ServerKind) {
         r.status, 502,
         "the contract's status for service-unavailable"
     );
+}
+
+/// Tigase's `/rest/stream/{to_jid}`: the path names the destination; a body's `to` may only
+/// repeat it. An `iq` without an `id` (as quick scripts write it) is answered under one.
+async fn the_paths_jid_is_the_destination_and_an_iq_without_id_gets_one(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = crate::gateway(kind).await;
+    let (sender, sender_pw) = fresh(s, "path");
+    let (recipient, recipient_pw) = fresh(s, "dest");
+    let mut inbox = Inbox::connect(s, &recipient, &recipient_pw, "phone").await;
+    let auth = basic(&s.jid(&sender), &sender_pw);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/xml"),
+    ];
+    let to = |jid: &str| format!("/rest/stream/{jid}");
+    let words = format!("by path {}", common::random_hex(6));
+    let message = format!("<message type='chat'><body>{words}</body></message>");
+    let r = http(
+        gw.addr,
+        "POST",
+        &to(&inbox.jid),
+        &headers,
+        message.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    inbox
+        .next(
+            WAIT,
+            |st| matches!(st, Stanza::Message(m) if m.bodies.values().any(|b| *b == words)),
+        )
+        .await;
+    // A `to` that differs from the path's is refused; nothing is sent.
+    let differs = format!("<message to='{}'><body>x</body></message>", s.jid(&sender));
+    let r = http(
+        gw.addr,
+        "POST",
+        &to(&inbox.jid),
+        &headers,
+        differs.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // An iq without an id, to the server named by the path.
+    let domain = domain(s);
+    let body = format!("<iq type='get'><query xmlns='{DISCO_INFO}'/></iq>");
+    let r = http(gw.addr, "POST", &to(&domain), &headers, body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let iq: Element = r.text().parse().expect("the body is one stanza");
+    let id = iq.attr("id").expect("an id").to_string();
+    assert_disco_result(&r, &id, &domain);
+    // A stanza the parser refuses is answered in the gateway's words, never a Rust type's.
+    let bad = "<iq type='error' id='e'><query xmlns='jabber:iq:version'/></iq>";
+    let r = http(gw.addr, "POST", &to(&domain), &headers, bad.as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.text().contains("::"), "{}", r.text());
 }
 
 async fn refusals_leave_the_accounts_stream_working(kind: ServerKind) {
