@@ -72,6 +72,8 @@ pub struct Config {
     pub require_api_key: bool,
     /// Stanzas per account through `POST /rest/stream/`.
     pub stream_rate: crate::policy::rules::Rate,
+    /// IQ payload namespaces `POST /rest/stream/` relays beyond the built-in ones.
+    pub stream_iq_allow: Vec<String>,
 }
 
 /// Where and how to reach the XMPP server.
@@ -212,6 +214,24 @@ impl Cli {
         }
         let stream_rate = crate::policy::rules::Rate::parse(&self.stream_rate)
             .map_err(|e| ConfigError(format!("{}: {e}", name("--stream-rate"))))?;
+        let mut stream_iq_allow = Vec::new();
+        for ns in self
+            .stream_iq_allow
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            if ns
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>\"'&".contains(c))
+            {
+                return bad(format!(
+                    "{} {ns:?} is not a namespace",
+                    name("--stream-iq-allow")
+                ));
+            }
+            stream_iq_allow.push(ns.to_owned());
+        }
         if self.connect_timeout > self.request_timeout {
             return bad(format!(
                 "{} must not exceed {}",
@@ -313,6 +333,7 @@ impl Cli {
             credentials_file: self.credentials_file,
             require_api_key: self.require_api_key,
             stream_rate,
+            stream_iq_allow,
         })
     }
 }

@@ -293,6 +293,26 @@ fn a_bad_origin_is_refused_naming_the_flag_and_the_variable() {
 }
 
 #[test]
+fn stream_iq_namespaces_repeat_split_on_commas_and_must_be_namespaces() {
+    let c = parse(&[
+        "--stream-iq-allow",
+        "jabber:iq:private, urn:example:x",
+        "--stream-iq-allow",
+        "urn:example:y",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.stream_iq_allow,
+        ["jabber:iq:private", "urn:example:x", "urn:example:y"]
+    );
+    assert!(parse(&[]).unwrap().stream_iq_allow.is_empty());
+    for bad in ["a b", "urn:x'y", "<x>"] {
+        let e = parse(&["--stream-iq-allow", bad]).expect_err(bad);
+        assert!(e.contains("--stream-iq-allow"), "{e}");
+    }
+}
+
+#[test]
 fn the_stanza_limit_defaults_under_the_servers_and_has_a_floor() {
     let c = parse(&[]).unwrap();
     // Prosody's c2s_stanza_size_limit and ejabberd's shipped max_stanza_size: 256 KiB.

@@ -91,6 +91,7 @@ struct Metrics {
     dropped: Family<DroppedLabels, Counter>,
     throttled: Counter,
     log_lines_dropped: Counter,
+    access_file_reload_failures: Counter,
     warm_sessions: Gauge,
     in_flight: Gauge,
     connections: Gauge,
@@ -111,6 +112,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         dropped: Family::default(),
         throttled: Counter::default(),
         log_lines_dropped: Counter::default(),
+        access_file_reload_failures: Counter::default(),
         warm_sessions: Gauge::default(),
         in_flight: Gauge::default(),
         connections: Gauge::default(),
@@ -152,6 +154,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "xrg_log_lines_dropped",
         "Log lines not written because stderr was slower than the gateway (never an audit line)",
         m.log_lines_dropped.clone(),
+    );
+    registry.register(
+        "xrg_access_file_reload_failures",
+        "Changed access files not taken in (empty, not a regular file, unreadable, or failing its checks); the rules in force stayed",
+        m.access_file_reload_failures.clone(),
     );
     registry.register(
         "xrg_warm_sessions",
@@ -213,6 +220,11 @@ pub fn throttled() {
 /// The counter of log lines dropped by the log's writer (`logging`), which counts into it.
 pub fn log_lines_dropped() -> Counter {
     METRICS.log_lines_dropped.clone()
+}
+
+/// Counts one changed access file not taken in (`policy::watch`).
+pub fn access_file_reload_failed() {
+    METRICS.access_file_reload_failures.inc();
 }
 
 /// Records how long one IQ took to be answered.

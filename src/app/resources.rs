@@ -39,10 +39,10 @@ pub fn session(account: &str, resource: &str) -> Result<String, Failure> {
 
 /// The URL's domain of an announcement.
 pub fn domain(written: &str) -> Result<String, Failure> {
-    if address::valid_domain(written) {
-        Ok(written.to_string())
-    } else {
-        Err(Failure::BadRequest(format!("{written:?} is not a domain")))
+    // Normalised as every JID (case, a final dot): `example.test.` is `example.test`.
+    match address::parse_jid(written) {
+        Some(j) if j.node().is_none() && j.resource().is_none() => Ok(j.to_string()),
+        _ => Err(Failure::BadRequest(format!("{written:?} is not a domain"))),
     }
 }
 
@@ -231,6 +231,18 @@ impl App {
             answer = self.commands.run(&call, request).await;
             if !matches!(answer, Err(CommandError::Field(_))) {
                 break;
+            }
+        }
+        if let Err(e) = &answer {
+            if requests
+                .iter()
+                .any(|r| super::deleted_itself(&caller.account, r, e))
+            {
+                // The deletion happened; its answer went down with the stream.
+                return Ok(Answered {
+                    doc: super::deleted_itself_doc(addressed, &caller.account),
+                    outcome: Outcome::Completed { says: None },
+                });
             }
         }
         let answered = match answer {

@@ -2,8 +2,8 @@
 //! stream; the HTTP side hands over the body's bytes and gets back [`Relayed`]. That stream is shared by every request of the account, so nothing a client sends may
 //! break it or change what the gateway is: a `from` other than the account's bare JID is
 //! refused, an `iq` goes out under the gateway's own id (the answer is mapped back to the
-//! client's), presence only of the subscription types, one stanza per request, at most
-//! `--stream-rate` per account.
+//! client's) and only when its payload is on the allow-list ([`IqAllowList`]), presence only
+//! of the subscription types, one stanza per request, at most `--stream-rate` per account.
 
 use std::time::Instant;
 
@@ -35,23 +35,65 @@ pub enum Relayed {
     },
 }
 
-/// Payloads that change the stream they arrive on rather than the account: binding, a legacy
-/// session, message carbons (which would copy every message of the account to the gateway's
-/// resource). The stream is shared, so they are refused; privacy lists only when they pick the
-/// stream's active list.
-const STREAM_SCOPED: [&str; 6] = [
-    "urn:ietf:params:xml:ns:xmpp-bind",
-    "urn:ietf:params:xml:ns:xmpp-session",
-    "urn:xmpp:carbons:2",
-    "urn:xmpp:carbons:rules:0",
-    // In-band registration changes or removes the account itself (its password, the account):
-    // that is /rest/users' job, under its node rules.
-    "jabber:iq:register",
-    // Blocking cuts off what the shared stream needs to receive.
-    "urn:xmpp:blocking",
+/// The IQ payload namespaces relayed on the shared stream without an operator's word: questions
+/// whose only answer is the IQ's result, sent as a `get`. Anything else may change what the
+/// server sends to the stream every request of the account shares (carbons, push, a MAM query
+/// whose results arrive as messages, a roster get that makes it an interested resource, a
+/// pubsub subscription, a MUC join...) or the stream itself (bind, privacy lists, blocking),
+/// so it is refused unless the operator allows its namespace (`--stream-iq-allow`). XEP-0050
+/// commands are relayed too, under the node rules (`command_node`).
+pub const ANSWER_ONLY: [(&str, &str); 7] = [
+    ("http://jabber.org/protocol/disco#info", "disco#info"),
+    ("http://jabber.org/protocol/disco#items", "disco#items"),
+    ("jabber:iq:version", "software version"),
+    ("urn:xmpp:time", "entity time"),
+    ("urn:xmpp:ping", "ping"),
+    ("jabber:iq:last", "last activity"),
+    ("vcard-temp", "vCard"),
 ];
-const ROSTER: &str = "jabber:iq:roster";
-const PRIVACY: &str = "jabber:iq:privacy";
+
+/// Which IQ payloads `POST /rest/stream/` relays: [`ANSWER_ONLY`] as `get`, commands under
+/// their node rules, and the namespaces the operator allows (`--stream-iq-allow`, get or set).
+#[derive(Debug, Default)]
+pub struct IqAllowList {
+    operator: Vec<String>,
+}
+
+impl IqAllowList {
+    pub fn new(operator: &[String]) -> Self {
+        Self {
+            operator: operator.to_vec(),
+        }
+    }
+
+    /// `Ok` when an IQ of `kind` with this payload may go out on the shared stream; else the
+    /// 400 that names the namespace and the flag.
+    fn check(&self, kind: IqKind, payload: &Element) -> Result<(), Failure> {
+        let ns = payload.ns();
+        if ns == COMMANDS || self.operator.contains(&ns) {
+            return Ok(());
+        }
+        let get = matches!(kind, IqKind::Get);
+        let answer_only = ANSWER_ONLY.iter().any(|(n, _)| *n == ns);
+        if answer_only && get {
+            return Ok(());
+        }
+        let what = if answer_only {
+            format!("<{} xmlns='{ns}'> is relayed as a get only", payload.name())
+        } else {
+            format!(
+                "<{} xmlns='{ns}'> is not relayed: it may change what the server sends to the \
+                 stream every request of the account shares; relayed are the gets of {} and \
+                 commands (under their node rules)",
+                payload.name(),
+                ANSWER_ONLY.map(|(_, name)| name).join(", ")
+            )
+        };
+        Err(Failure::BadRequest(format!(
+            "{what}; an operator may allow it with --stream-iq-allow {ns}"
+        )))
+    }
+}
 
 /// The accounts' stanza budgets (`--stream-rate`). A bucket untouched for a whole unit is full
 /// again, so expiring it then loses nothing.
@@ -128,6 +170,9 @@ async fn relay(
     path_to: Option<&Jid>,
 ) -> Result<Relayed, Failure> {
     let outbound = parse(body, &caller.account, path_to)?;
+    if let Outbound::Iq { kind, payload, .. } = &outbound {
+        gw.stream_iq_allow.check(*kind, payload)?;
+    }
     crate::audit::note_action(match &outbound {
         Outbound::Iq { .. } => "iq",
         Outbound::OneWay { .. } => "send",
@@ -372,7 +417,7 @@ fn parse(body: &[u8], account: &BareJid, path_to: Option<&Jid>) -> Result<Outbou
 }
 
 /// An IQ without `to` is the server's to answer for the account, as it is to the account's
-/// bare JID. One that would change the shared stream itself is refused.
+/// bare JID. Whether its payload may go out is [`IqAllowList`]'s question, asked in `relay`.
 fn iq(
     id: String,
     to: Option<Jid>,
@@ -380,19 +425,6 @@ fn iq(
     payload: Element,
     account: &BareJid,
 ) -> Result<Outbound, Failure> {
-    let ns = payload.ns();
-    // Privacy lists only when they pick the stream's active or the account's default list; a
-    // roster get makes the stream an "interested resource" that roster pushes then go to.
-    let privacy = ns == PRIVACY
-        && (payload.has_child("active", PRIVACY) || payload.has_child("default", PRIVACY));
-    let roster_get = ns == ROSTER && matches!(kind, IqKind::Get);
-    if STREAM_SCOPED.contains(&ns.as_str()) || privacy || roster_get {
-        return Err(Failure::BadRequest(format!(
-            "<{} xmlns='{ns}'> would change the gateway's stream, which every request of the \
-             account shares",
-            payload.name()
-        )));
-    }
     Ok(Outbound::Iq {
         id,
         to: to.unwrap_or_else(|| Jid::from(account.clone())),

@@ -194,23 +194,70 @@ fn the_rate_refuses_beyond_its_burst() {
     assert!(rates.take(&other).is_ok(), "budgets are per account");
 }
 
-#[test]
-fn iqs_that_would_change_the_shared_stream_are_refused() {
-    for payload in [
-        "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>x</resource></bind>",
-        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>",
-        "<enable xmlns='urn:xmpp:carbons:2'/>",
-        "<query xmlns='jabber:iq:privacy'><active name='x'/></query>",
-        "<query xmlns='jabber:iq:privacy'><default name='x'/></query>",
-        "<query xmlns='jabber:iq:register'><remove/></query>",
-        "<query xmlns='jabber:iq:register'><password>x</password></query>",
-        "<block xmlns='urn:xmpp:blocking'><item jid='example.org'/></block>",
-    ] {
-        let t = refusal(&format!("<iq type='set' id='1'>{payload}</iq>"));
-        assert!(t.contains("would change the gateway's stream"), "{t}");
+/// The IQ of `body` checked against `allow`: `Ok` or the 400's text.
+fn allowed(allow: &IqAllowList, body: &str) -> Result<(), String> {
+    match parse(body.as_bytes(), &account(), None).expect("parses") {
+        Outbound::Iq { kind, payload, .. } => allow.check(kind, &payload).map_err(|e| match e {
+            Failure::BadRequest(text) => text,
+            other => panic!("{body} refused as {other:?}, not as a bad request"),
+        }),
+        other => panic!("{other:?}"),
     }
-    let roster_get = "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>";
-    assert!(refusal(roster_get).contains("would change the gateway's stream"));
-    let lists = "<iq type='get' id='1'><query xmlns='jabber:iq:privacy'/></iq>";
-    assert!(parse(lists.as_bytes(), &account(), None).is_ok());
+}
+
+#[test]
+fn only_answer_only_gets_and_commands_are_relayed_unless_the_operator_allows_more() {
+    let builtin = IqAllowList::default();
+    for (ns, _) in ANSWER_ONLY {
+        let get = format!("<iq type='get' id='1' to='example.org'><query xmlns='{ns}'/></iq>");
+        assert_eq!(allowed(&builtin, &get), Ok(()), "{ns}");
+        let set = get.replace("type='get'", "type='set'");
+        let t = allowed(&builtin, &set).expect_err(&set);
+        assert!(
+            t.contains("get only") && t.contains(&format!("--stream-iq-allow {ns}")),
+            "{t}"
+        );
+    }
+    let command = "<iq type='set' id='1' to='example.org'>\
+        <command xmlns='http://jabber.org/protocol/commands' node='n'/></iq>";
+    assert_eq!(allowed(&builtin, command), Ok(()), "node rules decide");
+    // Whatever the `to`: the account itself, a room, another user, the server.
+    for (payload, ns) in [
+        ("<enable xmlns='urn:xmpp:carbons:2'/>", "urn:xmpp:carbons:2"),
+        ("<enable xmlns='urn:xmpp:push:0' jid='push.example.org'/>", "urn:xmpp:push:0"),
+        ("<query xmlns='urn:xmpp:mam:2'/>", "urn:xmpp:mam:2"),
+        ("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>x</resource></bind>", "urn:ietf:params:xml:ns:xmpp-bind"),
+        ("<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>", "urn:ietf:params:xml:ns:xmpp-session"),
+        ("<query xmlns='jabber:iq:privacy'><active name='x'/></query>", "jabber:iq:privacy"),
+        ("<query xmlns='jabber:iq:register'><remove/></query>", "jabber:iq:register"),
+        ("<block xmlns='urn:xmpp:blocking'><item jid='example.org'/></block>", "urn:xmpp:blocking"),
+        ("<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='n' jid='alice@example.org'/></pubsub>", "http://jabber.org/protocol/pubsub"),
+    ] {
+        for to in ["", " to='alice@example.org'", " to='room@muc.example.org'", " to='example.org'"] {
+            let body = format!("<iq type='set' id='1'{to}>{payload}</iq>");
+            let t = allowed(&builtin, &body).expect_err(&body);
+            assert!(t.contains(&format!("xmlns='{ns}'")) && t.contains(&format!("--stream-iq-allow {ns}")), "{t}");
+        }
+    }
+    for get in [
+        "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>",
+        "<iq type='get' id='1' to='room@muc.example.org'><query xmlns='urn:xmpp:mam:2'/></iq>",
+        "<iq type='get' id='1'><query xmlns='jabber:iq:privacy'/></iq>",
+    ] {
+        assert!(allowed(&builtin, get).is_err(), "{get}");
+    }
+    let operator = IqAllowList::new(&["jabber:iq:private".to_owned()]);
+    let private =
+        "<iq type='set' id='1'><query xmlns='jabber:iq:private'><x xmlns='urn:x'/></query></iq>";
+    assert!(allowed(&builtin, private).is_err());
+    assert_eq!(
+        allowed(&operator, private),
+        Ok(()),
+        "an operator's namespace: get or set"
+    );
+    let carbons = "<iq type='set' id='1'><enable xmlns='urn:xmpp:carbons:2'/></iq>";
+    assert!(
+        allowed(&operator, carbons).is_err(),
+        "only what the operator named"
+    );
 }

@@ -236,6 +236,17 @@ pub struct Cli {
     #[arg(long, env = "XRG_STREAM_RATE", default_value = "20/s")]
     pub stream_rate: String,
 
+    /// An IQ payload namespace POST /rest/stream/ may relay, as a get or a set, beyond the
+    /// built-in gets whose only answer is the result (disco#info, disco#items, version, time,
+    /// ping, last activity, vcard-temp) and commands. It must not change what the server sends
+    /// to the account's shared stream. Repeatable; comma-separated in the environment.
+    #[arg(
+        long = "stream-iq-allow",
+        env = "XRG_STREAM_IQ_ALLOW",
+        value_delimiter = ',',
+        value_name = "NS"
+    )]
+    pub stream_iq_allow: Vec<String>,
     /// The flags whose value came from the environment (`--listen` -> `XRG_LISTEN`), so that
     /// a message about a value names what the operator wrote.
     #[arg(skip)]

@@ -175,6 +175,23 @@ async fn an_account_is_created_refused_twice_changed_and_deleted(kind: ServerKin
     assert_eq!(r.json()["error"]["condition"], "conflict", "{}", r.text());
 
     let password = format!("{user}/password");
+    // A password no server would take says why, before anything is sent (Prosody answered a
+    // 200 KB one "User does not exist", 404).
+    for (what, bad) in [
+        ("long", "p".repeat(200_000)),
+        ("SASLprep", "a\u{85}b".to_string()),
+    ] {
+        let r = call(gw.addr, "PUT", &password, &admin(), &body(&bad)).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        let text = r.json()["error"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            text.contains(if what == "long" { "1024" } else { what }),
+            "{text}"
+        );
+    }
     let r = call(gw.addr, "PUT", &password, &admin(), &body(&second)).await;
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(r.body.is_empty());

@@ -1,6 +1,7 @@
 //! `POST /rest/stream/` against real Prosody and ejabberd: a message and a subscription reach
 //! a real client, an `iq` is answered under the client's own id, and the refusals (foreign
-//! `from`, available presence, two stanzas, the rate) leave the account's warm stream as it was.
+//! `from`, available presence, two stanzas, IQs outside the allow-list, the rate) leave the
+//! account's warm stream as it was.
 
 use std::time::Duration;
 
@@ -158,9 +159,11 @@ async fn an_iq_is_answered_under_the_clients_id(kind: ServerKind) {
         "{}",
         r.text()
     );
-    // An error answer: the stanza is the body, under the contract's status for its condition.
+    // An error answer: the stanza is the body, under the contract's status for its condition
+    // (the time is the server's to tell, not an account's: both servers answer an account's
+    // bare JID service-unavailable).
     let unknown = format!(
-        "<iq type='get' id='client-2' to='{}'><nothing xmlns='urn:example:none'/></iq>",
+        "<iq type='get' id='client-2' to='{}'><time xmlns='urn:xmpp:time'/></iq>",
         s.jid(&local)
     );
     let r = post(gw.addr, &auth, &unknown).await;
@@ -254,16 +257,41 @@ async fn refusals_leave_the_accounts_stream_working(kind: ServerKind) {
     );
     let available = format!("<presence to='{}'/>", inbox.jid);
     let two = format!("{}{}", disco("one", &domain), disco("two", &domain));
+    // IQs outside the allow-list, whatever their `to`: carbons would copy every message of the
+    // account to the shared stream, a MAM query's results arrive on it as messages.
+    let carbons = "<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>";
+    let mam = format!(
+        "<iq type='set' id='m' to='{}'><query xmlns='urn:xmpp:mam:2' queryid='q'/></iq>",
+        s.jid(&local)
+    );
+    let iqs = proxy.seen(|s| s.iqs);
     for (what, body) in [
         ("a foreign from", foreign.as_str()),
         ("available presence", available.as_str()),
         ("undirected available presence", "<presence/>"),
         ("two stanzas", two.as_str()),
+        ("carbons", carbons),
+        ("a MAM query of the account", mam.as_str()),
     ] {
         let r = post(gw.addr, &auth, body).await;
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         assert!(r.text().contains("bad-request"), "{what}: {}", r.text());
     }
+    for ns in ["urn:xmpp:carbons:2", "urn:xmpp:mam:2"] {
+        let r = post(
+            gw.addr,
+            &auth,
+            if ns.contains("mam") { &mam } else { carbons },
+        )
+        .await;
+        let flag = format!("--stream-iq-allow {ns}");
+        assert!(
+            r.text().contains(&flag),
+            "names the namespace and the flag: {}",
+            r.text()
+        );
+    }
+    assert_eq!(proxy.seen(|s| s.iqs), iqs, "the server received no IQ");
     let r = post(gw.addr, &auth, &disco("after", &domain)).await;
     assert_disco_result(&r, "after", &domain);
     let words = format!("still here {}", common::random_hex(6));
