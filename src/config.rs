@@ -72,6 +72,8 @@ pub struct Config {
     pub require_api_key: bool,
     /// Stanzas per account through `POST /rest/stream/`.
     pub stream_rate: crate::policy::rules::Rate,
+    /// `--console`: whether /console/ serves the web console.
+    pub console: bool,
 }
 
 /// Where and how to reach the XMPP server.
@@ -283,6 +285,7 @@ impl Cli {
             credentials_file: self.credentials_file,
             require_api_key: self.require_api_key,
             stream_rate,
+            console: self.console == cli::Switch::On,
         })
     }
 }

@@ -222,6 +222,18 @@ pub struct Cli {
     /// Stanzas one account may send through POST /rest/stream/: N/s, N/m or N/h (burst N).
     #[arg(long, env = "XRG_STREAM_RATE", default_value = "20/s")]
     pub stream_rate: String,
+
+    /// The web console at /console/ on the API listener (docs/console.md): on or off. Off
+    /// answers 404 under /console/ and changes nothing else.
+    #[arg(long, env = "XRG_CONSOLE", value_enum, default_value_t = Switch::On)]
+    pub console: Switch,
+}
+
+/// A feature's `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// What the binary does instead of serving.
