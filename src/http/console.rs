@@ -65,10 +65,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let mut router = Router::new().route("/console", get(redirect));
     for &(name, content_type, body) in ASSETS {
         let path = format!("/console/{name}");
-        router = router.route(
-            &path,
-            get(move || async move { asset(content_type, body) }),
-        );
+        router = router.route(&path, get(move || async move { asset(content_type, body) }));
     }
     router
 }
@@ -125,7 +122,12 @@ mod tests {
     #[test]
     fn no_asset_writes_markup() {
         for (name, _, body) in ASSETS {
-            for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"] {
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+            ] {
                 assert!(!body.contains(sink), "{name} uses {sink}");
             }
             for other in ["http://", "https://", "//cdn", "@import", "url("] {

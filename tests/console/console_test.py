@@ -281,6 +281,8 @@ def accessibility(browser):
     page = ctx.new_page()
     page.set_default_timeout(TIMEOUT)
     watch = Watch(page)
+    # The page's timers on a clock the test moves: 15 minutes idle without waiting them.
+    page.clock.install()
     page.goto(CONSOLE)
     axe(page, "the sign-in page")
     no_horizontal_scroll(page, 360)
@@ -310,6 +312,23 @@ def accessibility(browser):
     form.get_by_role("button", name="Cancel").click()
     expect(page.get_by_role("status")).to_contain_text("canceled")
     assert watch.posts[-1]["command"].get("action") == "cancel", watch.posts[-1]
+
+    step("15 minutes without use forget the credentials, and cancel an open command")
+    page.get_by_role("button", name="Run again").click()
+    expect(form.get_by_role("button", name="Cancel")).to_be_visible()
+    posts = len(watch.posts)
+    page.clock.fast_forward(14 * 60 * 1000)
+    expect(page.get_by_role("heading", level=1, name=re.compile("User Statistics|user-stats"))).to_be_visible()
+    page.clock.fast_forward(61 * 1000)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("15 minutes without use")
+    assert [p["command"].get("action") for p in watch.posts[posts:]] == ["cancel"], watch.posts[posts:]
+
+    step("a reload forgets everything")
+    sign_in(page, ADMIN, ADMIN_PASSWORD)
+    expect(page.get_by_role("heading", name="Commands")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     watch.check("accessibility")
     ctx.close()
 

@@ -106,18 +106,35 @@ async fn the_console_works_in_a_browser(kind: ServerKind) {
     let access_s = access.to_str().unwrap();
     let service = s.jid("admin2");
     let token = common::token(&[
-        "add", "console", "--access-file", access_s, "--account", &service, "--allow", "*",
-        "--deny", DENIED_NODE,
+        "add",
+        "console",
+        "--access-file",
+        access_s,
+        "--account",
+        &service,
+        "--allow",
+        "*",
+        "--deny",
+        DENIED_NODE,
     ]);
     let creds = dir.join("credentials.toml");
-    std::fs::write(&creds, format!("\"{service}\" = \"{}\"\n", s.password("admin2"))).unwrap();
+    std::fs::write(
+        &creds,
+        format!("\"{service}\" = \"{}\"\n", s.password("admin2")),
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let (proxy, gw) = proxied(
         s,
-        &["--access-file", access_s, "--credentials-file", creds.to_str().unwrap()],
+        &[
+            "--access-file",
+            access_s,
+            "--credentials-file",
+            creds.to_str().unwrap(),
+        ],
     )
     .await;
 
@@ -230,10 +247,17 @@ async fn the_console_is_served_with_its_headers_or_not_at_all(kind: ServerKind) 
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert!(r.header("set-cookie").is_none());
     let js = http(gw.addr, "GET", "/console/app.js", &[], b"").await;
-    assert_eq!(js.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
     let api = http(gw.addr, "GET", "/rest/adhoc/sess-man@domain.com", &[], b"").await;
     assert_eq!(api.status, 401);
-    assert_eq!(api.header("cache-control"), Some("no-store"), "API answers are not cached");
+    assert_eq!(
+        api.header("cache-control"),
+        Some("no-store"),
+        "API answers are not cached"
+    );
 
     let off = TestGateway::start(s, &["--console", "off"]);
     for path in ["/console/", "/console/app.js", "/console"] {
