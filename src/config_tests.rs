@@ -162,3 +162,11 @@ fn a_bad_origin_is_refused_naming_the_flag_and_the_variable() {
         assert!(e.contains(flag) && e.contains(var), "{e}");
     }
 }
+
+#[test]
+fn the_console_is_on_unless_turned_off() {
+    assert!(parse(&[]).unwrap().console);
+    assert!(parse(&["--console", "on"]).unwrap().console);
+    assert!(!parse(&["--console", "off"]).unwrap().console);
+    assert!(parse(&["--console", "maybe"]).is_err());
+}
