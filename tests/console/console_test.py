@@ -58,6 +58,7 @@ class Watch:
         # Chromium logs each refused request as a console error: only the refusals a step
         # expects (`expecting`) are not errors of the page.
         self.expecting = set()
+        self.expected_words = None  # a console error the step provokes on purpose
         page.on("request", self.request)
         page.on("console", self.console)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -74,6 +75,8 @@ class Watch:
             return
         refused = re.match(r"Failed to load resource: the server responded with a status of (\d+)", m.text)
         if refused and int(refused.group(1)) in self.expecting:
+            return
+        if self.expected_words and self.expected_words in m.text:
             return
         self.errors.append(m.text)
 
@@ -141,6 +144,13 @@ def main_flow(browser):
     assert headers.get("cache-control") == "no-store", headers
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     shot(page, "sign-in")
+    # Trusted Types are enforced: markup assigned as a string throws instead of rendering.
+    watch.expected_words = "TrustedHTML"
+    with page.expect_console_message(lambda m: "TrustedHTML" in m.text):
+        thrown = page.evaluate("""() => { try { document.body.innerHTML = '<img src=x>'; return 'rendered'; }
+                                          catch (e) { return e.name; } }""")
+    assert thrown == "TypeError", f"innerHTML with a string: {thrown}"
+    watch.expected_words = None
 
     step("a wrong password: the page's message, no dialog")
     watch.expecting = {401}
