@@ -342,11 +342,21 @@ def accessibility(browser):
     expect(page.get_by_role("status")).to_contain_text("15 minutes without use")
     assert [p["command"].get("action") for p in watch.posts[posts:]] == ["cancel"], watch.posts[posts:]
 
-    step("a reload forgets everything")
+    step("leaving an open command cancels it: back to the list, or a reload")
     sign_in(page, ADMIN, ADMIN_PASSWORD)
     expect(page.get_by_role("heading", name="Commands")).to_be_visible()
+    open_command(page, "user-stats")
+    expect(form.get_by_role("button", name="Cancel")).to_be_visible()
+    page.get_by_role("button", name="Back to the commands").first.click()
+    expect(page.get_by_role("heading", name="Commands")).to_be_visible()
+    assert watch.posts[-1]["command"].get("action") == "cancel", watch.posts[-1]
+    open_command(page, "user-stats")
+    expect(form.get_by_role("button", name="Cancel")).to_be_visible()
+    assert ask("mark") == "ok"
     page.reload()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    # The page's last request (a keepalive fetch as it goes) reached the server as a command.
+    assert ask("await-commands-since-mark 1") == "yes", "no cancel reached the server"
     watch.check("accessibility")
     ctx.close()
 

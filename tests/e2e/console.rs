@@ -199,6 +199,15 @@ async fn the_console_works_in_a_browser(kind: ServerKind) {
                     "ok".into()
                 }
                 "commands-since-mark" => (proxy.commands() - mark).to_string(),
+                "await-commands-since-mark 1" => {
+                    let what = "a command after the mark";
+                    let limit = Duration::from_secs(10);
+                    let from = mark;
+                    proxy
+                        .await_seen(what, limit, |seen| seen.commands > from)
+                        .await;
+                    "yes".into()
+                }
                 q if q.starts_with("forge ") => {
                     let what = q["forge ".len()..].to_string();
                     let domain = s.domain.clone();
