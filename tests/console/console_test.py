@@ -21,6 +21,7 @@ DOMAIN = ENV["XRG_DOMAIN"]
 ADMIN, ADMIN_PASSWORD = ENV["XRG_ADMIN"], ENV["XRG_ADMIN_PASSWORD"]
 VICTIM, VICTIM_RESOURCE = ENV["XRG_VICTIM"], ENV["XRG_VICTIM_RESOURCE"]
 TOKEN, DENIED_NODE = ENV["XRG_TOKEN"], ENV["XRG_DENIED_NODE"]
+API_KEY = ENV["XRG_API_KEY"]  # the gateway runs with --require-api-key
 STATS_ACTIONS = ENV["XRG_STATS_ACTIONS"].split(",")
 AXE = ENV["XRG_AXE"]
 SHOTS = ENV.get("XRG_SHOTS")
@@ -111,6 +112,7 @@ def axe(page, where):
 def sign_in(page, account, password):
     page.get_by_label("Account", exact=True).fill(account)
     page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("API key (optional)").fill(API_KEY)
     page.get_by_role("button", name="Sign in").click()
 
 
@@ -312,6 +314,9 @@ def accessibility(browser):
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "password"
     page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    page.keyboard.type(API_KEY)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Commands")).to_be_visible()
     axe(page, "the command list")

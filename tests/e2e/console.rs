@@ -117,6 +117,8 @@ async fn the_console_works_in_a_browser(kind: ServerKind) {
         "--deny",
         DENIED_NODE,
     ]);
+    // The gateway requires an api-key beside Basic credentials: the console's API key field.
+    let api_key = common::token(&["add", "key", "--access-file", access_s, "--allow", "*"]);
     let creds = dir.join("credentials.toml");
     std::fs::write(
         &creds,
@@ -134,6 +136,7 @@ async fn the_console_works_in_a_browser(kind: ServerKind) {
             access_s,
             "--credentials-file",
             creds.to_str().unwrap(),
+            "--require-api-key",
         ],
     )
     .await;
@@ -156,6 +159,7 @@ async fn the_console_works_in_a_browser(kind: ServerKind) {
         .env("XRG_VICTIM", s.jid(&local))
         .env("XRG_VICTIM_RESOURCE", &resource)
         .env("XRG_TOKEN", &token)
+        .env("XRG_API_KEY", &api_key)
         .env("XRG_DENIED_NODE", DENIED_NODE)
         .env(
             "XRG_STATS_ACTIONS",
