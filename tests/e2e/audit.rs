@@ -161,7 +161,12 @@ async fn one_audit_line_per_request_in_text_and_json(kind: ServerKind) {
             ("status", "405".into()), ("condition", "method-not-allowed".into()),
         ]));
 
-        let log = gw.log();
+        let marker = if format == "json" {
+            "\"target\":\"audit\""
+        } else {
+            " INFO audit: "
+        };
+        let log = gw.log_lines(marker, expected.len()).await;
         assert!(!log.contains('\x1b'), "colour in a piped log:\n{log}");
         let lines = audit_lines(&log, format);
         assert_eq!(lines.len(), expected.len(), "{kind} {format}:\n{log}");
