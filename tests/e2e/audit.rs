@@ -198,8 +198,9 @@ async fn x_request_id_is_echoed_made_and_replaced(kind: ServerKind) {
     let r = send(gw.addr, &given, "GET", "/rest/nothing", &admin(), b"").await;
     assert_eq!(r.header("x-request-id"), Some(given.as_str()));
     let audit = format!("audit: request_id={given} ");
-    let mentions = gw.log().lines().filter(|l| l.contains(&audit)).count();
-    assert_eq!(mentions, 2, "{}", gw.log());
+    let log = gw.log_lines(&audit, 2).await;
+    let mentions = log.lines().filter(|l| l.contains(&audit)).count();
+    assert_eq!(mentions, 2, "{log}");
 
     let none = http(gw.addr, "GET", "/rest/nothing", &[], b"").await;
     let made = none.header("x-request-id").expect("a request id");
