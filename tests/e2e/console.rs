@@ -96,8 +96,12 @@ fn scripted(what: &str, id: &str, gateway: &str, domain: &str) -> String {
     format!("{head} {body}")
 }
 
+/// One browser at a time: two chromiums beside the rest of the suite slow every other test.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn the_console_works_in_a_browser(kind: ServerKind) {
     let (python, axe) = prerequisites();
+    let _browser = ONE_BROWSER.lock().await;
     let s = common::started(kind).await;
     let dir = common::scratch_dir(&format!("console-{kind}-{}", common::random_hex(4)));
 

@@ -27,11 +27,8 @@ async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
     );
     // Why the login failed is told only in the gateway's log: the 502 names no cause (on
     // purpose), and the server sees nothing but a handshake the client gave up.
-    assert!(
-        untrusted.log().contains("UnknownIssuer"),
-        "{}",
-        untrusted.log()
-    );
+    let log = untrusted.log_lines("UnknownIssuer", 1).await;
+    assert!(log.contains("UnknownIssuer"), "{log}");
     // With the harness CA (as every other test runs), TLS verifies for domain.com on 127.0.0.1.
     let r = idle_seed_as_admin(gateway(kind).await.addr).await;
     assert_eq!(r.status, 200, "{}", r.text());
