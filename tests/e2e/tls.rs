@@ -238,7 +238,8 @@ async fn the_https_certificate_is_reloaded_on_sighup_and_a_bad_pair_refused(kind
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let log = gw.log();
+    gw.log_lines("SIGHUP: reloading the access file", 1).await;
+    let log = gw.log_lines("HTTPS certificate and key reloaded", 1).await;
     assert!(log.contains("SIGHUP: reloading the access file"), "{log}");
     assert!(log.contains("HTTPS certificate and key reloaded"), "{log}");
 
