@@ -9,6 +9,7 @@
 //! when the client left before it was. The record holds JID values of `jid-single` and
 //! `jid-multi` fields only: never another field's value, so never a password.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -60,8 +61,9 @@ impl Record {
     }
 
     fn emit_as(&self, json: bool, status: u16, condition: &str) {
+        // Every value capped, whoever filled it (the URL's JID comes straight from the path).
         fn v(s: &str, json: bool) -> Value<'_> {
-            Value { s, json }
+            Value { s: capped(s), json }
         }
         let ms = self.started.elapsed().as_millis() as u64;
         let mut subjects = self.subjects.join(",");
@@ -108,34 +110,35 @@ pub fn note_token(name: &str) {
     note(|r| r.token = name.to_string());
 }
 
-/// The full command node run (a client's string: cut at [`MAX_VALUE`] bytes).
+/// The full command node run (a client's string: [`capped`]).
 pub fn note_node(node: &str) {
-    note(|r| r.node = bounded(node).to_string());
+    note(|r| r.node = capped(node).into_owned());
 }
 
-/// What the request asked, when it is not a command's action (cut at [`MAX_VALUE`] bytes).
+/// What the request asked, when it is not a command's action ([`capped`]).
 pub fn note_action(action: &str) {
-    note(|r| r.action = bounded(action).to_string());
+    note(|r| r.action = capped(action).into_owned());
 }
 
-/// The longest node, action or subject the line carries: a client chooses them, and one line
-/// must stay a line.
+/// The longest value the line carries (longer ones are [`capped`]): a client chooses the URL's
+/// JID, the node, the action and the subjects, and one line must stay a line.
 pub const MAX_VALUE: usize = 256;
 
 /// Subjects one line names; more are counted (`+N-more`). A form's JID lists are refused
 /// beyond `--max-jids` anyway, but a line must not grow with what a client sends.
 pub const MAX_SUBJECTS: usize = 128;
 
-/// `s` cut at [`MAX_VALUE`] bytes, on a character boundary.
-fn bounded(s: &str) -> &str {
+/// `s`, or when it is longer than [`MAX_VALUE`] bytes its first bytes up to a character
+/// boundary and the marker `...[+N]`, N the bytes cut: a reader sees that the value was longer.
+pub fn capped(s: &str) -> Cow<'_, str> {
     if s.len() <= MAX_VALUE {
-        return s;
+        return Cow::Borrowed(s);
     }
     let mut end = MAX_VALUE;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &s[..end]
+    Cow::Owned(format!("{}...[+{}]", &s[..end], s.len() - end))
 }
 
 /// JID values of `jid-single`/`jid-multi` fields: the accounts a command acts on. Only ever
@@ -143,12 +146,12 @@ fn bounded(s: &str) -> &str {
 pub fn note_subjects<'a>(jids: impl IntoIterator<Item = &'a str>) {
     note(|r| {
         for j in jids {
-            let j = bounded(j.trim());
-            if j.is_empty() || r.subjects.iter().any(|s| s == j) {
+            let j = capped(j.trim());
+            if j.is_empty() || r.subjects.iter().any(|s| *s == j) {
                 continue;
             }
             if r.subjects.len() < MAX_SUBJECTS {
-                r.subjects.push(j.to_string());
+                r.subjects.push(j.into_owned());
             } else {
                 r.more_subjects += 1;
             }
@@ -179,13 +182,13 @@ pub fn new_request_id() -> String {
 /// that cannot end or split a `key=value` pair, otherwise quoted with Rust's escapes (so a
 /// newline or a quote cannot forge a line or a key). In JSON: as is (the encoder escapes).
 struct Value<'a> {
-    s: &'a str,
+    s: Cow<'a, str>,
     json: bool,
 }
 
 impl fmt::Display for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.s;
+        let s = &*self.s;
         if self.json {
             return f.write_str(s);
         }
@@ -205,7 +208,11 @@ mod tests {
     use super::*;
 
     fn text(s: &str) -> String {
-        Value { s, json: false }.to_string()
+        Value {
+            s: s.into(),
+            json: false,
+        }
+        .to_string()
     }
 
     #[test]
@@ -250,10 +257,17 @@ mod tests {
 
     #[test]
     fn json_values_are_as_is() {
-        assert_eq!(Value { s: "", json: true }.to_string(), "");
         assert_eq!(
             Value {
-                s: "a b",
+                s: "".into(),
+                json: true
+            }
+            .to_string(),
+            ""
+        );
+        assert_eq!(
+            Value {
+                s: "a b".into(),
                 json: true
             }
             .to_string(),
@@ -373,8 +387,18 @@ mod tests {
         let r = rec.lock().unwrap().clone();
         assert_eq!(r.subjects.len(), MAX_SUBJECTS);
         assert_eq!(r.more_subjects, 5);
-        // é does not fit whole: cut before it.
-        assert_eq!(r.node, "n".repeat(MAX_VALUE - 1));
-        assert_eq!(r.action.len(), MAX_VALUE);
+        // é does not fit whole: cut before it, with the marker.
+        assert_eq!(r.node, format!("{}...[+2]", "n".repeat(MAX_VALUE - 1)));
+        assert_eq!(
+            r.action,
+            format!("{}...[+{}]", "a".repeat(MAX_VALUE), 9 * MAX_VALUE)
+        );
+        // The URL's JID and every other value, on the line itself.
+        let long_jid = Record::new("r3".into(), "c".into(), "j".repeat(15_000), "POST");
+        for json in [false, true] {
+            let l = line(json, &long_jid, 400, "bad-request");
+            assert!(l.len() < 2 * MAX_VALUE + 300, "{} bytes", l.len());
+            assert!(l.contains(&format!("...[+{}]", 15_000 - MAX_VALUE)), "{l}");
+        }
     }
 }

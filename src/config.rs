@@ -2,7 +2,7 @@
 //! flag in upper snake case) and its default. `Cli` is what clap parses; `Config` is the checked
 //! result the rest of the gateway reads.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use crate::http::site::Origin;
 
 mod cli;
-pub use cli::{Cli, Command};
+pub use cli::{Cli, CliError, Command};
 
 /// How the gateway secures its c2s stream to the upstream server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +74,8 @@ pub struct Config {
     pub stream_rate: crate::policy::rules::Rate,
     /// `--console`: whether /console/ serves the web console.
     pub console: bool,
+    /// IQ payload namespaces `POST /rest/stream/` relays beyond the built-in ones.
+    pub stream_iq_allow: Vec<String>,
 }
 
 /// Where and how to reach the XMPP server.
@@ -87,6 +89,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
 }
 
+/// The smallest `--max-stanza-bytes`: a command IQ with a filled form must fit.
+const MIN_STANZA_BYTES: usize = 4096;
+
 /// The warm sessions: how many, how busy, how long a password proof lasts.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -98,6 +103,8 @@ pub struct PoolConfig {
     /// How long requests still awaiting answers on an evicted stream may take before it
     /// closes under them (`--request-timeout`).
     pub eviction_drain: Duration,
+    /// The largest stanza the gateway writes, in bytes as written (`--max-stanza-bytes`).
+    pub max_stanza_bytes: usize,
 }
 
 /// The failed-login budgets.
@@ -119,29 +126,34 @@ impl Cli {
     /// Checks the flags together and builds the [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let bad = |m: String| Err(ConfigError(m));
-        let (host, port) = split_host_port(&self.upstream).ok_or_else(|| {
-            ConfigError(format!(
-                "--upstream {:?}: expected HOST:PORT",
-                self.upstream
-            ))
-        })?;
-        if self.tls_cert.is_none() && !self.listen.ip().is_loopback() && !self.insecure_http {
+        // Each message names what the operator wrote: the flag, or its variable.
+        let name = |flag: &str| self.name(flag);
+        let (host, port) = split_host_port(&self.upstream)
+            .map_err(|e| ConfigError(format!("{} {:?}: {e}", name("--upstream"), self.upstream)))?;
+        let listen = listen_addr(&self.listen)
+            .map_err(|e| ConfigError(format!("{} {:?}: {e}", name("--listen"), self.listen)))?;
+        if self.tls_cert.is_none() && !listen.ip().is_loopback() && !self.insecure_http {
             return bad(format!(
-                "--listen {} is not a loopback address: give --tls-cert and --tls-key, or \
+                "{} {listen} is not a loopback address: give --tls-cert and --tls-key, or \
                  --insecure-http if a TLS proxy is in front (Basic credentials would otherwise \
                  cross the network in clear)",
-                self.listen
+                name("--listen")
             ));
         }
         if self.upstream_tls == UpstreamTls::None && !is_loopback_host(&host) {
             return bad(format!(
-                "--upstream-tls none is only allowed for a loopback upstream, not {host}"
+                "{} none is only allowed for a loopback upstream, not {host}",
+                name("--upstream-tls")
             ));
         }
         if self.upstream_ca.is_some() && self.upstream_tls == UpstreamTls::None {
-            return bad("--upstream-ca makes no sense with --upstream-tls none".into());
+            return bad(format!(
+                "{} makes no sense with {} none",
+                name("--upstream-ca"),
+                name("--upstream-tls")
+            ));
         }
-        for (name, v) in [
+        for (flag, v) in [
             ("--connect-timeout", self.connect_timeout),
             ("--request-timeout", self.request_timeout),
             ("--body-timeout", self.body_timeout),
@@ -151,10 +163,10 @@ impl Cli {
             ("--write-timeout", self.write_timeout),
         ] {
             if v == 0 {
-                return bad(format!("{name} must be at least 1 second"));
+                return bad(format!("{} must be at least 1 second", name(flag)));
             }
         }
-        for (name, v) in [
+        for (flag, v) in [
             ("--max-in-flight", self.max_in_flight),
             (
                 "--max-in-flight-per-account",
@@ -165,51 +177,87 @@ impl Cli {
             ("--max-body", self.max_body),
             ("--session-in-flight", self.session_in_flight),
             ("--max-sessions", self.max_sessions),
+            ("--max-connections", self.max_connections),
             ("--throttle-pair", self.throttle_pair as usize),
+            // 0 would refuse every login that needs the server: not a way to turn a budget off.
+            ("--throttle-wide", self.throttle_wide as usize),
+            ("--throttle-total", self.throttle_total as usize),
         ] {
             if v == 0 {
-                return bad(format!("{name} must be positive"));
+                return bad(format!("{} must be positive", name(flag)));
             }
         }
-        if self.max_connections == 0 {
-            return bad("--max-connections must be positive".into());
+        if self.max_stanza_bytes < MIN_STANZA_BYTES {
+            return bad(format!(
+                "{} must be at least {MIN_STANZA_BYTES} (a command with its form)",
+                name("--max-stanza-bytes")
+            ));
         }
         if self.max_header_bytes < 8192 {
             return bad(format!(
-                "--max-header-bytes {} is below 8192, which ordinary clients can exceed",
+                "{} {} is below 8192, which ordinary clients can exceed",
+                name("--max-header-bytes"),
                 self.max_header_bytes
             ));
         }
         if !(1..=30).contains(&self.keepalive_timeout) {
             return bad(format!(
-                "--keepalive-timeout {} must be 1 to 30 seconds (the deadline for a request \
+                "{} {} must be 1 to 30 seconds (the deadline for a request \
                  head closes idle connections at 30 s anyway)",
+                name("--keepalive-timeout"),
                 self.keepalive_timeout
             ));
         }
         if self.require_api_key && self.access_file.is_none() {
-            return bad("--require-api-key needs --access-file (where the api-keys are)".into());
+            return bad(format!(
+                "{} needs --access-file (where the api-keys are)",
+                name("--require-api-key")
+            ));
         }
         let stream_rate = crate::policy::rules::Rate::parse(&self.stream_rate)
-            .map_err(|e| ConfigError(format!("--stream-rate: {e}")))?;
-        if self.connect_timeout > self.request_timeout {
-            return bad("--connect-timeout must not exceed --request-timeout".into());
+            .map_err(|e| ConfigError(format!("{}: {e}", name("--stream-rate"))))?;
+        let mut stream_iq_allow = Vec::new();
+        for ns in self
+            .stream_iq_allow
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            if ns
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>\"'&".contains(c))
+            {
+                return bad(format!(
+                    "{} {ns:?} is not a namespace",
+                    name("--stream-iq-allow")
+                ));
+            }
+            stream_iq_allow.push(ns.to_owned());
         }
-        let domain = match self.domain {
+        if self.connect_timeout > self.request_timeout {
+            return bad(format!(
+                "{} must not exceed {}",
+                name("--connect-timeout"),
+                name("--request-timeout")
+            ));
+        }
+        let domain = match &self.domain {
             Some(d) => Some(
-                jid::BareJid::new(&d)
+                jid::BareJid::new(d)
                     .ok()
                     .filter(|j| j.node().is_none())
                     .map(|j| j.domain().to_string())
-                    .ok_or_else(|| ConfigError(format!("--domain {d:?} is not a domain")))?,
+                    .ok_or_else(|| {
+                        ConfigError(format!("{} {d:?} is not a domain", name("--domain")))
+                    })?,
             ),
             None => None,
         };
         let admin_listen = match self.admin_listen.as_deref().map(str::trim) {
             None => AdminListen::Default(DEFAULT_ADMIN_LISTEN),
             Some("off") => AdminListen::Off,
-            Some(a) => AdminListen::Given(a.parse().map_err(|_| {
-                ConfigError(format!("--admin-listen {a:?}: expected IP:PORT or off"))
+            Some(a) => AdminListen::Given(listen_addr(a).map_err(|e| {
+                ConfigError(format!("{} {a:?}: {e}, or off", name("--admin-listen")))
             })?),
         };
         let origin = |flag: &str, var: &str, o: &str| {
@@ -235,12 +283,13 @@ impl Cli {
             .map(|a| a.trim())
             .filter(|a| !a.is_empty())
         {
-            let node = jid::NodePart::new(a)
-                .map_err(|_| ConfigError(format!("--alias {a:?} is not a localpart")))?;
+            let node = jid::NodePart::new(a).map_err(|_| {
+                ConfigError(format!("{} {a:?} is not a localpart", name("--alias")))
+            })?;
             aliases.push(node.to_string());
         }
         Ok(Config {
-            listen: self.listen,
+            listen,
             admin_listen,
             tls: self.tls_cert.zip(self.tls_key),
             upstream: UpstreamConfig {
@@ -268,6 +317,7 @@ impl Cli {
                 max_in_flight_per_account: self.max_in_flight_per_account,
                 max_logins: self.max_logins,
                 eviction_drain: Duration::from_secs(self.request_timeout),
+                max_stanza_bytes: self.max_stanza_bytes,
             },
             command_idle: Duration::from_secs(self.command_idle),
             threads: self.threads,
@@ -275,7 +325,7 @@ impl Cli {
             throttle: ThrottleConfig {
                 pair: self.throttle_pair,
                 wide: self.throttle_wide.max(self.throttle_pair),
-                total: self.throttle_total.max(1),
+                total: self.throttle_total,
                 window: Duration::from_secs(self.throttle_window),
             },
             trusted_proxies: self.trusted_proxies,
@@ -286,22 +336,45 @@ impl Cli {
             require_api_key: self.require_api_key,
             stream_rate,
             console: self.console == cli::Switch::On,
+            stream_iq_allow,
         })
     }
 }
 
-/// Splits `host:port`, `[v6]:port`.
-fn split_host_port(s: &str) -> Option<(String, u16)> {
-    let (host, port) = s.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+/// Splits `host:port`, `[v6]:port`, saying what is wrong in words an operator can act on.
+fn split_host_port(s: &str) -> Result<(String, u16), String> {
+    let expected = "expected HOST:PORT (an IPv6 address in brackets: [::1]:5222)";
+    let (host, port) = s.rsplit_once(':').ok_or(expected)?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     if host.is_empty() || host.contains(':') && host.parse::<IpAddr>().is_err() {
-        return None;
+        return Err(expected.into());
     }
-    Some((host.to_string(), port))
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("the port {port:?} is not a number"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err("port 0 is not a port to use: give one from 1 to 65535".into()),
+        Ok(p) => Ok((host.to_string(), p)),
+        Err(_) => Err(format!("port {port} is out of range (1 to 65535)")),
+    }
+}
+
+/// A listen address: `IP:PORT`, or `NAME:PORT` resolved now, its first address taken (the
+/// resolver's order: for `localhost`, often `::1` before `127.0.0.1`; give an IP to choose).
+pub fn listen_addr(written: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(written.trim())?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("the name {host} does not resolve: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("the name {host} resolves to no address"))
 }
 
 fn is_loopback_host(host: &str) -> bool {

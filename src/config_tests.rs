@@ -1,13 +1,141 @@
 use super::*;
 use clap::Parser;
 
+/// The tests that set `XRG_*` variables hold it, and so does every parse here, so that no
+/// test reads another's environment.
+static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+    ENV.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn parse(args: &[&str]) -> Result<Config, String> {
+    let _env = env_lock();
+    parse_here(args)
+}
+
+/// [`parse`] for a test that holds the lock already.
+fn parse_here(args: &[&str]) -> Result<Config, String> {
     let mut all = vec!["xmpp-rest-gateway"];
     all.extend_from_slice(args);
-    Cli::try_parse_from(all)
-        .map_err(|e| e.to_string())?
-        .into_config()
-        .map_err(|e| e.to_string())
+    match Cli::parse_args(all) {
+        Ok(cli) => cli.into_config().map_err(|e| e.to_string()),
+        Err(CliError::Clap(e)) => Err(e.to_string()),
+        Err(CliError::Env(e)) => Err(e),
+    }
+}
+
+/// Runs `f` with the variables `vars` set, then removes them.
+fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+    let _env = env_lock();
+    for (k, v) in vars {
+        std::env::set_var(k, v);
+    }
+    let out = f();
+    for (k, _) in vars {
+        std::env::remove_var(k);
+    }
+    out
+}
+
+#[test]
+fn a_listen_name_is_resolved_to_its_first_address() {
+    let c = parse(&[
+        "--listen",
+        "localhost:8081",
+        "--admin-listen",
+        "localhost:9781",
+    ])
+    .unwrap();
+    assert!(c.listen.ip().is_loopback(), "{}", c.listen);
+    assert_eq!(c.listen.port(), 8081);
+    match c.admin_listen {
+        AdminListen::Given(a) => assert!(a.ip().is_loopback() && a.port() == 9781, "{a}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_port_out_of_range_says_so() {
+    for (flag, value, says) in [
+        ("--upstream", "host:99999", "out of range"),
+        ("--upstream", "host:0", "port 0"),
+        ("--upstream", "host:x", "not a number"),
+        ("--upstream", "host", "HOST:PORT"),
+        ("--listen", "127.0.0.1:70000", "out of range"),
+        ("--admin-listen", "127.0.0.1:65536", "out of range"),
+    ] {
+        let e = parse(&[flag, value]).unwrap_err();
+        assert!(e.contains(flag) && e.contains(says), "{flag} {value}: {e}");
+    }
+}
+
+/// Every numeric flag either says what 0 means (`--threads`: one per core) or refuses it
+/// under its name.
+#[test]
+fn zero_is_refused_under_the_flags_name_except_where_it_means_something() {
+    for flag in [
+        "--connect-timeout",
+        "--request-timeout",
+        "--body-timeout",
+        "--max-body",
+        "--max-in-flight",
+        "--max-in-flight-per-account",
+        "--max-logins",
+        "--max-jids",
+        "--max-connections",
+        "--max-header-bytes",
+        "--keepalive-timeout",
+        "--reauth-interval",
+        "--session-in-flight",
+        "--max-sessions",
+        "--command-idle",
+        "--throttle-pair",
+        "--throttle-wide",
+        "--throttle-total",
+        "--throttle-window",
+    ] {
+        let e = parse(&[flag, "0"]).unwrap_err();
+        assert!(e.contains(flag), "{flag}: {e}");
+    }
+    assert_eq!(parse(&["--threads", "0"]).unwrap().threads, 0);
+    let e = parse(&["--stream-rate", "0/s"]).unwrap_err();
+    assert!(e.contains("--stream-rate"), "{e}");
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    // Read by clap (a number, an enum): the variable, never the flag.
+    for (var, value) in [("XRG_MAX_BODY", "abc"), ("XRG_UPSTREAM_TLS", "tls")] {
+        let e = with_env(&[(var, value)], || parse_here(&[])).unwrap_err();
+        assert!(e.contains(var) && e.contains(value), "{e}");
+    }
+    // Checked by the gateway.
+    for (var, value) in [
+        ("XRG_LISTEN", "nonsense"),
+        ("XRG_UPSTREAM", "host:99999"),
+        ("XRG_THROTTLE_TOTAL", "0"),
+        ("XRG_DOMAIN", "a@b.org"),
+    ] {
+        let e = with_env(&[(var, value)], || parse_here(&[])).unwrap_err();
+        assert!(e.contains(var), "{var}: {e}");
+        let flag = format!("--{}", var[4..].to_lowercase().replace('_', "-"));
+        assert!(!e.contains(&flag), "{var}: {e}");
+    }
+    // Given on the command line too: the flag wins, and is named.
+    let e = with_env(&[("XRG_MAX_BODY", "1")], || {
+        parse_here(&["--max-body", "x"])
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("--max-body") && !e.contains("XRG_MAX_BODY"),
+        "{e}"
+    );
+    let e = with_env(&[("XRG_LISTEN", "127.0.0.1:1")], || {
+        parse_here(&["--listen", "127.0.0.1:99999"])
+    })
+    .unwrap_err();
+    assert!(e.contains("--listen") && !e.contains("XRG_LISTEN"), "{e}");
 }
 
 #[test]
@@ -113,6 +241,7 @@ fn an_api_key_requirement_needs_an_access_file() {
 
 #[test]
 fn token_management_is_a_subcommand_that_takes_no_serving_flags() {
+    let _env = env_lock();
     let cli = Cli::try_parse_from(["xmpp-rest-gateway", "token", "list", "--access-file", "/a"]);
     assert!(matches!(cli.unwrap().command, Some(Command::Token { .. })));
     let mixed = Cli::try_parse_from(["xmpp-rest-gateway", "--listen", "127.0.0.1:1", "token"]);
@@ -169,4 +298,35 @@ fn the_console_is_on_unless_turned_off() {
     assert!(parse(&["--console", "on"]).unwrap().console);
     assert!(!parse(&["--console", "off"]).unwrap().console);
     assert!(parse(&["--console", "maybe"]).is_err());
+}
+
+#[test]
+fn stream_iq_namespaces_repeat_split_on_commas_and_must_be_namespaces() {
+    let c = parse(&[
+        "--stream-iq-allow",
+        "jabber:iq:private, urn:example:x",
+        "--stream-iq-allow",
+        "urn:example:y",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.stream_iq_allow,
+        ["jabber:iq:private", "urn:example:x", "urn:example:y"]
+    );
+    assert!(parse(&[]).unwrap().stream_iq_allow.is_empty());
+    for bad in ["a b", "urn:x'y", "<x>"] {
+        let e = parse(&["--stream-iq-allow", bad]).expect_err(bad);
+        assert!(e.contains("--stream-iq-allow"), "{e}");
+    }
+}
+
+#[test]
+fn the_stanza_limit_defaults_under_the_servers_and_has_a_floor() {
+    let c = parse(&[]).unwrap();
+    // Prosody's c2s_stanza_size_limit and ejabberd's shipped max_stanza_size: 256 KiB.
+    assert_eq!(c.pool.max_stanza_bytes, 240 * 1024);
+    assert!(c.pool.max_stanza_bytes < 256 * 1024);
+    assert!(parse(&["--max-stanza-bytes", "4095"]).is_err());
+    let c = parse(&["--max-stanza-bytes", "4096"]).unwrap();
+    assert_eq!(c.pool.max_stanza_bytes, 4096);
 }

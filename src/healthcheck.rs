@@ -43,7 +43,7 @@ pub fn run(url: Option<String>) -> ExitCode {
 /// `/readyz` on the port of `listen` (`XRG_LISTEN`), at loopback when it is a wildcard.
 pub fn default_url(listen: Option<&str>) -> String {
     let addr = listen
-        .and_then(|l| l.trim().parse::<SocketAddr>().ok())
+        .and_then(|l| crate::config::listen_addr(l).ok())
         .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080));
     let ip = match addr.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

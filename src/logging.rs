@@ -13,10 +13,16 @@
 //! new target those crates add later is withheld too. There is no switch for raw stanza
 //! capture; the gateway's own events (`xmpp_rest_gateway`) say what happened upstream.
 //!
+//! Characters that end or reorder a line in some reader without being a newline (U+2028,
+//! U+2029, U+0085 and the other C1 controls, bidi and invisible format characters) are
+//! escaped in every line, whatever wrote them (`escape.rs`): `\u2028` in JSON, `\u{2028}` in
+//! text, so what a client sent cannot forge or hide part of a line.
+//!
 //! Lines reach stderr through [`writer::LineWriter`], a bounded queue written by a thread of
 //! its own: a slow stderr drops (and counts) ordinary lines instead of stalling requests, and
 //! makes an answer wait for room before its audit line, which is never dropped.
 
+mod escape;
 mod writer;
 
 use std::io::IsTerminal;
@@ -131,6 +137,10 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let writer = escape::Escaping {
+        inner: writer,
+        json: format == LogFormat::Json,
+    };
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Text => Box::new(fmt.with_ansi(ansi)),
@@ -307,6 +317,38 @@ mod tests {
         assert_eq!(lines[0]["target"], "audit");
         assert_eq!(lines[0]["fields"]["account"], "a@example.org");
         assert_eq!(lines[0]["span"]["request_id"], "r-1");
+    }
+
+    /// What a client may put in a value (a JID, a node, an error's text) cannot end, reorder
+    /// or hide part of a line, in JSON (where the encoder leaves them raw) or in text.
+    #[test]
+    fn line_separators_and_bidi_controls_are_escaped_in_both_formats() {
+        let hostile = "a\u{2028}b\u{2029}c\u{85}d\u{202e}e\u{2066}f\u{200f}g\u{feff}h";
+        let json = logged_as(LogFormat::Json, "info", || {
+            tracing::info!(target: "audit", jid = %hostile, "message {hostile}");
+        });
+        let text = logged_as(LogFormat::Text, "info", || {
+            tracing::info!(target: "audit", jid = %hostile, "message {hostile}");
+        });
+        for raw in [
+            '\u{2028}', '\u{2029}', '\u{85}', '\u{202e}', '\u{2066}', '\u{200f}', '\u{feff}',
+        ] {
+            assert!(!json.contains(raw), "{raw:?} in {json:?}");
+            assert!(!text.contains(raw), "{raw:?} in {text:?}");
+        }
+        assert!(json.contains("a\\u2028b\\u2029c\\u0085d\\u202ee"), "{json}");
+        assert!(text.contains("a\\u{2028}b"), "{text}");
+        let line: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+        assert_eq!(
+            line["fields"]["jid"], hostile,
+            "the value read back is the one logged"
+        );
+        assert_eq!(line["fields"]["message"], format!("message {hostile}"));
+        // Other characters pass as they are.
+        let plain = logged_as(LogFormat::Json, "info", || {
+            tracing::info!("café ☃ \u{200d}")
+        });
+        assert!(plain.contains("café ☃"), "{plain}");
     }
 
     #[test]

@@ -3,16 +3,22 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use xmpp_rest_gateway::app::App;
-use xmpp_rest_gateway::config::{AdminListen, Cli, Command, Config};
+use xmpp_rest_gateway::config::{AdminListen, Cli, CliError, Command, Config};
 use xmpp_rest_gateway::http::tls::ServerCert;
 use xmpp_rest_gateway::http::{self, Gateway};
 use xmpp_rest_gateway::policy::{Policy, ServiceCredentials};
 use xmpp_rest_gateway::upstream::{Access, Connector, SessionPool};
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let mut cli = match Cli::parse_args(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(CliError::Clap(e)) => e.exit(),
+        Err(CliError::Env(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command.take() {
         Some(Command::Token { command }) => return xmpp_rest_gateway::policy::cli::run(command),
         Some(Command::Healthcheck { url }) => return xmpp_rest_gateway::healthcheck::run(url),

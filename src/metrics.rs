@@ -27,6 +27,37 @@ pub enum LoginOutcome {
     Error,
 }
 
+/// Why a stanza arriving on a warm stream was dropped unread (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Nested deeper than the framer keeps (skipped to its end, never parsed).
+    TooDeep,
+    /// Longer than the framer keeps (skipped to its end, never held whole).
+    TooLarge,
+    /// A result or error that answers no request of the stream's (unknown id, or not from
+    /// whom the request went to).
+    NotAsked,
+    /// An IQ request from anyone but the server.
+    ForeignRequest,
+    /// A message or presence: nobody reads the gateway's streams' inbox.
+    Unsolicited,
+    /// A stanza whose tag, addressing or content could not be read.
+    Unreadable,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::TooDeep => "too_deep",
+            Dropped::TooLarge => "too_large",
+            Dropped::NotAsked => "not_asked",
+            Dropped::ForeignRequest => "foreign_request",
+            Dropped::Unsolicited => "unsolicited",
+            Dropped::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// The values only the gateway knows at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
@@ -46,14 +77,21 @@ struct LoginLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DroppedLabels {
+    reason: &'static str,
+}
+
 struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_duration: Histogram,
     iq_duration: Histogram,
     logins: Family<LoginLabels, Counter>,
+    dropped: Family<DroppedLabels, Counter>,
     throttled: Counter,
     log_lines_dropped: Counter,
+    access_file_reload_failures: Counter,
     warm_sessions: Gauge,
     in_flight: Gauge,
     connections: Gauge,
@@ -71,8 +109,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         request_duration: Histogram::new(duration_buckets()),
         iq_duration: Histogram::new(duration_buckets()),
         logins: Family::default(),
+        dropped: Family::default(),
         throttled: Counter::default(),
         log_lines_dropped: Counter::default(),
+        access_file_reload_failures: Counter::default(),
         warm_sessions: Gauge::default(),
         in_flight: Gauge::default(),
         connections: Gauge::default(),
@@ -100,6 +140,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.logins.clone(),
     );
     registry.register(
+        "xrg_upstream_dropped_stanzas",
+        "Stanzas arriving on a warm stream that were dropped unread, by reason (too_deep, \
+         too_large, not_asked, foreign_request, unsolicited, unreadable)",
+        m.dropped.clone(),
+    );
+    registry.register(
         "xrg_throttled",
         "Requests refused 429: the failed-login budgets, a token's rate, the stream's rate",
         m.throttled.clone(),
@@ -108,6 +154,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "xrg_log_lines_dropped",
         "Log lines not written because stderr was slower than the gateway (never an audit line)",
         m.log_lines_dropped.clone(),
+    );
+    registry.register(
+        "xrg_access_file_reload_failures",
+        "Changed access files not taken in (empty, not a regular file, unreadable, or failing its checks); the rules in force stayed",
+        m.access_file_reload_failures.clone(),
     );
     registry.register(
         "xrg_warm_sessions",
@@ -151,6 +202,16 @@ pub fn login(outcome: LoginOutcome) {
     METRICS.logins.get_or_create(&LoginLabels { outcome }).inc();
 }
 
+/// Counts one stanza a warm stream dropped unread.
+pub fn dropped_stanza(reason: Dropped) {
+    METRICS
+        .dropped
+        .get_or_create(&DroppedLabels {
+            reason: reason.label(),
+        })
+        .inc();
+}
+
 /// Counts one request refused 429 (a failed-login budget, a token's or the stream's rate).
 pub fn throttled() {
     METRICS.throttled.inc();
@@ -159,6 +220,11 @@ pub fn throttled() {
 /// The counter of log lines dropped by the log's writer (`logging`), which counts into it.
 pub fn log_lines_dropped() -> Counter {
     METRICS.log_lines_dropped.clone()
+}
+
+/// Counts one changed access file not taken in (`policy::watch`).
+pub fn access_file_reload_failed() {
+    METRICS.access_file_reload_failures.inc();
 }
 
 /// Records how long one IQ took to be answered.

@@ -37,7 +37,8 @@ pub use target::Target;
 use xep0050::Command;
 
 pub use xep0133::{
-    ADD_USER, ANNOUNCE, CHANGE_USER_PASSWORD, DELETE_USER, END_USER_SESSION, USER_STATS,
+    ADD_USER, ANNOUNCE, CHANGE_USER_PASSWORD, DELETE_USER, END_USER_SESSION, GET_USER_LASTLOGIN,
+    USER_STATS,
 };
 
 /// Why a command could not be answered with a document.

@@ -56,6 +56,27 @@ const PROSODY_NOTES: &[(&str, DefinedCondition)] = &[
     ),
 ];
 
+/// ejabberd 23.01's get-user-lastlogin (`mod_configure`) answers an account it has no
+/// last-activity record of with the word `Never` in its `lastlogin` field, and a registered
+/// account with a time (`mod_last` records the registration) or `Online`: the words that mean
+/// the server does not know the account. Measured on ejabberd 23.01 (`tests/e2e/resources.rs`).
+const EJABBERD_LAST_LOGIN: &[(&str, DefinedCondition)] =
+    &[("Never", DefinedCondition::ItemNotFound)];
+
+/// What a get-user-lastlogin answer says of its account, where the table knows the words:
+/// `ItemNotFound` for an account the server has never seen.
+pub fn last_login_says(doc: &CommandResponse) -> Option<DefinedCondition> {
+    let value = doc
+        .fields
+        .iter()
+        .find(|f| f.var == "lastlogin")
+        .and_then(|f| f.values.first())?;
+    EJABBERD_LAST_LOGIN
+        .iter()
+        .find(|(words, _)| value == words)
+        .map(|(_, c)| c.clone())
+}
+
 /// What a server's note means, where its table knows the words.
 pub fn said(note: &str) -> Option<DefinedCondition> {
     PROSODY_NOTES
@@ -136,6 +157,32 @@ mod tests {
             says("The following accounts were successfully deleted"),
             None
         );
+    }
+
+    fn last_login(value: &str) -> CommandResponse {
+        CommandResponse {
+            fields: vec![crate::rest::ResponseField {
+                var: "lastlogin".into(),
+                values: vec![value.into()],
+                ..Default::default()
+            }],
+            ..CommandResponse::default()
+        }
+    }
+
+    #[test]
+    fn a_last_login_of_never_means_the_account_is_unknown() {
+        assert_eq!(
+            last_login_says(&last_login("Never")),
+            Some(DefinedCondition::ItemNotFound)
+        );
+        for known in ["2026-12-06 15:22:34", "Online", ""] {
+            assert_eq!(last_login_says(&last_login(known)), None, "{known:?}");
+        }
+        // Only the lastlogin field is read.
+        let mut other = last_login("Never");
+        other.fields[0].var = "accountjid".into();
+        assert_eq!(last_login_says(&other), None);
     }
 
     #[test]

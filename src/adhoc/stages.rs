@@ -56,6 +56,10 @@ struct Stage {
     form: Option<Form>,
     /// The action that submits the current stage when the client names none.
     default_action: String,
+    /// The actions the current stage allows (`offered_actions`, with `execute` and `cancel`,
+    /// which XEP-0050 always allows): any other is refused at once, since a server may leave
+    /// it unanswered (Prosody and a `prev` it does not offer) until the request times out.
+    allowed: Vec<String>,
 }
 
 impl Stage {
@@ -101,6 +105,7 @@ impl Stages {
             upstream_sid,
             form: reply.form.clone(),
             default_action: reply.submit_action().to_string(),
+            allowed: allowed_actions(reply),
         };
         self.put(id.clone(), stage);
         answered.doc.sessionid = Some(id);
@@ -133,6 +138,14 @@ impl Stages {
             self.put_back(id.to_string(), stage);
             return Err(refused);
         }
+        if let Some(a) = action.filter(|a| !stage.allowed.iter().any(|o| o == a)) {
+            let allowed = stage.allowed.join(", ");
+            // Never sent: the session stays as it was, for an action it offers.
+            self.open.insert(id.to_string(), stage);
+            return Err(CommandError::BadRequest(format!(
+                "action {a:?} is not offered at this stage: use {allowed}"
+            )));
+        }
         let action = action.unwrap_or(&stage.default_action).to_string();
         let submission = match action.as_str() {
             "cancel" | "prev" => None,
@@ -163,6 +176,7 @@ impl Stages {
         let next = Stage {
             form: reply.form.clone(),
             default_action: reply.submit_action().to_string(),
+            allowed: allowed_actions(&reply),
             upstream_sid: reply
                 .sessionid
                 .clone()
@@ -266,6 +280,17 @@ fn offered_actions(reply: &CommandReply) -> Vec<String> {
     } else {
         reply.actions.clone()
     }
+}
+
+/// The actions a stage accepts: those it offers, `execute` (its default action) and `cancel`.
+fn allowed_actions(reply: &CommandReply) -> Vec<String> {
+    let mut allowed = offered_actions(reply);
+    for always in ["execute", "cancel"] {
+        if !allowed.iter().any(|a| a == always) {
+            allowed.push(always.into());
+        }
+    }
+    allowed
 }
 
 #[cfg(test)]

@@ -272,3 +272,42 @@ async fn a_step_that_fails_cancels_its_session_upstream() {
     let actions: Vec<Option<String>> = fake.sent().into_iter().map(|(_, c)| c.action).collect();
     assert_eq!(actions, [Some("complete".into()), Some("cancel".into())]);
 }
+
+#[tokio::test]
+async fn an_action_the_stage_does_not_offer_is_refused_without_sending_it() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    // The stage offers `complete` only (and, as every stage, `execute` and `cancel`).
+    let id = open(&stages, &ctx);
+    for action in ["prev", "next"] {
+        match stages
+            .resume(&ctx.call(true), &resume_req(&id, Some(action)))
+            .await
+        {
+            Err(CommandError::BadRequest(text)) => {
+                assert!(text.contains("complete, execute, cancel"), "{text}")
+            }
+            other => panic!("{action}: {other:?}"),
+        }
+    }
+    assert!(fake.sent().is_empty(), "sent: {:?}", fake.sent());
+    // The session is kept for an action it offers.
+    let done = stages
+        .resume(&ctx.call(true), &resume_req(&id, Some("complete")))
+        .await;
+    assert!(done.is_ok(), "{done:?}");
+    assert_eq!(fake.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stage_allows_what_it_offers_and_execute_and_cancel() {
+    let mut reply = executing(NODE, "s", vec![]).unwrap();
+    reply.actions = vec!["prev".into(), "next".into()];
+    assert_eq!(
+        allowed_actions(&reply),
+        ["prev", "next", "execute", "cancel"]
+    );
+    reply.actions.clear();
+    assert_eq!(allowed_actions(&reply), ["execute", "cancel"]);
+}

@@ -58,6 +58,21 @@ mod tests {
     }
 
     #[test]
+    fn a_final_dot_is_the_same_target_with_or_without_the_alias() {
+        for written in [
+            "sess-man@domain.com.",
+            "domain.com.",
+            "sess-man@domain.com",
+            "domain.com",
+        ] {
+            let t = Target::resolve(written, &aliases()).unwrap();
+            assert_eq!(t.to.to_string(), "domain.com", "{written}");
+        }
+        let t = Target::resolve("bot@domain.com.", &aliases()).unwrap();
+        assert_eq!(t.to.to_string(), "bot@domain.com");
+    }
+
+    #[test]
     fn resources_and_garbage_are_refused() {
         for bad in [
             "sess-man@domain.com/res",

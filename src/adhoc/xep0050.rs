@@ -1,7 +1,11 @@
 //! XEP-0050 `<command/>` and the XEP-0004 data form it carries, including the multi-item
-//! `<reported/>` + `<item/>` tables that xmpp-parsers drops. Built with minidom's builder, so
-//! every value is escaped by construction; parsed leniently, since servers differ.
+//! `<reported/>` + `<item/>` tables that xmpp-parsers drops. The gateway writes and reads them
+//! as bytes (`adhoc::wire`); the minidom tree path here (`to_element`, `parse`: built with
+//! minidom's builder, so every value is escaped by construction; parsed leniently, since
+//! servers differ) is the reference `wire` is held equal to, and builds only for the tests,
+//! the fuzz targets and the examples (`cfg(test)` or the `test-client` feature).
 
+#[cfg(any(test, feature = "test-client"))]
 use tokio_xmpp::minidom::Element;
 
 /// The ad-hoc commands namespace.
@@ -40,6 +44,7 @@ impl Command {
     }
 
     /// The `<command/>` payload of an `<iq type='set'/>`.
+    #[cfg(any(test, feature = "test-client"))]
     pub fn to_element(&self) -> Element {
         let mut b = Element::builder("command", NS_COMMANDS).attr(name("node"), self.node.as_str());
         if let Some(a) = &self.action {
@@ -96,6 +101,7 @@ pub struct CommandReply {
 
 impl CommandReply {
     /// Reads a `<command/>` answer; `None` when the element is not one.
+    #[cfg(any(test, feature = "test-client"))]
     pub fn parse(el: &Element) -> Option<Self> {
         if !el.is("command", NS_COMMANDS) {
             return None;
@@ -185,6 +191,7 @@ impl Field {
             .is_some_and(|t| MULTI_TYPES.contains(&t))
     }
 
+    #[cfg(any(test, feature = "test-client"))]
     fn parse(el: &Element) -> Self {
         let text_of = |n: &str| el.get_child(n, NS_DATA).map(|c| c.text());
         Self {
@@ -212,6 +219,7 @@ impl Field {
         }
     }
 
+    #[cfg(any(test, feature = "test-client"))]
     fn to_element(&self) -> Element {
         let mut b = Element::builder("field", NS_DATA);
         if let Some(v) = &self.var {
@@ -231,6 +239,7 @@ impl Field {
 
 impl Form {
     /// Reads a data form leniently: unknown children are ignored.
+    #[cfg(any(test, feature = "test-client"))]
     pub fn parse(el: &Element) -> Self {
         let text_of = |n: &str| el.get_child(n, NS_DATA).map(|c| c.text());
         let fields_of = |e: &Element| -> Vec<Field> {
@@ -263,6 +272,7 @@ impl Form {
     }
 
     /// The `<x/>` element; only what a submission carries.
+    #[cfg(any(test, feature = "test-client"))]
     pub fn to_element(&self) -> Element {
         Element::builder("x", NS_DATA)
             .attr(name("type"), self.type_.as_str())
@@ -276,6 +286,7 @@ impl Form {
     }
 }
 
+#[cfg(any(test, feature = "test-client"))]
 fn name(s: &'static str) -> rxml::NcName {
     // The attribute names used here are constant and valid NCNames.
     rxml::NcName::try_from(s).expect("constant attribute name")

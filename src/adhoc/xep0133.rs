@@ -9,6 +9,9 @@ pub const ADD_USER: &str = "http://jabber.org/protocol/admin#add-user";
 pub const DELETE_USER: &str = "http://jabber.org/protocol/admin#delete-user";
 pub const CHANGE_USER_PASSWORD: &str = "http://jabber.org/protocol/admin#change-user-password";
 pub const ANNOUNCE: &str = "http://jabber.org/protocol/admin#announce";
+/// Asked whether an account exists where user-stats does not tell (ejabberd): it reads no
+/// password.
+pub const GET_USER_LASTLOGIN: &str = "http://jabber.org/protocol/admin#get-user-lastlogin";
 
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 

@@ -6,7 +6,9 @@
 //! SASL, so it must not spend the gateway-wide budget).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_xmpp::parsers::jid::BareJid;
 
 /// An account: its bare JID.
@@ -15,6 +17,7 @@ pub type Account = BareJid;
 use super::{App, Failure};
 use crate::adhoc::{address, CommandError, Target};
 use crate::audit;
+use crate::expiring::ExpiringMap;
 use crate::policy::{Grant, Refusal};
 use crate::rest::CommandRequest;
 use crate::upstream::{AccessError, Admitted};
@@ -103,10 +106,12 @@ impl Caller {
                     Refusal::Forbidden("this token names no account to act as".into())
                 })?;
                 audit::note_account(&account);
-                if refused_service(gw).contains(&account) {
+                if let Err(wait) = gw.service_refused.may_try(&account) {
                     return Err(Refusal::Forbidden(format!(
                         "the XMPP server refused the service password of {account}, the token's \
-                         account: fix the credentials file and restart the gateway"
+                         account; one login is tried again in {} s (if the password changed, \
+                         fix the credentials file and restart the gateway)",
+                        wait.as_secs().max(1)
                     ))
                     .into());
                 }
@@ -135,13 +140,20 @@ impl Caller {
             .access
             .session(&self.account, &self.password, self.addr)
             .await;
-        if self.service && matches!(session, Err(AccessError::Refused)) {
-            tracing::error!(
-                account = %self.account,
-                "the XMPP server refused the service password of a token's account; its \
-                 tokens are refused until the credentials file is fixed and the gateway restarted"
-            );
-            refused_service(gw).insert(self.account.clone());
+        if self.service {
+            match &session {
+                Err(AccessError::Refused) => {
+                    let wait = gw.service_refused.refused(&self.account);
+                    tracing::error!(
+                        account = %self.account,
+                        retry_in_s = wait.as_secs(),
+                        "the XMPP server refused the service password of a token's account; its \
+                         tokens are refused until one login is tried again"
+                    );
+                }
+                Ok(_) => gw.service_refused.recovered(&self.account),
+                Err(_) => {}
+            }
         }
         Ok(session?)
     }
@@ -169,8 +181,81 @@ impl Caller {
     }
 }
 
-fn refused_service(gw: &App) -> std::sync::MutexGuard<'_, std::collections::HashSet<BareJid>> {
-    gw.service_refused.lock().unwrap_or_else(|e| e.into_inner())
+/// Service accounts whose password the server refused. A token of such an account is refused
+/// (403) without a login until its back-off is over; then one request tries one login: if the
+/// server takes it (the account re-created, its password set back) the tokens work again, if
+/// not the back-off doubles. The first back-off is `--throttle-window`, the longest an hour:
+/// a stale credentials file costs the server at most one failed login per window and account,
+/// far within the per-account budget, and fewer and fewer after.
+pub(super) struct RefusedServices {
+    accounts: ExpiringMap<BareJid, Backoff>,
+    first: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    /// When the next login may be tried.
+    due: Instant,
+    /// The wait after the last refusal (zero: none yet).
+    wait: Duration,
+}
+
+/// The longest back-off.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+impl RefusedServices {
+    pub(super) fn new(first: Duration) -> Self {
+        Self {
+            // Kept past the longest back-off, so a doubled wait is remembered; one forgotten
+            // after that is tried again at once, which a due one would be anyway.
+            accounts: ExpiringMap::new(MAX_BACKOFF * 2, 10_000),
+            first: first.min(MAX_BACKOFF),
+        }
+    }
+
+    /// Whether a token of `account` may log in now; else how long until it may. A due account
+    /// gets one try: the next is due a whole back-off later unless this one succeeds.
+    pub(super) fn may_try(&self, account: &BareJid) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.accounts
+            .update(account, |b| {
+                if now >= b.due {
+                    b.due = now + b.wait;
+                    Ok(())
+                } else {
+                    Err(b.due - now)
+                }
+            })
+            .unwrap_or(Ok(()))
+    }
+
+    /// The server refused `account`'s service password: its back-off (the first, or double
+    /// the last), returned.
+    pub(super) fn refused(&self, account: &BareJid) -> Duration {
+        let now = Instant::now();
+        let zero = || Backoff {
+            due: now,
+            wait: Duration::ZERO,
+        };
+        let (wait, _) = self.accounts.upsert(account.clone(), zero, |b| {
+            b.wait = match b.wait {
+                Duration::ZERO => self.first,
+                w => (w * 2).min(MAX_BACKOFF),
+            };
+            b.due = now + b.wait;
+            b.wait
+        });
+        wait
+    }
+
+    /// `account` logged in: its tokens work again.
+    pub(super) fn recovered(&self, account: &BareJid) {
+        self.accounts.remove(account);
+    }
+
+    pub(super) fn sweep(&self) {
+        self.accounts.sweep();
+    }
 }
 
 /// The domains a request addresses: the URL JID's, and that of every JID-valued field (any
@@ -193,4 +278,66 @@ pub(super) fn target_domains(target: &Target, req: &CommandRequest) -> Vec<Strin
         }
     }
     domains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_basic_user_name_with_a_final_dot_is_the_same_account() {
+        for user in [
+            "admin@example.org.",
+            "Admin@Example.org",
+            "admin@example.org",
+        ] {
+            assert_eq!(
+                account(user, None).unwrap(),
+                jid("admin@example.org"),
+                "{user}"
+            );
+        }
+        assert_eq!(
+            account("admin", Some("example.org.")).unwrap(),
+            jid("admin@example.org")
+        );
+    }
+
+    /// One login per back-off, the back-off doubling up to an hour, and a login that succeeds
+    /// ends it: on tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_service_account_is_tried_again_after_a_growing_back_off() {
+        let window = Duration::from_secs(300);
+        let r = RefusedServices::new(window);
+        let (svc, other) = (jid("svc@example.org"), jid("other@example.org"));
+        assert_eq!(r.may_try(&svc), Ok(()), "never refused: tried");
+        assert_eq!(r.refused(&svc), window);
+        assert_eq!(r.may_try(&svc), Err(window));
+        assert_eq!(r.may_try(&other), Ok(()), "per account");
+        tokio::time::advance(window - Duration::from_secs(1)).await;
+        assert_eq!(r.may_try(&svc), Err(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(r.may_try(&svc), Ok(()), "due: one try");
+        assert!(r.may_try(&svc).is_err(), "and only one");
+        assert_eq!(r.refused(&svc), window * 2, "refused again: twice as long");
+        assert_eq!(r.refused(&svc), window * 4);
+        for _ in 0..10 {
+            r.refused(&svc);
+        }
+        assert_eq!(r.refused(&svc), MAX_BACKOFF, "at most an hour");
+        tokio::time::advance(MAX_BACKOFF).await;
+        assert_eq!(r.may_try(&svc), Ok(()));
+        r.recovered(&svc);
+        assert_eq!(r.may_try(&svc), Ok(()), "logged in: its tokens work");
+        assert_eq!(r.may_try(&svc), Ok(()));
+        assert_eq!(
+            r.refused(&svc),
+            window,
+            "a new refusal starts from the first back-off"
+        );
+    }
 }

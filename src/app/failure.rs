@@ -43,6 +43,10 @@ pub enum Failure {
     /// The account has as many requests in flight as it may (503).
     #[error("the account is busy")]
     AccountBusy,
+    /// The stanza the request makes is larger, as written, than `--max-stanza-bytes` (413);
+    /// nothing was sent.
+    #[error("the stanza is {size} bytes as written, over the limit of {max}")]
+    StanzaTooLarge { size: usize, max: usize },
     /// The gateway could not talk to the XMPP server (502).
     #[error("{0}")]
     Upstream(String),
@@ -97,6 +101,7 @@ impl From<UpstreamError> for Failure {
             }
             UpstreamError::HostUnknown(domain) => Failure::UnknownDomain(domain),
             UpstreamError::Throttled(wait) => Failure::Throttled(wait),
+            UpstreamError::TooLarge { size, max } => Failure::StanzaTooLarge { size, max },
             other => Failure::Upstream(other.to_string()),
         }
     }

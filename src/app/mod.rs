@@ -11,23 +11,64 @@ mod failure;
 pub mod resources;
 pub mod stanza;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio_xmpp::parsers::jid::BareJid;
 
 use crate::adhoc::{self, CommandStream, Commands, Target};
 use crate::config::Config;
 use crate::policy::{Policy, ServiceCredentials};
 use crate::rest::{CommandItem, CommandRequest, CommandResponse};
 use crate::upstream::probe::{Readiness, FRESH_FOR};
-use crate::upstream::Access;
+use crate::upstream::{Access, UpstreamError};
 pub use caller::{Caller, Credentials};
 pub use failure::{condition_name, DefinedCondition, ErrorType, Failure};
 
 /// How long a readiness answer is kept (the `Retry-After` of a 503 from `/readyz`).
 pub const READINESS_FRESH_FOR: Duration = FRESH_FOR;
+
+/// Whether a command that failed with `error` did its work: a delete-user naming only the
+/// caller's own account, after which the server ended the caller's stream with the stream
+/// error it ends a deleted account's streams with (Prosody `not-authorized`, "Account deleted";
+/// ejabberd `conflict`, "User removed"; decided on the XML names, never the words). The
+/// command's answer went down with the stream, but the deletion happened: the client is told
+/// so, not 502. With other accounts named too, which of them were deleted is unknown: 502.
+fn deleted_itself(
+    account: &caller::Account,
+    request: &CommandRequest,
+    error: &adhoc::CommandError,
+) -> bool {
+    let adhoc::CommandError::Upstream(UpstreamError::StreamError { condition, .. }) = error else {
+        return false;
+    };
+    let named: Vec<&str> = request
+        .fields
+        .iter()
+        .filter(|f| f.var == "accountjids" || f.var == "accountjid")
+        .flat_map(|f| f.value.as_ref().map(|v| v.as_slice()).unwrap_or_default())
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    request.node.as_deref().map(str::trim) == Some(adhoc::DELETE_USER)
+        && matches!(condition.as_str(), "not-authorized" | "conflict")
+        && named.len() == 1
+        && adhoc::address::parse_jid(named[0]).is_some_and(|j| j.to_bare() == *account)
+}
+
+/// The answer of a delete-user that deleted the caller's own account ([`deleted_itself`]).
+fn deleted_itself_doc(jid: &str, account: &caller::Account) -> CommandResponse {
+    CommandResponse {
+        jid: jid.to_owned(),
+        node: adhoc::DELETE_USER.to_owned(),
+        note: Some(crate::rest::Note {
+            type_: "info".into(),
+            value: format!(
+                "{account} was deleted; the server ended the gateway's stream of that account \
+                 with it"
+            ),
+        }),
+        ..CommandResponse::default()
+    }
+}
 
 /// The gateway's state below HTTP, shared by every request.
 pub struct App {
@@ -38,25 +79,36 @@ pub struct App {
     policy: Arc<Policy>,
     /// The passwords of the accounts Bearer tokens act as.
     service: ServiceCredentials,
-    /// Service accounts whose password the server refused: not tried again until a restart,
-    /// so a stale credentials file cannot spend the failed-login budgets request by request.
-    service_refused: Mutex<HashSet<BareJid>>,
+    /// Service accounts whose password the server refused: one login tried again after a
+    /// back-off, so a stale credentials file cannot spend the failed-login budgets request by
+    /// request, and the account's tokens work again by themselves once it can log in.
+    service_refused: caller::RefusedServices,
     /// The accounts' budgets for `POST /rest/stream/`.
     stream_rates: stanza::StreamRates,
+    /// The IQ payloads `POST /rest/stream/` relays.
+    stream_iq_allow: stanza::IqAllowList,
     /// The last readiness probe's answer (`GET /readyz`).
     readiness: Readiness,
 }
 
 impl App {
     pub fn new(cfg: Config, access: Access) -> Self {
+        if cfg.domain.is_none() {
+            tracing::info!(
+                "no --domain: readiness (/readyz) cannot check that the XMPP server serves your \
+                 domain; it probes the domain of the account last logged in, before any login \
+                 the --upstream host (a server answering it host-unknown counts as serving)"
+            );
+        }
         Self {
             commands: Commands::new(cfg.command_idle),
             stream_rates: stanza::StreamRates::new(cfg.stream_rate),
+            service_refused: caller::RefusedServices::new(cfg.throttle.window),
+            stream_iq_allow: stanza::IqAllowList::new(&cfg.stream_iq_allow),
             access,
             cfg,
             policy: Arc::new(Policy::open()),
             service: ServiceCredentials::none(),
-            service_refused: Default::default(),
             readiness: Readiness::new(FRESH_FOR),
         }
     }
@@ -106,7 +158,13 @@ impl App {
             max_jids: self.cfg.max_jids,
             guard: &guard,
         };
-        Ok(self.commands.run(&call, request).await?.doc)
+        match self.commands.run(&call, request).await {
+            Ok(answered) => Ok(answered.doc),
+            Err(e) if deleted_itself(&caller.account, request, &e) => {
+                Ok(deleted_itself_doc(jid, &caller.account))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The commands the URL's JID `jid` offers to the caller, only those its rules let it run.
@@ -152,11 +210,66 @@ impl App {
             self.commands.sweep();
             self.access.sweep();
             self.stream_rates.sweep();
+            self.service_refused.sweep();
         }
     }
 
     /// The URL's JID, with the operator's aliases (`sess-man`).
     fn target(&self, jid: &str) -> Result<Target, Failure> {
         Ok(Target::resolve(jid, &self.cfg.aliases)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rest::{FieldValue, RequestField};
+
+    fn delete(node: &str, accounts: &[&str]) -> CommandRequest {
+        CommandRequest {
+            node: Some(node.into()),
+            fields: vec![RequestField {
+                var: "accountjids".into(),
+                value: Some(FieldValue::List(
+                    accounts.iter().map(|a| a.to_string()).collect(),
+                )),
+            }],
+            ..CommandRequest::default()
+        }
+    }
+
+    fn ended(condition: &str) -> adhoc::CommandError {
+        adhoc::CommandError::Upstream(UpstreamError::StreamError {
+            condition: condition.into(),
+            text: Some("whatever the words".into()),
+        })
+    }
+
+    #[test]
+    fn a_delete_user_of_the_callers_own_account_that_ended_its_stream_did_its_work() {
+        let me = caller::Account::new("svc@example.org").unwrap();
+        let own = delete(adhoc::DELETE_USER, &["SVC@example.org"]);
+        assert!(
+            deleted_itself(&me, &own, &ended("not-authorized")),
+            "Prosody"
+        );
+        assert!(deleted_itself(&me, &own, &ended("conflict")), "ejabberd");
+        assert!(!deleted_itself(&me, &own, &ended("system-shutdown")));
+        let closed = adhoc::CommandError::Upstream(UpstreamError::Closed("cut".into()));
+        assert!(
+            !deleted_itself(&me, &own, &closed),
+            "a cut stream proves nothing"
+        );
+        let other = delete(adhoc::DELETE_USER, &["bob@example.org"]);
+        assert!(!deleted_itself(&me, &other, &ended("conflict")));
+        let both = delete(adhoc::DELETE_USER, &["svc@example.org", "bob@example.org"]);
+        assert!(
+            !deleted_itself(&me, &both, &ended("conflict")),
+            "bob: unknown"
+        );
+        let stats = delete(adhoc::USER_STATS, &["svc@example.org"]);
+        assert!(!deleted_itself(&me, &stats, &ended("conflict")));
+        let doc = deleted_itself_doc("sess-man@example.org", &me);
+        assert_eq!((doc.node.as_str(), doc.status), (adhoc::DELETE_USER, None));
     }
 }

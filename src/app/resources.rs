@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::{caller, App, Caller, Failure};
 use crate::adhoc::{self, address, Answered, CommandError, CommandStream, Outcome, Target};
+use crate::adhoc::{outcome, END_USER_SESSION, GET_USER_LASTLOGIN, USER_STATS};
 use crate::adhoc::{ADD_USER, ANNOUNCE, CHANGE_USER_PASSWORD, DELETE_USER};
-use crate::adhoc::{END_USER_SESSION, USER_STATS};
 use crate::audit;
 use crate::rest::resources::{self as shapes, Announcement, Resource};
 use crate::rest::{CommandRequest, FieldValue, RequestField};
@@ -39,30 +39,57 @@ pub fn session(account: &str, resource: &str) -> Result<String, Failure> {
 
 /// The URL's domain of an announcement.
 pub fn domain(written: &str) -> Result<String, Failure> {
-    if address::valid_domain(written) {
-        Ok(written.to_string())
-    } else {
-        Err(Failure::BadRequest(format!("{written:?} is not a domain")))
+    // Normalised as every JID (case, a final dot): `example.test.` is `example.test`.
+    match address::parse_jid(written) {
+        Some(j) if j.node().is_none() && j.resource().is_none() => Ok(j.to_string()),
+        _ => Err(Failure::BadRequest(format!("{written:?} is not a domain"))),
     }
 }
 
 impl App {
     /// `GET /rest/sessions/{account}`: the account's online resources (user-stats), without
-    /// the gateway's own streams (known by value: a user's `xrg-phone` is listed).
+    /// the gateway's own streams (known by value: a user's `xrg-phone` is listed). An account
+    /// the server does not know is item-not-found on both servers: Prosody's user-stats says
+    /// so in words; ejabberd's answers empty statistics, so when nothing is online the
+    /// gateway asks ([`App::known_account`]).
     pub async fn sessions(&self, caller: &Caller, account: &str) -> Result<Resource, Failure> {
         let fields = vec![single("accountjid", account)];
         let answered = self
             .resource(caller, account, USER_STATS, vec![fields])
             .await?;
+        let listed = shapes::online_resources(&answered.doc);
+        if listed.is_empty() {
+            self.known_account(caller, account).await?;
+        }
         let own = match account.parse() {
             Ok(bare) => own_resources(&bare),
             Err(_) => Vec::new(),
         };
-        let online = shapes::online_resources(&answered.doc)
-            .into_iter()
-            .filter(|r| !own.contains(r))
-            .collect();
+        let online = listed.into_iter().filter(|r| !own.contains(r)).collect();
         Ok(shapes::sessions(account, online))
+    }
+
+    /// Whether the server knows `account`, asked with get-user-lastlogin (it reads no
+    /// password): item-not-found when its answer says the account was never seen
+    /// ([`outcome::last_login_says`]). A server that does not offer the command (Prosody,
+    /// whose user-stats already said) or rules that do not let the caller run it leave the
+    /// question open: the account is taken as known, as user-stats left it.
+    async fn known_account(&self, caller: &Caller, account: &str) -> Result<(), Failure> {
+        let fields = vec![single("accountjid", account)];
+        let asked = self
+            .run_resource(caller, account, GET_USER_LASTLOGIN, vec![fields])
+            .await;
+        match asked {
+            Ok(answered) => match outcome::last_login_says(&answered.doc) {
+                Some(condition) => Err(Failure::refused(
+                    condition,
+                    format!("the server does not know the account {account}"),
+                )),
+                None => Ok(()),
+            },
+            Err(Failure::NodeNotOffered { .. } | Failure::Forbidden(_)) => Ok(()),
+            Err(other) => Err(other),
+        }
     }
 
     /// `DELETE /rest/sessions/{account}[/{resource}]`: end-user-session through its handler,
@@ -156,6 +183,18 @@ impl App {
         attempts: Vec<Vec<RequestField>>,
     ) -> Result<Answered, Failure> {
         audit::note_node(node);
+        self.run_resource(caller, addressed, node, attempts).await
+    }
+
+    /// [`App::resource`] without naming the node in the audit line (a question asked on the
+    /// way, such as [`App::known_account`]'s).
+    async fn run_resource(
+        &self,
+        caller: &Caller,
+        addressed: &str,
+        node: &str,
+        attempts: Vec<Vec<RequestField>>,
+    ) -> Result<Answered, Failure> {
         let domain = addressed.rsplit('@').next().unwrap_or(addressed);
         let target = Target::resolve(domain, &self.cfg.aliases)?;
         let requests: Vec<CommandRequest> = attempts
@@ -192,6 +231,18 @@ impl App {
             answer = self.commands.run(&call, request).await;
             if !matches!(answer, Err(CommandError::Field(_))) {
                 break;
+            }
+        }
+        if let Err(e) = &answer {
+            if requests
+                .iter()
+                .any(|r| super::deleted_itself(&caller.account, r, e))
+            {
+                // The deletion happened; its answer went down with the stream.
+                return Ok(Answered {
+                    doc: super::deleted_itself_doc(addressed, &caller.account),
+                    outcome: Outcome::Completed { says: None },
+                });
             }
         }
         let answered = match answer {

@@ -2,8 +2,8 @@
 //! stream; the HTTP side hands over the body's bytes and gets back [`Relayed`]. That stream is shared by every request of the account, so nothing a client sends may
 //! break it or change what the gateway is: a `from` other than the account's bare JID is
 //! refused, an `iq` goes out under the gateway's own id (the answer is mapped back to the
-//! client's), presence only of the subscription types, one stanza per request, at most
-//! `--stream-rate` per account.
+//! client's) and only when its payload is on the allow-list ([`IqAllowList`]), presence only
+//! of the subscription types, one stanza per request, at most `--stream-rate` per account.
 
 use std::time::Instant;
 
@@ -35,23 +35,65 @@ pub enum Relayed {
     },
 }
 
-/// Payloads that change the stream they arrive on rather than the account: binding, a legacy
-/// session, message carbons (which would copy every message of the account to the gateway's
-/// resource). The stream is shared, so they are refused; privacy lists only when they pick the
-/// stream's active list.
-const STREAM_SCOPED: [&str; 6] = [
-    "urn:ietf:params:xml:ns:xmpp-bind",
-    "urn:ietf:params:xml:ns:xmpp-session",
-    "urn:xmpp:carbons:2",
-    "urn:xmpp:carbons:rules:0",
-    // In-band registration changes or removes the account itself (its password, the account):
-    // that is /rest/users' job, under its node rules.
-    "jabber:iq:register",
-    // Blocking cuts off what the shared stream needs to receive.
-    "urn:xmpp:blocking",
+/// The IQ payload namespaces relayed on the shared stream without an operator's word: questions
+/// whose only answer is the IQ's result, sent as a `get`. Anything else may change what the
+/// server sends to the stream every request of the account shares (carbons, push, a MAM query
+/// whose results arrive as messages, a roster get that makes it an interested resource, a
+/// pubsub subscription, a MUC join...) or the stream itself (bind, privacy lists, blocking),
+/// so it is refused unless the operator allows its namespace (`--stream-iq-allow`). XEP-0050
+/// commands are relayed too, under the node rules (`command_node`).
+pub const ANSWER_ONLY: [(&str, &str); 7] = [
+    ("http://jabber.org/protocol/disco#info", "disco#info"),
+    ("http://jabber.org/protocol/disco#items", "disco#items"),
+    ("jabber:iq:version", "software version"),
+    ("urn:xmpp:time", "entity time"),
+    ("urn:xmpp:ping", "ping"),
+    ("jabber:iq:last", "last activity"),
+    ("vcard-temp", "vCard"),
 ];
-const ROSTER: &str = "jabber:iq:roster";
-const PRIVACY: &str = "jabber:iq:privacy";
+
+/// Which IQ payloads `POST /rest/stream/` relays: [`ANSWER_ONLY`] as `get`, commands under
+/// their node rules, and the namespaces the operator allows (`--stream-iq-allow`, get or set).
+#[derive(Debug, Default)]
+pub struct IqAllowList {
+    operator: Vec<String>,
+}
+
+impl IqAllowList {
+    pub fn new(operator: &[String]) -> Self {
+        Self {
+            operator: operator.to_vec(),
+        }
+    }
+
+    /// `Ok` when an IQ of `kind` with this payload may go out on the shared stream; else the
+    /// 400 that names the namespace and the flag.
+    fn check(&self, kind: IqKind, payload: &Element) -> Result<(), Failure> {
+        let ns = payload.ns();
+        if ns == COMMANDS || self.operator.contains(&ns) {
+            return Ok(());
+        }
+        let get = matches!(kind, IqKind::Get);
+        let answer_only = ANSWER_ONLY.iter().any(|(n, _)| *n == ns);
+        if answer_only && get {
+            return Ok(());
+        }
+        let what = if answer_only {
+            format!("<{} xmlns='{ns}'> is relayed as a get only", payload.name())
+        } else {
+            format!(
+                "<{} xmlns='{ns}'> is not relayed: it may change what the server sends to the \
+                 stream every request of the account shares; relayed are the gets of {} and \
+                 commands (under their node rules)",
+                payload.name(),
+                ANSWER_ONLY.map(|(_, name)| name).join(", ")
+            )
+        };
+        Err(Failure::BadRequest(format!(
+            "{what}; an operator may allow it with --stream-iq-allow {ns}"
+        )))
+    }
+}
 
 /// The accounts' stanza budgets (`--stream-rate`). A bucket untouched for a whole unit is full
 /// again, so expiring it then loses nothing.
@@ -102,14 +144,35 @@ enum Outbound {
 
 impl App {
     /// Relays one stanza (the body of `POST /rest/stream/`) on the caller's warm stream, after
-    /// its rules: the stream permission, or a command's node rules; `--stream-rate`.
-    pub async fn relay(&self, caller: &Caller, body: &[u8]) -> Result<Relayed, Failure> {
-        relay(self, caller, body).await
+    /// its rules: the stream permission, or a command's node rules; `--stream-rate`. `to`: the
+    /// path's JID (`/rest/stream/{to_jid}`), which becomes the stanza's `to`.
+    pub async fn relay(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+        to: Option<&str>,
+    ) -> Result<Relayed, Failure> {
+        let to = to.map(path_jid).transpose()?;
+        relay(self, caller, body, to.as_ref()).await
     }
 }
 
-async fn relay(gw: &App, caller: &Caller, body: &[u8]) -> Result<Relayed, Failure> {
-    let outbound = parse(body, &caller.account)?;
+/// The path's JID: any JID a client may name (bare, full, or a domain).
+fn path_jid(written: &str) -> Result<Jid, Failure> {
+    crate::adhoc::address::parse_jid(written)
+        .ok_or_else(|| Failure::BadRequest(format!("{written:?} in the path is not a JID")))
+}
+
+async fn relay(
+    gw: &App,
+    caller: &Caller,
+    body: &[u8],
+    path_to: Option<&Jid>,
+) -> Result<Relayed, Failure> {
+    let outbound = parse(body, &caller.account, path_to)?;
+    if let Outbound::Iq { kind, payload, .. } = &outbound {
+        gw.stream_iq_allow.check(*kind, payload)?;
+    }
     crate::audit::note_action(match &outbound {
         Outbound::Iq { .. } => "iq",
         Outbound::OneWay { .. } => "send",
@@ -273,12 +336,14 @@ fn answer_stanza(id: String, to: Jid, reply: IqReply) -> Result<Relayed, Failure
     Ok(Relayed::Answer { stanza, failure })
 }
 
-/// Reads the body into the stanza to send, or the 400 that says why it is not one.
-fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
+/// Reads the body into the stanza to send, or the 400 that says why it is not one, in the
+/// gateway's own words (never the parser's, which name its Rust types). `path_to`: the path's
+/// JID, the stanza's `to` (one in the body must be the same); an `iq` without an `id` gets one.
+fn parse(body: &[u8], account: &BareJid, path_to: Option<&Jid>) -> Result<Outbound, Failure> {
     let bad = Failure::BadRequest;
     rest::xml::check_element(body).map_err(|e| bad(e.to_string()))?;
-    let el = Element::from_reader_with_prefixes(body, Some(ns::DEFAULT_NS.to_string()))
-        .map_err(|e| bad(format!("the stanza: {e}")))?;
+    let mut el = Element::from_reader_with_prefixes(body, Some(ns::DEFAULT_NS.to_string()))
+        .map_err(|_| bad("the body is not one well-formed XML element".into()))?;
     if el.ns() != ns::DEFAULT_NS {
         return Err(bad(format!(
             "<{}> in {:?}: send one message, presence or iq in jabber:client",
@@ -287,17 +352,39 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
         )));
     }
     check_from(&el, account)?;
-    let unreadable = |e: &dyn std::fmt::Display| bad(format!("the <{}>: {e}", el.name()));
+    check_attributes(&el)?;
+    if let Some(path_to) = path_to {
+        match el.attr("to") {
+            Some(to) if to.parse::<Jid>().ok().as_ref() != Some(path_to) => {
+                return Err(bad(format!(
+                    "to {to:?} differs from the path's {path_to}: give one, or the same"
+                )))
+            }
+            _ => set_attr(&mut el, "to", path_to.to_string()),
+        }
+    }
+    if el.name() == "iq" && el.attr("id").is_none_or(str::is_empty) {
+        // RFC 6120 leaves the id to the sender; quick scripts leave it out. The answer comes
+        // back under this one (the server's reply goes out under the gateway's own id anyway).
+        set_attr(&mut el, "id", format!("xrg-{:016x}", rand::random::<u64>()));
+    }
+    let name = el.name().to_string();
+    let unreadable = |_| {
+        bad(format!(
+            "the <{name}> is not one RFC 6120 allows: an attribute or child it does not take, \
+             or one it needs missing"
+        ))
+    };
     match el.name() {
         "message" => {
-            let m = Message::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            let m = Message::try_from(el.clone()).map_err(unreadable)?;
             Ok(Outbound::OneWay {
                 to: m.to.clone(),
                 stanza: OneWay::message(m),
             })
         }
         "presence" => {
-            let p = Presence::try_from(el.clone()).map_err(|e| unreadable(&e))?;
+            let p = Presence::try_from(el.clone()).map_err(unreadable)?;
             let to = p.to.clone();
             let stanza = OneWay::subscription(p).ok_or_else(|| {
                 bad(
@@ -312,7 +399,7 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
         "iq" if el.children().count() != 1 => {
             Err(bad("an iq carries exactly one payload element".into()))
         }
-        "iq" => match Iq::try_from(el.clone()).map_err(|e| unreadable(&e))? {
+        "iq" => match Iq::try_from(el.clone()).map_err(unreadable)? {
             Iq::Get {
                 to, id, payload, ..
             } => iq(id, to, IqKind::Get, payload, account),
@@ -330,7 +417,7 @@ fn parse(body: &[u8], account: &BareJid) -> Result<Outbound, Failure> {
 }
 
 /// An IQ without `to` is the server's to answer for the account, as it is to the account's
-/// bare JID. One that would change the shared stream itself is refused.
+/// bare JID. Whether its payload may go out is [`IqAllowList`]'s question, asked in `relay`.
 fn iq(
     id: String,
     to: Option<Jid>,
@@ -338,25 +425,55 @@ fn iq(
     payload: Element,
     account: &BareJid,
 ) -> Result<Outbound, Failure> {
-    let ns = payload.ns();
-    // Privacy lists only when they pick the stream's active or the account's default list; a
-    // roster get makes the stream an "interested resource" that roster pushes then go to.
-    let privacy = ns == PRIVACY
-        && (payload.has_child("active", PRIVACY) || payload.has_child("default", PRIVACY));
-    let roster_get = ns == ROSTER && matches!(kind, IqKind::Get);
-    if STREAM_SCOPED.contains(&ns.as_str()) || privacy || roster_get {
-        return Err(Failure::BadRequest(format!(
-            "<{} xmlns='{ns}'> would change the gateway's stream, which every request of the \
-             account shares",
-            payload.name()
-        )));
-    }
     Ok(Outbound::Iq {
         id,
         to: to.unwrap_or_else(|| Jid::from(account.clone())),
         kind,
         payload,
     })
+}
+
+/// Sets an attribute without namespace.
+fn set_attr(el: &mut Element, name: &'static str, value: String) {
+    // The names given here are constant and valid NCNames.
+    use tokio_xmpp::minidom::rxml;
+    let name = rxml::NcName::try_from(name).expect("constant attribute name");
+    el.set_attr(rxml::Namespace::NONE, name, value);
+}
+
+/// What the parser would refuse in words of its own (its Rust types), said in ours first:
+/// a `to` that is not a JID, a `type` the stanza does not take.
+fn check_attributes(el: &Element) -> Result<(), Failure> {
+    if let Some(to) = el.attr("to") {
+        if to.parse::<Jid>().is_err() {
+            return Err(Failure::BadRequest(format!("to {to:?} is not a JID")));
+        }
+    }
+    let types: &[&str] = match el.name() {
+        "message" => &["chat", "error", "groupchat", "headline", "normal"],
+        "presence" => &[
+            "error",
+            "probe",
+            "subscribe",
+            "subscribed",
+            "unavailable",
+            "unsubscribe",
+            "unsubscribed",
+        ],
+        "iq" => &["get", "set", "result", "error"],
+        _ => return Ok(()),
+    };
+    match el.attr("type") {
+        None if el.name() == "iq" => {
+            Err(Failure::BadRequest("an iq needs a type: get or set".into()))
+        }
+        Some(t) if !types.contains(&t) => Err(Failure::BadRequest(format!(
+            "<{} type={t:?}>: the types are {}",
+            el.name(),
+            types.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A `from` may only say what the server would write anyway: the account's bare JID.

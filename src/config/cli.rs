@@ -1,10 +1,14 @@
 //! The command line: every flag with its environment variable and default, as clap parses it;
 //! [`Cli::into_config`](super::Cli::into_config) checks them together.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use super::UpstreamTls;
 use crate::logging::LogFormat;
@@ -24,14 +28,15 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Address the HTTP(S) API listens on.
+    /// Address the HTTP(S) API listens on: IP:PORT, or NAME:PORT (the name resolved at start
+    /// and its first address bound).
     #[arg(long, env = "XRG_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    pub listen: String,
 
-    /// Address of the admin listener (plain HTTP: GET /metrics, /healthz, /readyz), or `off`.
-    /// [default: 127.0.0.1:9780; when that default is taken, e.g. by a second gateway on the
-    /// host, a warning and no admin listener; an address given here that cannot be bound is
-    /// fatal]
+    /// Address of the admin listener (plain HTTP: GET /metrics, /healthz, /readyz): IP:PORT or
+    /// NAME:PORT (its first address), or `off`. [default: 127.0.0.1:9780; when that default is
+    /// taken, e.g. by a second gateway on the host, a warning and no admin listener; an
+    /// address given here that cannot be bound is fatal]
     #[arg(long, env = "XRG_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
 
@@ -90,6 +95,14 @@ pub struct Cli {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "XRG_MAX_BODY", default_value_t = 256 * 1024)]
     pub max_body: usize,
+
+    /// Largest stanza the gateway writes to the XMPP server, in bytes as written (after
+    /// escaping); a request whose stanza is larger is refused 413 before anything is sent.
+    /// Keep it under the server's c2s limit (Prosody `c2s_stanza_size_limit`, ejabberd
+    /// `max_stanza_size`: 256 KiB by default), which ends the whole stream of a client that
+    /// writes more.
+    #[arg(long, env = "XRG_MAX_STANZA_BYTES", default_value_t = crate::upstream::session::DEFAULT_MAX_STANZA)]
+    pub max_stanza_bytes: usize,
 
     /// Requests handled at once; beyond it: 503.
     #[arg(long, env = "XRG_MAX_IN_FLIGHT", default_value_t = 1024)]
@@ -223,10 +236,125 @@ pub struct Cli {
     #[arg(long, env = "XRG_STREAM_RATE", default_value = "20/s")]
     pub stream_rate: String,
 
+    /// An IQ payload namespace POST /rest/stream/ may relay, as a get or a set, beyond the
+    /// built-in gets whose only answer is the result (disco#info, disco#items, version, time,
+    /// ping, last activity, vcard-temp) and commands. It must not change what the server sends
+    /// to the account's shared stream. Repeatable; comma-separated in the environment.
+    #[arg(
+        long = "stream-iq-allow",
+        env = "XRG_STREAM_IQ_ALLOW",
+        value_delimiter = ',',
+        value_name = "NS"
+    )]
+    pub stream_iq_allow: Vec<String>,
+    /// The flags whose value came from the environment (`--listen` -> `XRG_LISTEN`), so that
+    /// a message about a value names what the operator wrote.
+    #[arg(skip)]
+    pub from_env: BTreeMap<String, String>,
     /// The web console at /console/ on the API listener (docs/console.md): on or off. Off
     /// answers 404 under /console/ and changes nothing else.
     #[arg(long, env = "XRG_CONSOLE", value_enum, default_value_t = Switch::On)]
     pub console: Switch,
+}
+
+/// Why the command line (or the environment) could not be read.
+#[derive(Debug)]
+pub enum CliError {
+    /// clap's own answer: help, version, a usage error (it prints and exits itself).
+    Clap(clap::Error),
+    /// A value from an environment variable that does not parse, said under the variable's
+    /// name (clap would name the flag, which the operator never wrote).
+    Env(String),
+}
+
+impl Cli {
+    /// Parses `args` and the `XRG_*` variables, remembering which values came from the
+    /// environment.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, CliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let command = Cli::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(&args)
+            .map_err(|e| from_env_error(&command, &args, e))?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(CliError::Clap)?;
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches.value_source(id) == Some(ValueSource::EnvVariable) {
+                if let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) {
+                    let env = env.to_string_lossy().into_owned();
+                    cli.from_env.insert(format!("--{long}"), env);
+                }
+            }
+        }
+        Ok(cli)
+    }
+
+    /// How to name `flag` (`--listen`) in a message: the variable its value came from, or the
+    /// flag.
+    pub fn name(&self, flag: &str) -> String {
+        self.from_env
+            .get(flag)
+            .cloned()
+            .unwrap_or_else(|| flag.to_string())
+    }
+}
+
+/// clap's error for a value it could not parse, under the environment variable's name when
+/// the value came from there (the flag was not on the command line and its variable is set).
+fn from_env_error(command: &clap::Command, args: &[OsString], e: clap::Error) -> CliError {
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return CliError::Clap(e);
+    }
+    let Some(ContextValue::String(written)) = e.get(ContextKind::InvalidArg) else {
+        return CliError::Clap(e);
+    };
+    let long = written
+        .trim_start_matches('-')
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default();
+    let Some(arg) = command.get_arguments().find(|a| a.get_long() == Some(long)) else {
+        return CliError::Clap(e);
+    };
+    let flag = format!("--{long}");
+    let on_line = args.iter().skip(1).any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    let Some(env) = arg
+        .get_env()
+        .filter(|v| !on_line && std::env::var_os(v).is_some())
+    else {
+        return CliError::Clap(e);
+    };
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => std::env::var_os(env)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let why = match (
+        std::error::Error::source(&e),
+        e.get(ContextKind::ValidValue),
+    ) {
+        (Some(source), _) => source.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => {
+            format!("expected one of {}", valid.join(", "))
+        }
+        _ => "not a value it takes".into(),
+    };
+    CliError::Env(format!(
+        "{}={value:?} (for {flag}): {why}",
+        env.to_string_lossy()
+    ))
 }
 
 /// A feature's `on` or `off`.

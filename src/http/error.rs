@@ -300,6 +300,14 @@ impl From<Failure> for ApiError {
             Failure::AccountBusy => Self::overloaded(
                 "this account has as many requests in flight as it may; retry shortly",
             ),
+            Failure::StanzaTooLarge { size, max } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!(
+                    "the stanza would be {size} bytes as written (after escaping), over the \
+                     gateway's limit of {max} (--max-stanza-bytes); nothing was sent"
+                ),
+            ),
             Failure::Upstream(t) => Self::new(StatusCode::BAD_GATEWAY, "upstream-unavailable", t),
             Failure::Xmpp {
                 type_,

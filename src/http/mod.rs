@@ -128,6 +128,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             post(stream::post_stream).fallback(method_not_allowed_post),
         )
         .route(
+            "/rest/stream/{*to_jid}",
+            post(stream::post_stream_to).fallback(method_not_allowed_post),
+        )
+        .route(
             "/openapi.json",
             get(openapi::document).fallback(openapi::other_method),
         )

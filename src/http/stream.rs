@@ -1,11 +1,13 @@
-//! `POST /rest/stream/`: one serialized stanza (Tigase's endpoint). HTTP's part: the body is
-//! XML whatever the client calls it, under the same limits and admission as every route; the
+//! `POST /rest/stream/` and `POST /rest/stream/{to_jid}`: one serialized stanza (Tigase's
+//! endpoint; with a JID in the path, the stanza goes to it). HTTP's part: the body is XML
+//! whatever the client calls it, under the same limits and admission as every route; the
 //! stanza, its rules and its answer are the application's (`app::stanza`).
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::Extension;
@@ -25,7 +27,24 @@ pub(super) async fn post_stream(
     body: Body,
 ) -> Response {
     answer(query.as_deref(), &headers, |_, q| {
-        handle(&gw, peer, q, &headers, body)
+        handle(&gw, peer, q, &headers, body, None)
+    })
+    .await
+}
+
+/// `POST /rest/stream/{to_jid}`: the stanza's `to` is the path's JID (Tigase's rule).
+pub(super) async fn post_stream_to(
+    State(gw): State<Arc<Gateway>>,
+    Extension(peer): Extension<Peer>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let headers = &headers;
+    answer(query.as_deref(), headers, |_, q| async move {
+        let Path(to) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        handle(&gw, peer, q, headers, body, Some(&to)).await
     })
     .await
 }
@@ -36,6 +55,7 @@ async fn handle(
     query: QueryParams,
     headers: &HeaderMap,
     body: Body,
+    to: Option<&str>,
 ) -> Result<Response, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -48,7 +68,7 @@ async fn handle(
     }
     let body = body::read(body, headers, gw.cfg.max_body, gw.cfg.body_timeout).await?;
     let admitted = admit(gw, peer, headers, &query)?;
-    let work = gw.app.relay(&admitted.caller, &body);
+    let work = gw.app.relay(&admitted.caller, &body, to);
     Ok(match timed(gw.cfg.request_timeout, work).await? {
         Relayed::Sent => error::accepted(),
         Relayed::Answer { stanza, failure } => {

@@ -8,6 +8,8 @@ use std::sync::{Arc, RwLock};
 
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
@@ -103,15 +105,16 @@ fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
             .map(|c| c.bytes)
             .map_err(|e| format!("{}: {e}", p.display()))
     };
-    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&read(cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", cert.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no certificate found", cert.display()));
     }
-    let der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-        .map_err(|e| format!("{}: {e}", key.display()))?
-        .ok_or_else(|| format!("{}: no private key found", key.display()))?;
+    let der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("{}: no private key found", key.display()),
+        e => format!("{}: {e}", key.display()),
+    })?;
     CertifiedKey::from_der(certs, der, provider).map_err(|e| {
         format!(
             "--tls-cert/--tls-key {} and {}: {e}",
@@ -143,6 +146,37 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = ServerCert::load(&fifo, &empty).unwrap_err();
         assert!(e.contains("fifo.pem: not a regular file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What is wrong in the PEM names the file it is in: a key file without a key, a section
+    /// that is not base64, a section without its end line.
+    #[test]
+    fn a_pem_fault_names_its_file_and_what_is_wrong() {
+        let dir = std::env::temp_dir().join(format!("xrg-tls-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        // PEM-wise a certificate: its DER is checked only with the key, after parsing.
+        let cert = write(
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        );
+        let no_key = write("no-key.pem", "just text\n");
+        let e = ServerCert::load(&cert, &no_key).unwrap_err();
+        assert!(e.contains("no-key.pem: no private key found"), "{e}");
+        let bad_key = write(
+            "bad-key.pem",
+            "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+        );
+        let e = ServerCert::load(&cert, &bad_key).unwrap_err();
+        assert!(e.contains("bad-key.pem: base64 decode error"), "{e}");
+        let open_cert = write("open.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n");
+        let e = ServerCert::load(&open_cert, &bad_key).unwrap_err();
+        assert!(e.contains("open.pem: missing section end marker"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

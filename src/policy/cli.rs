@@ -1,11 +1,18 @@
 //! `xmpp-rest-gateway token add|list|revoke`: manage the access file. Scripts parse the
 //! output, so it is exact: `add` prints the new secret and nothing else on stdout, `list` one
 //! line per token; every other message goes to stderr. Exit 0 on success, 1 on failure.
+//!
+//! `add` and `revoke` hold an exclusive `flock` on a sibling lock file (`access.toml.lock`)
+//! from before they read the file until after its replacement is renamed in, so commands run
+//! at once take turns and none loses another's change. The lock is advisory: an editor does
+//! not take it, which is what the "changed while this command ran" check in [`save`] is for.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 
@@ -59,7 +66,7 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a token; it stops working at the gateway's next reload (within 2 s).
+    /// Remove a token; it stops working at the gateway's next reload (within 3 s).
     Revoke {
         name: String,
         #[arg(long, env = "XRG_ACCESS_FILE", value_name = "PATH")]
@@ -174,7 +181,13 @@ pub fn expires_at(arg: Option<&str>, now: i64) -> Result<Option<String>, String>
             ));
         }
     }
-    file::parse_expires(arg).map_err(|e| format!("--{e}; or give a lifetime like 30d"))?;
+    let when =
+        file::parse_expires(arg).map_err(|e| format!("--{e}; or give a lifetime like 30d"))?;
+    if when <= now {
+        return Err(format!(
+            "--expires {arg} is not in the future; the token would never work"
+        ));
+    }
     Ok(Some(arg.to_owned()))
 }
 
@@ -195,6 +208,9 @@ fn read_or_empty(path: &Path) -> Result<(AccessFile, Option<Vec<u8>>), String> {
     };
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| format!("access file {}: not UTF-8", path.display()))?;
+    // An empty file is what a truncating edit leaves: adding to it would make a file the
+    // gateway takes in, without the rules that were lost.
+    file::refuse_empty(text).map_err(|e| format!("access file {}: {e}", path.display()))?;
     let (access, _) = file::parse_and_compile(text)
         .map_err(|e| format!("access file {}: {e}", path.display()))?;
     Ok((access, Some(bytes)))
@@ -217,7 +233,57 @@ pub(super) fn save(path: &Path, access: &AccessFile, before: Option<&[u8]>) -> R
     file::write_atomically(path, &access.to_toml()?)
 }
 
+/// How long `add` and `revoke` wait for the lock before giving up (another command holding it
+/// that long is stuck).
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The lock beside the access file (`NAME.lock` in the directory of the file a symbolic link
+/// points to, so every path to one file shares its lock), held until the `File` is dropped.
+pub(super) fn lock_beside(path: &Path) -> Result<std::fs::File, String> {
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let name = resolved
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file path", path.display()))?;
+    let mut lock_name = name.to_owned();
+    lock_name.push(".lock");
+    let lock_path = resolved.with_file_name(lock_name);
+    let fail =
+        |e: std::io::Error| format!("cannot open the lock file {}: {e}", lock_path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&lock_path)
+        // A lock file created by another user: a read-only descriptor takes a flock as well.
+        .or_else(|_| std::fs::File::open(&lock_path))
+        .map_err(fail)?;
+    let started = Instant::now();
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Some(libc::EWOULDBLOCK) => {
+                return Err(format!(
+                    "another token command has held {} for {} s; nothing was written",
+                    lock_path.display(),
+                    LOCK_WAIT.as_secs()
+                ))
+            }
+            _ => return Err(format!("cannot lock {}: {e}", lock_path.display())),
+        }
+    }
+}
+
 fn add(path: &Path, entry: TokenEntry) -> Result<String, String> {
+    let _lock = lock_beside(path)?;
     let (mut access, before) = read_or_empty(path)?;
     if access.tokens.iter().any(|t| t.name == entry.name) {
         return Err(format!(
@@ -238,6 +304,7 @@ fn add(path: &Path, entry: TokenEntry) -> Result<String, String> {
 }
 
 fn revoke(path: &Path, name: &str) -> Result<String, String> {
+    let _lock = lock_beside(path)?;
     let (mut access, before) = read_or_empty(path)?;
     if before.is_none() {
         return Err(format!(

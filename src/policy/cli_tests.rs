@@ -271,6 +271,16 @@ fn expires_takes_rfc3339_or_a_lifetime() {
     for bad in ["0d", "-1d", "xd", "2027-01-31", "99999999999999d"] {
         assert!(expires_at(Some(bad), NOW).is_err(), "{bad}");
     }
+    // A time already past (or now) would make a token that never works.
+    for past in [
+        "2026-11-29T23:59:59Z",
+        "2026-11-30T00:00:00Z",
+        "2001-01-01T00:00:00+02:00",
+    ] {
+        let e = expires_at(Some(past), NOW).expect_err(past);
+        assert!(e.contains("not in the future"), "{e}");
+    }
+    assert!(expires_at(Some("2026-11-30T00:00:01Z"), NOW).is_ok());
 }
 
 #[test]
@@ -287,5 +297,102 @@ fn a_file_changed_since_it_was_read_is_not_overwritten() {
     let (now, _) = file::read(&f).expect("parses");
     assert_eq!(now.tokens.len(), 2, "token b kept");
     assert!(save(&f, &now, Some(&std::fs::read(&f).expect("file"))).is_ok());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_past_expiry_is_refused_and_nothing_is_written() {
+    let d = temp_dir("past");
+    let f = d.join("access.toml");
+    let (code, out, err) = run(&[
+        "add",
+        "old",
+        "--access-file",
+        p(&f),
+        "--expires",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("not in the future"), "{err}");
+    assert!(!f.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn an_empty_file_is_not_added_to_and_revoking_the_last_token_leaves_a_loadable_file() {
+    let d = temp_dir("empty");
+    let f = d.join("access.toml");
+    std::fs::write(&f, "").expect("truncated");
+    let (code, _, err) = run(&["add", "a", "--access-file", p(&f)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("empty"), "{err}");
+    assert_eq!(std::fs::read(&f).expect("file"), b"", "left alone");
+    std::fs::remove_file(&f).expect("remove");
+    assert_eq!(run(&["add", "a", "--access-file", p(&f)]).0, 0);
+    assert_eq!(run(&["revoke", "a", "--access-file", p(&f)]).0, 0);
+    let text = std::fs::read_to_string(&f).expect("file");
+    assert!(text.starts_with(file::HEADER), "{text:?}");
+    assert!(crate::policy::Policy::load(&f, false).is_ok(), "{text:?}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The lock is a `flock` on a descriptor of each command's own, so threads of one process take
+/// turns as processes do (tests/e2e/tokens.rs runs processes).
+#[test]
+fn twenty_adds_at_once_leave_twenty_tokens() {
+    let d = temp_dir("concurrent");
+    let f = d.join("access.toml");
+    let codes: Vec<(u8, String)> = std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                scope.spawn(move || {
+                    let name = format!("t{i}");
+                    let (code, _, err) = run(&["add", &name, "--access-file", p(f)]);
+                    (code, err)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(codes.iter().all(|(c, _)| *c == 0), "{codes:?}");
+    let (access, _) = file::read(&f).expect("parses");
+    assert_eq!(access.tokens.len(), 20);
+    assert!(d.join("access.toml.lock").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_revoke_racing_adds_always_sticks() {
+    let d = temp_dir("revoke-race");
+    let f = d.join("access.toml");
+    for trial in 0..10 {
+        let _ = std::fs::remove_file(&f);
+        assert_eq!(run(&["add", "victim", "--access-file", p(&f)]).0, 0);
+        let codes: Vec<u8> = std::thread::scope(|scope| {
+            let f = &f;
+            let revoke = scope.spawn(move || run(&["revoke", "victim", "--access-file", p(f)]).0);
+            let adds: Vec<_> = (0..3)
+                .map(|i| {
+                    scope.spawn(move || {
+                        let name = format!("n{trial}x{i}");
+                        run(&["add", &name, "--access-file", p(f)]).0
+                    })
+                })
+                .collect();
+            std::iter::once(revoke)
+                .chain(adds)
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(codes, [0, 0, 0, 0], "trial {trial}");
+        let (access, _) = file::read(&f).expect("parses");
+        let names: Vec<&str> = access.tokens.iter().map(|t| t.name.as_str()).collect();
+        assert!(!names.contains(&"victim"), "trial {trial}: {names:?}");
+        assert_eq!(names.len(), 3, "trial {trial}: {names:?}");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }

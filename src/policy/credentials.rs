@@ -83,7 +83,8 @@ impl ServiceCredentials {
         })?;
         let mut passwords = HashMap::new();
         for (key, value) in table {
-            let jid = BareJid::new(&key).map_err(|e| format!("{key:?} is not a bare JID ({e})"))?;
+            let jid = BareJid::new(&crate::adhoc::address::strip_final_dot(&key))
+                .map_err(|e| format!("{key:?} is not a bare JID ({e})"))?;
             let password = match value {
                 toml::Value::String(s) if !s.is_empty() => s,
                 _ => return Err(format!("the password of {jid} is not a non-empty string")),

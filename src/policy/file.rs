@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio_xmpp::parsers::jid::BareJid;
 
 use super::rules::{CompiledToken, NodeRules, Rate, Rules, TokenRules};
+use crate::adhoc::address::strip_final_dot;
 
 /// The whole file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -110,9 +111,30 @@ impl AccessFile {
         Ok(rules)
     }
 
+    /// The file as `token add|revoke` write it: a comment line first, so that a file with no
+    /// token and no account left (the last token revoked) is still not empty, which the
+    /// gateway would refuse as a truncated file.
     pub fn to_toml(&self) -> Result<String, String> {
-        toml::to_string(self).map_err(|e| format!("cannot write the access file: {e}"))
+        let body =
+            toml::to_string(self).map_err(|e| format!("cannot write the access file: {e}"))?;
+        Ok(format!("{HEADER}\n{body}"))
     }
+}
+
+/// The first line of a file `token add|revoke` wrote.
+pub const HEADER: &str =
+    "# xmpp-rest-gateway access file (docs/security.md); `token add|revoke` rewrite it";
+
+/// An access file of nothing but white space is what a truncating edit (`: > access.toml`, an
+/// editor or a tool that writes in place) leaves for a moment, never a file anyone means: it is
+/// refused, at start and on reload, and the rules in force stay. A file holding only comments
+/// is a file someone wrote (`token revoke` of the last token leaves [`HEADER`]) and means "no
+/// tokens, no account rules".
+pub fn refuse_empty(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("the file is empty (a file with no rules holds at least a comment)".into());
+    }
+    Ok(())
 }
 
 /// `[A-Za-z0-9_-]{1,64}`.
@@ -124,7 +146,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 fn bare_jid(s: &str) -> Result<BareJid, String> {
-    BareJid::new(s).map_err(|e| format!("{s:?} is not a bare JID ({e})"))
+    BareJid::new(&strip_final_dot(s)).map_err(|e| format!("{s:?} is not a bare JID ({e})"))
 }
 
 fn check_patterns(allow: &[String], deny: &[String]) -> Result<(), String> {
@@ -179,7 +201,11 @@ fn compile_token(t: &TokenEntry) -> Result<CompiledToken, String> {
         Some(ds) if ds.iter().any(|d| d.trim().is_empty()) => {
             return Err(in_token("a domain is empty".into()))
         }
-        Some(ds) => Some(ds.iter().map(|d| d.to_ascii_lowercase()).collect()),
+        Some(ds) => Some(
+            ds.iter()
+                .map(|d| strip_final_dot(d.trim()).to_ascii_lowercase())
+                .collect(),
+        ),
         None => None,
     };
     let expires = t.expires.as_deref().map(parse_expires).transpose();
@@ -208,7 +234,9 @@ fn compile_token(t: &TokenEntry) -> Result<CompiledToken, String> {
 pub fn read(path: &Path) -> Result<(AccessFile, Rules), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the access file {}: {e}", path.display()))?;
-    parse_and_compile(&text).map_err(|e| format!("access file {}: {e}", path.display()))
+    refuse_empty(&text)
+        .and_then(|()| parse_and_compile(&text))
+        .map_err(|e| format!("access file {}: {e}", path.display()))
 }
 
 pub fn parse_and_compile(text: &str) -> Result<(AccessFile, Rules), String> {

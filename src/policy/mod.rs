@@ -48,6 +48,9 @@ pub struct Policy {
     require_api_key: bool,
     /// What the file looked like at the last (attempted) load, so `watch` notices changes.
     seen: Mutex<Option<Stamp>>,
+    /// A changed file seen by the last poll, taken in only if the next poll finds it the same
+    /// (the settle time, `watch.rs`).
+    settling: Mutex<Option<Stamp>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -122,6 +125,7 @@ impl Policy {
             buckets: Mutex::new(HashMap::new()),
             require_api_key: false,
             seen: Mutex::new(None),
+            settling: Mutex::new(None),
         }
     }
 
@@ -140,6 +144,7 @@ impl Policy {
             buckets: Mutex::new(HashMap::new()),
             require_api_key,
             seen: Mutex::new(Some(stamp)),
+            settling: Mutex::new(None),
         })
     }
 
@@ -331,7 +336,8 @@ impl Policy {
 fn compile_bytes(path: &Path, bytes: &[u8]) -> Result<Rules, String> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| format!("access file {}: not UTF-8", path.display()))?;
-    file::parse_and_compile(text)
+    file::refuse_empty(text)
+        .and_then(|()| file::parse_and_compile(text))
         .map(|(_, rules)| rules)
         .map_err(|e| format!("access file {}: {e}", path.display()))
 }

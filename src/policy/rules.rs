@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use tokio_xmpp::parsers::jid::BareJid;
 
+use crate::adhoc::address::strip_final_dot;
+
 /// The namespace a short node name (no `:` and no `/`) stands in for.
 pub const ADMIN_PREFIX: &str = "http://jabber.org/protocol/admin#";
 
@@ -139,7 +141,7 @@ pub struct TokenRules {
     pub name: String,
     pub account: Option<BareJid>,
     pub nodes: NodeRules,
-    /// Lowercase; `None`: any domain.
+    /// Lowercase, without a final dot; `None`: any domain.
     pub domains: Option<Vec<String>>,
     /// Unix seconds.
     pub expires: Option<i64>,
@@ -169,12 +171,16 @@ impl TokenRules {
         }
     }
 
-    /// The first target domain outside `domains`, if any (case-insensitive).
+    /// The first target domain outside `domains`, if any (case-insensitive, a final dot
+    /// stripped on both sides: `example.test.` is `example.test`).
     pub fn domain_outside<'a>(&self, targets: &[&'a str]) -> Option<&'a str> {
         let allowed = self.domains.as_ref()?;
         targets
             .iter()
-            .find(|t| !allowed.iter().any(|a| a.eq_ignore_ascii_case(t)))
+            .find(|t| {
+                let t = strip_final_dot(t);
+                !allowed.iter().any(|a| a.eq_ignore_ascii_case(&t))
+            })
             .copied()
     }
 }

@@ -8,6 +8,14 @@
 //! holds at most one thread and delays only the next look; the watcher is aborted at shutdown
 //! without waiting for it. Anything but a regular file (a FIFO, a device) is refused by
 //! `fstat` after a non-blocking open, and the rules in force stay.
+//!
+//! The settle time: a poll that finds the file changed does not take it in; the next poll
+//! (a second later) does, if it finds the file exactly as before (mtime, size, content hash).
+//! A file being written in place (an editor, a configuration tool, `: > access.toml` followed
+//! by a write) is so never read half-written unless the writer pauses a full second midway; a
+//! SIGHUP is the operator saying the file is ready and is taken in at once. An empty file, a
+//! file that is not a regular file, or one that does not parse or check is logged and counted
+//! (`xrg_access_file_reload_failures_total`), and the rules in force stay.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,19 +54,40 @@ pub(super) fn stamp_of(contents: &Contents) -> Stamp {
 enum Look {
     /// The same file as `seen`: nothing to compile.
     Unchanged,
+    /// A poll found a file other than `seen` and other than the one the poll before found:
+    /// it is looked at again on the next poll (the settle time).
+    Settling(Stamp),
     /// A different file, and its rules or why they cannot be used.
     Changed(Stamp, Result<Rules, String>),
     Unreadable(ReadError),
 }
 
-/// Reads the file and, unless its stamp is `seen`, compiles it. Blocking: on the watcher's
+/// What a look came to (tests read it; `reload` says whether it was `Applied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Taken {
+    Unchanged,
+    Settling,
+    Applied,
+    /// Logged and counted; the rules in force stay.
+    Refused,
+    /// Refused as before: neither logged nor counted again.
+    StillRefused,
+}
+
+/// Reads the file and, unless its stamp is `seen`, compiles it; when `settling` is given (a
+/// poll), only if the file is the one the poll before found. Blocking: on the watcher's
 /// thread, or at a test's call of [`Policy::reload`].
-fn look(path: &Path, seen: Option<&Stamp>) -> Look {
+fn look(path: &Path, seen: Option<&Stamp>, settling: Option<Option<&Stamp>>) -> Look {
     match file_read::regular(path) {
         Ok(contents) => {
             let stamp = stamp_of(&contents);
             if seen == Some(&stamp) {
                 return Look::Unchanged;
+            }
+            if let Some(before) = settling {
+                if before != Some(&stamp) {
+                    return Look::Settling(stamp);
+                }
             }
             let rules = compile_bytes(path, &contents.bytes);
             Look::Changed(stamp, rules)
@@ -81,27 +110,46 @@ impl Policy {
         let Some(path) = self.path.as_deref() else {
             return false;
         };
-        let found = look(path, None);
-        self.take(path, found, Why::Hangup)
+        let found = look(path, None, None);
+        self.take(path, found, Why::Hangup) == Taken::Applied
     }
 
-    /// One look off the runtime (see the module's doc); whether new rules took effect.
-    async fn look_off_runtime(&self, path: &Path, why: Why) -> bool {
-        let seen = match why {
-            Why::Hangup => None,
-            Why::Poll => lock(&self.seen).clone(),
+    /// One poll on the calling thread (blocking: tests), as the watcher polls.
+    #[cfg(test)]
+    pub(super) fn poll_now(&self) -> Taken {
+        let Some(path) = self.path.as_deref() else {
+            return Taken::Unchanged;
+        };
+        let (seen, settling) = (lock(&self.seen).clone(), lock(&self.settling).clone());
+        let found = look(path, seen.as_ref(), Some(settling.as_ref()));
+        self.take(path, found, Why::Poll)
+    }
+
+    /// One look off the runtime (see the module's doc).
+    async fn look_off_runtime(&self, path: &Path, why: Why) -> Taken {
+        let (seen, settling) = match why {
+            Why::Hangup => (None, None),
+            Why::Poll => (lock(&self.seen).clone(), Some(lock(&self.settling).clone())),
         };
         let owned = path.to_path_buf();
-        let found = file_read::off_runtime(move || look(&owned, seen.as_ref()))
-            .await
-            .unwrap_or_else(Look::Unreadable);
+        let found = file_read::off_runtime(move || {
+            look(&owned, seen.as_ref(), settling.as_ref().map(Option::as_ref))
+        })
+        .await
+        .unwrap_or_else(Look::Unreadable);
         self.take(path, found, why)
     }
 
     /// Applies what a look found, on the runtime: a swap of the rules, nothing more.
-    fn take(&self, path: &Path, found: Look, why: Why) -> bool {
+    fn take(&self, path: &Path, found: Look, why: Why) -> Taken {
+        let settling = match &found {
+            Look::Settling(stamp) => Some(stamp.clone()),
+            _ => None,
+        };
+        *lock(&self.settling) = settling;
         match found {
-            Look::Unchanged => false,
+            Look::Unchanged => Taken::Unchanged,
+            Look::Settling(_) => Taken::Settling,
             Look::Changed(stamp, compiled) => {
                 *lock(&self.seen) = Some(stamp);
                 self.apply(path, compiled)
@@ -112,17 +160,20 @@ impl Policy {
                 let mut seen = lock(&self.seen);
                 if why == Why::Hangup || seen.as_ref() != Some(&Stamp::UNREADABLE) {
                     *seen = Some(Stamp::UNREADABLE);
+                    crate::metrics::access_file_reload_failed();
                     tracing::error!(
                         "cannot read the access file {}: {e}; the previous rules stay in force",
                         path.display()
                     );
+                    Taken::Refused
+                } else {
+                    Taken::StillRefused
                 }
-                false
             }
         }
     }
 
-    fn apply(&self, path: &Path, compiled: Result<Rules, String>) -> bool {
+    fn apply(&self, path: &Path, compiled: Result<Rules, String>) -> Taken {
         match compiled {
             Ok(rules) => {
                 let names: Vec<&str> = rules.tokens.iter().map(|t| t.rules.name.as_str()).collect();
@@ -134,17 +185,19 @@ impl Policy {
                     path.display()
                 );
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
-                true
+                Taken::Applied
             }
             Err(e) => {
+                crate::metrics::access_file_reload_failed();
                 tracing::error!("{e}; the previous rules stay in force");
-                false
+                Taken::Refused
             }
         }
     }
 
     /// Reloads on SIGHUP and when the file changes (checked every second: mtime, size, and a
-    /// content hash), until dropped/aborted. Only meaningful after `load`.
+    /// content hash; taken in once two polls in a row find it the same), until
+    /// dropped/aborted. Only meaningful after `load`.
     pub async fn watch(self: Arc<Self>) {
         self.watch_every(Duration::from_secs(1)).await
     }

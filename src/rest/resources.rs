@@ -74,9 +74,38 @@ pub fn decode_password(format: Format, body: &[u8]) -> Result<String, DecodeErro
             other => return Err(shape(&format!("unknown key {other:?}: send only password"))),
         }
     }
-    password
+    let password = password
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| shape("the body names no password"))
+        .ok_or_else(|| shape("the body names no password"))?;
+    check_password(&password)?;
+    Ok(password)
+}
+
+/// The longest password the gateway sends, in bytes (UTF-8). Far beyond any password a person
+/// or a generator makes, and far under every stanza limit: a longer one is refused before
+/// anything is sent, where the servers would fail it without saying why (Prosody's
+/// change-user-password answers "User does not exist").
+pub const MAX_PASSWORD: usize = 1024;
+
+/// Why a password cannot be set, said before anything is sent: too long, or not a string the
+/// servers can store (SASLprep, RFC 4013: control characters, unassigned or prohibited code
+/// points; both servers store SCRAM secrets of the SASLprepped password, and fail without
+/// saying why). The texts never quote the password.
+fn check_password(password: &str) -> Result<(), DecodeError> {
+    if password.len() > MAX_PASSWORD {
+        return Err(shape(&format!(
+            "the password is {} bytes long; at most {MAX_PASSWORD} are accepted",
+            password.len()
+        )));
+    }
+    if stringprep::saslprep(password).map_or(true, |p| p.is_empty()) {
+        return Err(shape(
+            "the password is not valid under SASLprep (RFC 4013): it holds a control character, \
+             an unassigned or prohibited code point, or mixes text directions, which the XMPP \
+             server cannot store",
+        ));
+    }
+    Ok(())
 }
 
 /// An announcement: its body, and a subject when given.
@@ -182,6 +211,44 @@ mod tests {
         assert_eq!(json, Ok("unit-test-value".into()));
         let xml = decode_password(Format::Xml, b"<user><password>a&amp;b</password></user>");
         assert_eq!(xml, Ok("a&b".into()));
+    }
+
+    #[test]
+    fn a_password_too_long_or_not_saslprep_is_refused_saying_why() {
+        let body = |p: &str| {
+            serde_json::json!({ "password": p })
+                .to_string()
+                .into_bytes()
+        };
+        let at_most = "é".repeat(MAX_PASSWORD / 2);
+        assert_eq!(
+            decode_password(Format::Json, &body(&at_most)).unwrap(),
+            at_most
+        );
+        let over = format!("{at_most}x");
+        let e = decode_password(Format::Json, &body(&over))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1025 bytes") && e.contains("1024"), "{e}");
+        let e = decode_password(Format::Json, &body(&"x".repeat(200_000)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("200000 bytes"), "{e}");
+        for bad in [
+            "a\u{7f}b",
+            "a\u{85}b",
+            "pass\u{202e}word",
+            "\u{e000}",
+            "a\u{fff9}",
+        ] {
+            let e = decode_password(Format::Json, &body(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SASLprep"), "{bad:?}: {e}");
+            assert!(!e.contains(bad), "the password is never quoted");
+        }
+        // Mapped by SASLprep, not refused: the server maps it the same way.
+        assert!(decode_password(Format::Json, &body("a\u{a0}b")).is_ok());
     }
 
     #[test]

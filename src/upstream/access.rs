@@ -193,18 +193,27 @@ impl<L: Login> Access<L> {
 }
 
 impl Access<Connector> {
-    /// Whether the server answers a stream (never a login), its TLS verified against
-    /// `--domain` (`domain`), else the domain of the account last logged in, else the
-    /// upstream host.
+    /// Whether the server answers a stream (never a login), for (and its TLS verified
+    /// against) `--domain` (`domain`), else the domain of the account last logged in: the
+    /// domain the gateway uses. Before any login without `--domain`, the upstream's host
+    /// stands in for it: a guess, so a server that answers it `host-unknown` is still serving
+    /// ([`probed`]).
     pub async fn probe(&self, domain: Option<&str>) -> Result<(), UpstreamError> {
         let connector = self.pool.connector();
-        let name = match domain {
-            Some(d) => d.to_string(),
-            None => self
-                .pool
-                .last_domain()
-                .unwrap_or_else(|| connector.config().host.clone()),
-        };
-        connector.probe(&name).await
+        let known = domain
+            .map(str::to_string)
+            .or_else(|| self.pool.last_domain());
+        let guessed = known.is_none();
+        let name = known.unwrap_or_else(|| connector.config().host.clone());
+        probed(connector.probe(&name).await, guessed)
+    }
+}
+
+/// A probe's answer. `guessed`: the domain probed was the upstream's host, not one the gateway
+/// uses; the server saying it does not serve that name has answered a stream all the same.
+fn probed(answer: Result<(), UpstreamError>, guessed: bool) -> Result<(), UpstreamError> {
+    match answer {
+        Err(UpstreamError::HostUnknown(_)) if guessed => Ok(()),
+        other => other,
     }
 }

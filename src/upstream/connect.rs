@@ -11,7 +11,8 @@ use futures_util::{SinkExt, StreamExt};
 use sasl::common::{ChannelBinding, Credentials};
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use tokio_xmpp::connect::AsyncReadAndWrite;
@@ -201,7 +202,7 @@ fn client_config(cfg: &UpstreamConfig) -> Result<ClientConfig, UpstreamError> {
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| UpstreamError::Config(format!("{}: {e}", path.display())))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert =
                     cert.map_err(|e| UpstreamError::Config(format!("{}: {e}", path.display())))?;
                 roots

@@ -141,8 +141,13 @@ impl FakeServer {
     }
 
     pub async fn send(&mut self, iq: Iq) {
+        self.send_stanza(Stanza::Iq(iq)).await;
+    }
+
+    /// Sends any stanza (what another entity's message looks like once the server passes it).
+    pub async fn send_stanza(&mut self, stanza: Stanza) {
         self.stream
-            .send(&XmppStreamElement::Stanza(Stanza::Iq(iq)))
+            .send(&XmppStreamElement::Stanza(stanza))
             .await
             .expect("server send");
     }
@@ -313,5 +318,6 @@ pub(crate) fn pool_config() -> crate::config::PoolConfig {
         max_in_flight_per_account: 4,
         max_logins: 4,
         eviction_drain: Duration::from_secs(30),
+        max_stanza_bytes: crate::upstream::session::DEFAULT_MAX_STANZA,
     }
 }

@@ -47,6 +47,10 @@ pub enum UpstreamError {
     /// The failed-login budgets refuse this login; free again after this long.
     #[error("too many failed logins")]
     Throttled(std::time::Duration),
+    /// A stanza the gateway was about to write is larger, as written, than the server would
+    /// take (`--max-stanza-bytes`): nothing was sent, and the stream is untouched.
+    #[error("the stanza is {size} bytes as written, over the limit of {max} (--max-stanza-bytes)")]
+    TooLarge { size: usize, max: usize },
     /// The gateway's own upstream settings are unusable (CA file, …).
     #[error("upstream configuration: {0}")]
     Config(String),

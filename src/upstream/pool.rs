@@ -249,7 +249,10 @@ impl<L: Login> SessionPool<L> {
             }
         }
         tracing::info!(account = %account, "logged in");
-        let session = Arc::new(AdminSession::start(logged_in, self.cfg.session_in_flight));
+        let session = Arc::new(
+            AdminSession::start(logged_in, self.cfg.session_in_flight)
+                .with_max_stanza(self.cfg.max_stanza_bytes),
+        );
         let warm = Warm {
             session: session.clone(),
             proof: hmac::sign(&self.key, &secret(account, password)),

@@ -32,13 +32,20 @@ mod send;
 mod stanza;
 mod trust;
 
-/// The messages a test client's stream received, in order.
+/// The messages a test client's stream received, in order, once it asked to keep them
+/// ([`AdminSession::keep_messages`]); until then (and always on the gateway's own streams)
+/// messages are dropped and counted like any unsolicited stanza.
 #[cfg(feature = "test-client")]
-type Inbox = Arc<std::sync::Mutex<Vec<tokio_xmpp::parsers::message::Message>>>;
+type Inbox = Arc<std::sync::Mutex<Option<Vec<tokio_xmpp::parsers::message::Message>>>>;
 #[cfg(test)]
 mod bytes_tests;
 #[cfg(test)]
 mod tests;
+
+/// The largest stanza written when the session is not told otherwise: under Prosody's and
+/// ejabberd's default c2s limits (256 KiB each), which end the stream of a client that writes
+/// a larger one (`--max-stanza-bytes`).
+pub const DEFAULT_MAX_STANZA: usize = 240 * 1024;
 
 /// How long `close` waits for the stream to end (the driver's own polite close takes at most
 /// [`driver::FOOTER_WAIT`]); past it the driver is stopped and the stream dropped unclosed.
@@ -113,8 +120,9 @@ impl OneWay {
 enum Outgoing {
     /// IQs written back to back, in this order, in one flush.
     Iqs(Vec<OutIq>),
-    /// One stanza; `written` is answered once it is flushed to the server.
-    OneWay(OneWay, oneshot::Sender<()>),
+    /// One stanza already written (a [`OneWay`]'s bytes); `written` is answered once it is
+    /// flushed to the server.
+    OneWay(Vec<u8>, oneshot::Sender<()>),
     /// Only test clients send presence (the `test-client` feature): the gateway's own
     /// streams never do, and its binary cannot.
     #[cfg(feature = "test-client")]
@@ -131,6 +139,9 @@ pub struct AdminSession {
     in_flight: Arc<Semaphore>,
     /// How many places `in_flight` has in all.
     places: u32,
+    /// The largest stanza written, in bytes as written: a larger one is refused before it is
+    /// queued, since the server would end the whole stream for it.
+    max_stanza: usize,
     alive: Arc<AtomicBool>,
     /// Stanzas dropped because they did not come from whom the gateway asked.
     dropped: Arc<AtomicU64>,
@@ -180,6 +191,7 @@ impl AdminSession {
             tx,
             in_flight: Arc::new(Semaphore::new(places as usize)),
             places,
+            max_stanza: DEFAULT_MAX_STANZA,
             alive,
             dropped,
             closed,
@@ -187,6 +199,24 @@ impl AdminSession {
             #[cfg(feature = "test-client")]
             inbox,
         }
+    }
+
+    /// Refuses to write any stanza over `max` bytes as written (the server's c2s limit, less a
+    /// margin); [`DEFAULT_MAX_STANZA`] until told.
+    pub fn with_max_stanza(mut self, max: usize) -> Self {
+        self.max_stanza = max;
+        self
+    }
+
+    /// `Err(TooLarge)` when `bytes` are more than the server takes in one stanza.
+    fn fits(&self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        if bytes.len() > self.max_stanza {
+            return Err(UpstreamError::TooLarge {
+                size: bytes.len(),
+                max: self.max_stanza,
+            });
+        }
+        Ok(())
     }
 
     /// The full JID of this stream.
@@ -220,11 +250,15 @@ impl AdminSession {
     }
 
     /// Writes one message or subscription presence; returns once it is flushed to the server
-    /// (nothing comes back for it).
+    /// (nothing comes back for it). It is written here, on the caller's task, and refused
+    /// (`TooLarge`, nothing sent) when it is over the stanza limit.
     pub async fn send(&self, stanza: OneWay) -> Result<(), UpstreamError> {
+        let mut bytes = Vec::new();
+        stanza::bytes_of(&Element::from(*stanza.0), &mut bytes).map_err(UpstreamError::Stream)?;
+        self.fits(&bytes)?;
         let (written, wait) = oneshot::channel();
         self.tx
-            .send(Outgoing::OneWay(stanza, written))
+            .send(Outgoing::OneWay(bytes, written))
             .await
             .map_err(|_| UpstreamError::Closed("the stream is closed".into()))?;
         wait.await
@@ -240,10 +274,24 @@ impl AdminSession {
             .map_err(|_| UpstreamError::Closed("the stream is closed".into()))
     }
 
-    /// The messages received so far (test clients only).
+    /// Keeps the messages received from now on, for [`AdminSession::received`] (test clients
+    /// only; the pool's streams never keep any).
+    #[cfg(feature = "test-client")]
+    pub fn keep_messages(&self) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Vec::new);
+    }
+
+    /// The messages received since [`AdminSession::keep_messages`] (test clients only).
     #[cfg(feature = "test-client")]
     pub fn received(&self) -> Vec<tokio_xmpp::parsers::message::Message> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Resolves once no IQ awaits an answer on this stream; IQs sent later wait behind it.

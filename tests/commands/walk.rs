@@ -285,7 +285,7 @@ pub(crate) async fn walk(kind: ServerKind) {
     }
 
     // The passwords the walk set never reach the gateway's log.
-    let log = w.gw.log();
+    let log = w.gw.log_settled().await;
     for p in [FIRST_PASSWORD, SECOND_PASSWORD, "adminpass"] {
         if log.contains(p) {
             w.problem("(log)", format!("the gateway log holds the password {p:?}"));

@@ -69,6 +69,7 @@ acl:
       - "admin@domain.com"
       - "admin2@domain.com"
       - "admin3@domain.com"
+      - "svcdel@domain.com"
   local:
     user_regexp: ""
   loopback:

@@ -33,13 +33,22 @@ impl TestGateway {
     /// As [`start`](Self::start), with extra environment variables. The caller's `XRG_*`
     /// variables are removed first, so a developer's shell cannot change what a test runs.
     pub fn start_with_env(server: &TestServer, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(server, extra_args, env, true)
+    }
+
+    /// As [`start`](Self::start), without `--domain`.
+    pub fn start_without_domain(server: &TestServer, extra_args: &[&str]) -> Self {
+        Self::spawn(server, extra_args, &[], false)
+    }
+
+    fn spawn(server: &TestServer, extra_args: &[&str], env: &[(&str, &str)], domain: bool) -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
         let logs = procs::run_dir().join("gateways");
         fs::create_dir_all(&logs).unwrap();
         let log_path = logs.join(format!("gateway-{n}-{}.log", server.kind));
         let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()));
-        let mut cmd = command(server, addr, extra_args, env);
+        let mut cmd = command(server, addr, extra_args, env, domain);
         let log = fs::File::create(&log_path).unwrap();
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -76,6 +85,37 @@ impl TestGateway {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The log once `ready` holds of it, or as it is after 10 s. The gateway writes its lines
+    /// from a thread of its own (`logging::writer`), so a request's lines, its audit line
+    /// included, may land a moment after its answer: a test waits for what it expects.
+    pub async fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if ready(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log once it has stopped growing for 300 ms (at most 10 s): for a check that
+    /// something is absent, after everything the requests before it wrote.
+    pub async fn log_settled(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = self.log();
+        let mut since = Instant::now();
+        while Instant::now() < deadline && since.elapsed() < Duration::from_millis(300) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.log();
+            if now.len() != last.len() {
+                last = now;
+                since = Instant::now();
+            }
+        }
+        last
     }
 
     pub fn pid(&self) -> u32 {
@@ -151,7 +191,13 @@ pub fn binary() -> PathBuf {
     }
 }
 
-fn command(server: &TestServer, addr: SocketAddr, extra: &[&str], env: &[(&str, &str)]) -> Command {
+fn command(
+    server: &TestServer,
+    addr: SocketAddr,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    domain: bool,
+) -> Command {
     let mut cmd = Command::new(binary());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("XRG_") {
@@ -165,7 +211,9 @@ fn command(server: &TestServer, addr: SocketAddr, extra: &[&str], env: &[(&str, 
     if !extra.windows(2).any(|w| w == ["--upstream-tls", "none"]) {
         cmd.arg("--upstream-ca").arg(&server.ca_pem);
     }
-    cmd.arg("--domain").arg(&server.domain);
+    if domain {
+        cmd.arg("--domain").arg(&server.domain);
+    }
     // Gateways of the tests never fight over the admin listener's default port; a test that
     // wants one gives `--admin-listen` (the last one given counts).
     cmd.arg("--admin-listen").arg("off");

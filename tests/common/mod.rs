@@ -72,7 +72,9 @@ pub const DOMAIN: &str = "domain.com";
 /// (e2e `seed`), `load1`…`load12` carry the concurrency test's resources (e2e `faults`), and
 /// `idle`, whom no test connects, is what the seed document names when a test only needs an
 /// answer (`rest::IDLE_SEED_XML`), so that it ends nobody's sessions; `audit1` and `audit2`
-/// are e2e `audit`'s (a session it ends, a password it gets wrong).
+/// are e2e `audit`'s (a session it ends, a password it gets wrong). `svcdel` is an
+/// administrator too, registered by no one at start: e2e `tokens` creates it, has it delete
+/// itself and creates it again.
 #[rustfmt::skip]
 pub const ACCOUNTS: &[&str] = &[
     "admin",

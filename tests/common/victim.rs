@@ -35,6 +35,7 @@ impl Victim {
             .await
             .unwrap_or_else(|e| panic!("{} victim {local}/{resource}: {e}", server.kind));
         let session = AdminSession::start(logged_in, 16);
+        session.keep_messages();
         session
             .send_presence(Presence::new(Type::None))
             .await
@@ -83,6 +84,66 @@ impl Victim {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The sender (full JID) of the first message received within `limit` whose body contains
+    /// `needle`.
+    pub async fn sender_of(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let found = self.session.received().into_iter().find_map(|m| {
+                m.bodies
+                    .values()
+                    .any(|b| b.contains(needle))
+                    .then(|| m.from.map(|f| f.to_string()))
+                    .flatten()
+            });
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends an IQ get of `payload` to `to`; whether any answer came within `limit`.
+    pub async fn answered_within(
+        &self,
+        to: &str,
+        payload: tokio_xmpp::minidom::Element,
+        limit: Duration,
+    ) -> bool {
+        let to: tokio_xmpp::parsers::jid::Jid = to.parse().expect("JID");
+        tokio::time::timeout(limit, self.session.iq(to, IqKind::Get, payload))
+            .await
+            .is_ok()
+    }
+
+    /// Sends a chat message to `to` with `body` and `payload` beside it, as this client.
+    pub async fn send_message(
+        &self,
+        to: &str,
+        body: &str,
+        payload: Option<tokio_xmpp::minidom::Element>,
+    ) {
+        self.try_send_message(to, body, payload)
+            .await
+            .unwrap_or_else(|e| panic!("{} message: {e}", self.jid));
+    }
+
+    /// As [`Victim::send_message`], the stream's failure returned.
+    pub async fn try_send_message(
+        &self,
+        to: &str,
+        body: &str,
+        payload: Option<tokio_xmpp::minidom::Element>,
+    ) -> Result<(), xmpp_rest_gateway::upstream::UpstreamError> {
+        let to: tokio_xmpp::parsers::jid::Jid = to.parse().expect("recipient JID");
+        let mut m = tokio_xmpp::parsers::message::Message::new(Some(to));
+        m.bodies.insert(Default::default(), body.to_string());
+        m.payloads.extend(payload);
+        self.session
+            .send(xmpp_rest_gateway::upstream::OneWay::message(m))
+            .await
     }
 
     /// Ends the session politely.

@@ -38,7 +38,9 @@ async fn a_cross_site_form_post_runs_nothing(kind: ServerKind) {
     }
     let no_iq = "no IQ, no command, no login reached the server";
     assert_eq!(seen(), before, "{no_iq}");
-    let log = gw.log();
+    let log = gw
+        .log_when(|l| l.lines().any(|l| l.contains(&form.request_id)))
+        .await;
     let line = log.lines().find(|l| l.contains(&form.request_id));
     let line = line.unwrap_or_default();
     assert!(

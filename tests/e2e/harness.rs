@@ -52,3 +52,20 @@ async fn prosody_answers_with_starttls_under_the_harness_ca() {
 async fn ejabberd_answers_with_starttls_under_the_harness_ca() {
     check(common::ejabberd()).await;
 }
+
+/// `scripts/demo` writes its headings in bold only to a terminal: into a pipe (a CI log, a
+/// file), no escape code.
+#[test]
+fn the_demo_writes_no_colour_into_a_pipe() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let script = r#"eval "$(grep -E '^(if \[ -t 1 \]|say\(\))' scripts/demo)"; say hello"#;
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(root)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("bash runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("== hello"), "{text:?}");
+    assert!(!out.stdout.contains(&0x1b), "{text:?}");
+}

@@ -27,6 +27,7 @@ mod resources;
 mod runtime;
 mod secrets;
 mod seed;
+mod shared_stream;
 mod stages;
 mod stream;
 mod tls;

@@ -18,6 +18,7 @@ const FOLLOWS_WITHIN: Duration = Duration::from_secs(10);
 on_both_servers!(
     health_and_readiness_answer_on_both_listeners_without_credentials,
     readiness_follows_the_server_down_and_back,
+    an_upstream_by_address_without_domain_is_ready,
     metrics_move_by_exactly_the_requests_made,
 );
 
@@ -55,6 +56,21 @@ async fn health_and_readiness_answer_on_both_listeners_without_credentials(kind:
     // The admin listener serves nothing else.
     assert_eq!(get(admin, PATH).await.status, 404);
     assert_eq!(get(admin, "/openapi.json").await.status, 404);
+}
+
+/// `--upstream 127.0.0.1:PORT` without `--domain` (as in a compose file): the server answers
+/// the address host-unknown, which proves it serving; the log says once what readiness cannot
+/// check.
+async fn an_upstream_by_address_without_domain_is_ready(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = TestGateway::start_without_domain(s, &[]);
+    let r = get(gw.addr, "/readyz").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ready\n"));
+    let said = gw.log().matches("readiness (/readyz) cannot check").count();
+    assert_eq!(said, 1, "{}", gw.log());
+    // A command runs as before: the account's own domain.
+    let r = crate::common::rest::idle_seed_as_admin(gw.addr).await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 async fn readiness_follows_the_server_down_and_back(kind: ServerKind) {

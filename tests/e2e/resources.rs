@@ -18,6 +18,7 @@ const KICK_SEEN: Duration = Duration::from_secs(5);
 on_both_servers!(
     sessions_are_listed_and_ended_one_then_all,
     the_gateways_own_sessions_are_never_listed,
+    an_unknown_account_has_no_sessions_to_list,
     an_account_is_created_refused_twice_changed_and_deleted,
     an_account_is_created_in_xml,
     an_announcement_reaches_an_online_user,
@@ -121,6 +122,42 @@ async fn the_gateways_own_sessions_are_never_listed(kind: ServerKind) {
     phone.close().await;
 }
 
+/// The same answer on both servers: Prosody's user-stats says "User does not exist", ejabberd's
+/// answers empty statistics and the gateway asks get-user-lastlogin. A known account with no
+/// session is still an empty list.
+async fn an_unknown_account_has_no_sessions_to_list(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = gateway(kind).await;
+    let nobody = s.jid(&format!("nobody{}", common::random_hex(4)));
+    let r = call(
+        gw.addr,
+        "GET",
+        &format!("/rest/sessions/{nobody}"),
+        &admin(),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["condition"],
+        "item-not-found",
+        "{}",
+        r.text()
+    );
+    let (local, _) = fresh(s, "idle");
+    let jid = s.jid(&local);
+    let r = call(
+        gw.addr,
+        "GET",
+        &format!("/rest/sessions/{jid}"),
+        &admin(),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["resources"], serde_json::json!([]), "{}", r.text());
+}
+
 async fn an_account_is_created_refused_twice_changed_and_deleted(kind: ServerKind) {
     let s = common::started(kind).await;
     let gw = gateway(kind).await;
@@ -138,6 +175,23 @@ async fn an_account_is_created_refused_twice_changed_and_deleted(kind: ServerKin
     assert_eq!(r.json()["error"]["condition"], "conflict", "{}", r.text());
 
     let password = format!("{user}/password");
+    // A password no server would take says why, before anything is sent (Prosody answered a
+    // 200 KB one "User does not exist", 404).
+    for (what, bad) in [
+        ("long", "p".repeat(200_000)),
+        ("SASLprep", "a\u{85}b".to_string()),
+    ] {
+        let r = call(gw.addr, "PUT", &password, &admin(), &body(&bad)).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        let text = r.json()["error"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            text.contains(if what == "long" { "1024" } else { what }),
+            "{text}"
+        );
+    }
     let r = call(gw.addr, "PUT", &password, &admin(), &body(&second)).await;
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(r.body.is_empty());

@@ -13,6 +13,7 @@ on_both_servers!(
     a_generic_command_maps_its_result_form,
     a_form_is_discovered_and_cancelled_by_default,
     a_kept_command_runs_stage_by_stage,
+    an_action_the_stage_does_not_offer_is_refused_at_once,
     a_kept_command_can_be_cancelled,
     foreign_unknown_and_expired_sessionids_are_404,
 );
@@ -133,6 +134,29 @@ async fn a_kept_command_runs_stage_by_stage(kind: ServerKind) {
     let r = post_json(gw, PATH, &admin(), next).await;
     assert_eq!(r.status, 404, "{}", r.text());
     v.close().await;
+}
+
+/// A `prev` the stage does not offer is answered 400 by the gateway, never sent (Prosody
+/// leaves it unanswered until the request times out), and the stage goes on.
+async fn an_action_the_stage_does_not_offer_is_refused_at_once(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = gateway(kind).await;
+    let path = format!("{PATH}?keep=1");
+    let ask = serde_json::json!({"command": {"node": USER_STATS}});
+    let r = post_json(gw, &path, &admin(), ask).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    let sid = doc["command"]["sessionid"].as_str().expect("a sessionid");
+    let offered = doc["command"]["actions"].as_array().expect("actions");
+    assert!(!offered.contains(&serde_json::json!("prev")), "{doc}");
+    let prev = serde_json::json!({"command": {"sessionid": sid, "action": "prev"}});
+    let r = post_json(gw, PATH, &admin(), prev).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(error_of(&r)["condition"], "bad-request", "{}", r.text());
+    let done = serde_json::json!({"command": {"sessionid": sid, "action": "complete",
+        "fields": [{"var": "accountjid", "value": s.jid("admin")}]}});
+    let r = post_json(gw, PATH, &admin(), done).await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 async fn a_kept_command_can_be_cancelled(kind: ServerKind) {

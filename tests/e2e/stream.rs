@@ -1,6 +1,7 @@
 //! `POST /rest/stream/` against real Prosody and ejabberd: a message and a subscription reach
 //! a real client, an `iq` is answered under the client's own id, and the refusals (foreign
-//! `from`, available presence, two stanzas, the rate) leave the account's warm stream as it was.
+//! `from`, available presence, two stanzas, IQs outside the allow-list, the rate) leave the
+//! account's warm stream as it was.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::common::{self, basic, http, HttpResponse, ServerKind, TestServer};
 on_both_servers!(
     a_message_and_a_subscription_reach_the_recipient,
     an_iq_is_answered_under_the_clients_id,
+    the_paths_jid_is_the_destination_and_an_iq_without_id_gets_one,
     refusals_leave_the_accounts_stream_working,
     the_stream_rate_refuses_beyond_its_burst,
     the_access_file_governs_the_stream,
@@ -157,9 +159,11 @@ async fn an_iq_is_answered_under_the_clients_id(kind: ServerKind) {
         "{}",
         r.text()
     );
-    // An error answer: the stanza is the body, under the contract's status for its condition.
+    // An error answer: the stanza is the body, under the contract's status for its condition
+    // (the time is the server's to tell, not an account's: both servers answer an account's
+    // bare JID service-unavailable).
     let unknown = format!(
-        "<iq type='get' id='client-2' to='{}'><nothing xmlns='urn:example:none'/></iq>",
+        "<iq type='get' id='client-2' to='{}'><time xmlns='urn:xmpp:time'/></iq>",
         s.jid(&local)
     );
     let r = post(gw.addr, &auth, &unknown).await;
@@ -176,6 +180,63 @@ async fn an_iq_is_answered_under_the_clients_id(kind: ServerKind) {
         r.status, 502,
         "the contract's status for service-unavailable"
     );
+}
+
+/// Tigase's `/rest/stream/{to_jid}`: the path names the destination; a body's `to` may only
+/// repeat it. An `iq` without an `id` (as quick scripts write it) is answered under one.
+async fn the_paths_jid_is_the_destination_and_an_iq_without_id_gets_one(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let gw = crate::gateway(kind).await;
+    let (sender, sender_pw) = fresh(s, "path");
+    let (recipient, recipient_pw) = fresh(s, "dest");
+    let mut inbox = Inbox::connect(s, &recipient, &recipient_pw, "phone").await;
+    let auth = basic(&s.jid(&sender), &sender_pw);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/xml"),
+    ];
+    let to = |jid: &str| format!("/rest/stream/{jid}");
+    let words = format!("by path {}", common::random_hex(6));
+    let message = format!("<message type='chat'><body>{words}</body></message>");
+    let r = http(
+        gw.addr,
+        "POST",
+        &to(&inbox.jid),
+        &headers,
+        message.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    inbox
+        .next(
+            WAIT,
+            |st| matches!(st, Stanza::Message(m) if m.bodies.values().any(|b| *b == words)),
+        )
+        .await;
+    // A `to` that differs from the path's is refused; nothing is sent.
+    let differs = format!("<message to='{}'><body>x</body></message>", s.jid(&sender));
+    let r = http(
+        gw.addr,
+        "POST",
+        &to(&inbox.jid),
+        &headers,
+        differs.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // An iq without an id, to the server named by the path.
+    let domain = domain(s);
+    let body = format!("<iq type='get'><query xmlns='{DISCO_INFO}'/></iq>");
+    let r = http(gw.addr, "POST", &to(&domain), &headers, body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let iq: Element = r.text().parse().expect("the body is one stanza");
+    let id = iq.attr("id").expect("an id").to_string();
+    assert_disco_result(&r, &id, &domain);
+    // A stanza the parser refuses is answered in the gateway's words, never a Rust type's.
+    let bad = "<iq type='error' id='e'><query xmlns='jabber:iq:version'/></iq>";
+    let r = http(gw.addr, "POST", &to(&domain), &headers, bad.as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.text().contains("::"), "{}", r.text());
 }
 
 async fn refusals_leave_the_accounts_stream_working(kind: ServerKind) {
@@ -196,16 +257,41 @@ async fn refusals_leave_the_accounts_stream_working(kind: ServerKind) {
     );
     let available = format!("<presence to='{}'/>", inbox.jid);
     let two = format!("{}{}", disco("one", &domain), disco("two", &domain));
+    // IQs outside the allow-list, whatever their `to`: carbons would copy every message of the
+    // account to the shared stream, a MAM query's results arrive on it as messages.
+    let carbons = "<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>";
+    let mam = format!(
+        "<iq type='set' id='m' to='{}'><query xmlns='urn:xmpp:mam:2' queryid='q'/></iq>",
+        s.jid(&local)
+    );
+    let iqs = proxy.seen(|s| s.iqs);
     for (what, body) in [
         ("a foreign from", foreign.as_str()),
         ("available presence", available.as_str()),
         ("undirected available presence", "<presence/>"),
         ("two stanzas", two.as_str()),
+        ("carbons", carbons),
+        ("a MAM query of the account", mam.as_str()),
     ] {
         let r = post(gw.addr, &auth, body).await;
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         assert!(r.text().contains("bad-request"), "{what}: {}", r.text());
     }
+    for ns in ["urn:xmpp:carbons:2", "urn:xmpp:mam:2"] {
+        let r = post(
+            gw.addr,
+            &auth,
+            if ns.contains("mam") { &mam } else { carbons },
+        )
+        .await;
+        let flag = format!("--stream-iq-allow {ns}");
+        assert!(
+            r.text().contains(&flag),
+            "names the namespace and the flag: {}",
+            r.text()
+        );
+    }
+    assert_eq!(proxy.seen(|s| s.iqs), iqs, "the server received no IQ");
     let r = post(gw.addr, &auth, &disco("after", &domain)).await;
     assert_disco_result(&r, "after", &domain);
     let words = format!("still here {}", common::random_hex(6));

@@ -23,6 +23,7 @@ on_both_servers!(
     expired_and_out_of_network_tokens_are_refused,
     a_required_api_key_gates_basic_requests,
     an_account_rule_denies_before_any_login,
+    a_service_account_that_deletes_itself_gets_its_outcome_and_recovers,
 );
 
 /// A scratch folder of this test's own.
@@ -176,7 +177,8 @@ async fn a_helpdesk_token_ends_sessions_and_nothing_else(kind: ServerKind) {
     assert!(bearer_challenge, "{:?}", refused.headers);
 
     // Nothing secret at trace: the token, the service password, in any form.
-    let log = gw.log();
+    gw.log_when(|l| l.matches(" audit: ").count() >= 5).await;
+    let log = gw.log_settled().await;
     // Not vacuous: the log holds the gateway's lines for the requests above (RUST_LOG=trace;
     // tests/secrets.rs shows that dependencies' trace lines come through).
     assert!(log.matches(" audit: ").count() >= 5, "{log}");
@@ -345,5 +347,190 @@ async fn an_account_rule_denies_before_any_login(kind: ServerKind) {
         200,
         "what the rule allows still runs: {}",
         r.text()
+    );
+
+    // A final dot changes nothing: the same target, the same rules.
+    let json = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for path in [
+        "/rest/adhoc/sess-man@domain.com.",
+        "/rest/adhoc/domain.com.",
+    ] {
+        let r = http(gw.addr, "POST", path, &json, &delete).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        let r = http(gw.addr, "POST", path, &json, &stats).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+
+    // Truncated in place (`: > access.toml`, an editor's first step): refused once it has
+    // settled, and the denies stay.
+    let sent = proxy.seen(|s| s.commands);
+    std::fs::File::create(&file).unwrap();
+    let refused = "the file is empty";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains(refused) {
+        assert!(Instant::now() < deadline, "no refusal:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = post(gw.addr, &[("authorization", &auth)], &delete).await;
+    assert_eq!(r.status, 403, "the denies stay: {}", r.text());
+    assert_eq!(
+        proxy.seen(|s| s.commands),
+        sent,
+        "nothing reached the server"
+    );
+}
+
+/// `token add` as processes, 20 at once, and a revoke racing adds: the lock beside the file
+/// makes them take turns (issue 19: one token of 20 was left, a revoke was lost).
+#[test]
+fn concurrent_token_commands_lose_nothing() {
+    let d = common::scratch_dir(&format!("tokens-lock-{}", common::random_hex(4)));
+    let access = d.join("access.toml");
+    let access_s = access.to_str().unwrap();
+    let run = |args: Vec<String>| {
+        std::process::Command::new(common::gateway_binary())
+            .arg("token")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("XRG_ACCESS_FILE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let add = |name: String| {
+        run(vec![
+            "add".into(),
+            name,
+            "--access-file".into(),
+            access_s.into(),
+        ])
+    };
+    let children: Vec<_> = (0..20).map(|i| add(format!("t{i}"))).collect();
+    let secrets: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    assert_eq!(secrets.len(), 20);
+    let listed = common::token(&["list", "--access-file", access_s]);
+    assert_eq!(listed.lines().count(), 20, "{listed}");
+
+    let revoke = run(vec![
+        "revoke".into(),
+        "t0".into(),
+        "--access-file".into(),
+        access_s.into(),
+    ]);
+    let racing: Vec<_> = (0..3).map(|i| add(format!("r{i}"))).collect();
+    for c in std::iter::once(revoke).chain(racing) {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = common::token(&["list", "--access-file", access_s]);
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(names.len(), 22, "{listed}");
+    assert!(!names.contains(&"t0"), "the revoke stuck: {listed}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A token that deletes its own service account gets the command's real outcome, not the 502
+/// of the stream the deletion ended; its tokens are then refused without a login until the
+/// back-off (`--throttle-window`, 2 s here) is over, and work again once the account is back.
+async fn a_service_account_that_deletes_itself_gets_its_outcome_and_recovers(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let d = dir(kind, "selfdelete");
+    let (svc, pw) = (s.jid("svcdel"), common::random_hex(8));
+    s.register("svcdel", &pw);
+    let access = d.join("access.toml");
+    let access_s = access.to_str().unwrap();
+    let secret = common::token(&[
+        "add",
+        "self",
+        "--access-file",
+        access_s,
+        "--account",
+        &svc,
+        "--allow",
+        "delete-user",
+        "--allow",
+        "user-stats",
+    ]);
+    let creds = credentials(&d, &[(&svc, &pw)]);
+    let (proxy, gw) = proxied(
+        s,
+        &[
+            "--access-file",
+            access_s,
+            "--credentials-file",
+            creds.to_str().unwrap(),
+            "--throttle-window",
+            "2",
+        ],
+        &[],
+    )
+    .await;
+    let bearer = format!("Bearer {secret}");
+    let auth = [("authorization", bearer.as_str())];
+    let stats = command(
+        USER_STATS,
+        json!([{"var": "accountjid", "value": s.jid("test")}]),
+    );
+    let r = post(gw.addr, &auth, &stats).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let delete = command(DELETE_USER, json!([{"var": "accountjids", "value": [svc]}]));
+    let r = post(gw.addr, &auth, &delete).await;
+    assert_eq!(
+        r.status,
+        200,
+        "the deletion happened: {}\n{}",
+        r.text(),
+        gw.log()
+    );
+
+    // The account is gone: one login refused (401, the server's word), then none (403, the
+    // gateway's) until the back-off is over.
+    let r = post(gw.addr, &auth, &stats).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let logins = proxy.seen(|s| s.connections);
+    let r = post(gw.addr, &auth, &stats).await;
+    assert_eq!(r.status, 403, "within the back-off: {}", r.text());
+    s.register("svcdel", &pw);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = post(gw.addr, &auth, &stats).await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "the tokens never recovered:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        proxy.seen(|s| s.connections),
+        logins + 1,
+        "one login after the back-off, none while it ran"
     );
 }

@@ -2,8 +2,9 @@
 //! `<iq type='set'><command/></iq>` straight into bytes with quick-xml's `Writer`, and
 //! [`read_reply`] pulls one reply `<iq/>` straight into the crate's command model with
 //! quick-xml's namespace-aware reader. Both stand beside the minidom path (`xep0050`'s
-//! `to_element`/`parse`) and answer the same: the tests hold the two to the same model on every
-//! reply the servers were recorded sending.
+//! `to_element`/`parse`, built only for the tests, the fuzz targets and the examples) and answer
+//! the same: the tests hold the two to the same model on every reply the servers were recorded
+//! sending. In the gateway's binary these are the only command codec.
 //!
 //! The tree path builds a minidom element per stanza, then an xso `Iq`, then walks the tree
 //! again into `CommandReply`; on the hot path (a user-stats or end-user-session request) that

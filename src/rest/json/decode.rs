@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::typed::{Command, Field, Fields, Slot};
+use super::typed::{Command, Field, Fields, Slot, Written};
 use crate::rest::xmlchar::is_xml_char;
 use crate::rest::{CommandRequest, DecodeError, FieldValue, RequestField};
 
@@ -17,8 +17,9 @@ const MAX_DEPTH: usize = 8;
 /// Decodes a JSON request body, `{"command": {…}}` or the inner object alone (when it has no
 /// `command` key).
 ///
-/// A number or boolean value is taken as its JSON text (`25` -> `"25"`, `false` -> `"false"`);
-/// `null` is no value. An empty `node`, `sessionid` or `action` counts as absent.
+/// A number or boolean value is taken as its JSON text (`25` -> `"25"`, `1.50` -> `"1.50"`,
+/// `false` -> `"false"`; see `typed`); `null` is no value. An empty `node`, `sessionid` or
+/// `action` counts as absent. A number beyond an `f64`'s range anywhere in the body is malformed.
 pub fn decode_request(body: &[u8]) -> Result<CommandRequest, DecodeError> {
     let body = checked_body(body)?;
     let top: Slot<Command> =
@@ -201,8 +202,8 @@ fn field_from(field: Slot<Field>) -> Result<RequestField, DecodeError> {
         _ => return Err(shape("a field needs a string \"var\"")),
     };
     let value = match field.value {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(FieldValue::List(
+        None | Some(Written::Null) => None,
+        Some(Written::Array(items)) => Some(FieldValue::List(
             items.into_iter().map(scalar).collect::<Result<_, _>>()?,
         )),
         Some(value) => Some(FieldValue::Single(scalar(value)?)),
@@ -210,14 +211,15 @@ fn field_from(field: Slot<Field>) -> Result<RequestField, DecodeError> {
     Ok(RequestField { var, value })
 }
 
-/// One value as text: a string as is, a number or boolean as its JSON text. Tigase drops
-/// `false`, `0` and `""`; they are values like any other here.
-fn scalar(value: Value) -> Result<String, DecodeError> {
+/// One value as text: a string as is, a number or boolean as its JSON text (a number's digits
+/// as written: `typed`'s doc says why). Tigase drops `false`, `0` and `""`; they are values
+/// like any other here.
+fn scalar(value: Written) -> Result<String, DecodeError> {
     match value {
-        Value::String(s) => checked(s),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Null | Value::Array(_) | Value::Object(_) => Err(shape(
+        Written::String(s) => checked(s),
+        Written::Number(n) => Ok(n),
+        Written::Bool(b) => Ok(b.to_string()),
+        Written::Null | Written::Array(_) | Written::Object => Err(shape(
             "a value must be a string, number or boolean, or an array of those",
         )),
     }

@@ -1,6 +1,9 @@
 //! What only the JSON codec has: numbers and booleans as values, keys given twice, depth,
 //! escaping, layout. What both codecs share is in [`crate::rest::conformance`].
 
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{decode_request, encode_response};
@@ -88,6 +91,50 @@ fn scalars_are_taken_as_their_text() {
     assert_eq!(value_of("1.50"), single("1.50"));
     assert_eq!(value_of("true"), single("true"));
     assert_eq!(value_of("[]"), list(&[]));
+}
+
+/// A number is text to the server (a count, an id, a password of digits): it goes on with the
+/// digits the client wrote, never through an `f64` (`1.50` would become `1.5`, a long integer
+/// would be rounded). Only the exponent's spelling is made one (`1E5` -> `1e+5`).
+#[test]
+fn numbers_keep_their_digits() {
+    for (written, sent) in [
+        ("1.50", "1.50"),
+        ("0.1", "0.1"),
+        ("-0", "-0"),
+        ("-0.0", "-0.0"),
+        ("18446744073709551616", "18446744073709551616"),
+        (
+            "123456789012345678901234567890",
+            "123456789012345678901234567890",
+        ),
+        ("0.30000000000000000001", "0.30000000000000000001"),
+        ("1e5", "1e+5"),
+        ("1E5", "1e+5"),
+        ("2.5E-3", "2.5e-3"),
+        ("1e+5", "1e+5"),
+    ] {
+        assert_eq!(value_of(written), single(sent), "{written}");
+    }
+    assert_eq!(
+        value_of("[1.50, 1E5, \"1.50\"]"),
+        list(&["1.50", "1e+5", "1.50"])
+    );
+}
+
+/// A number beyond an `f64`'s range (about 1.8e308) is malformed JSON to the gateway, wherever
+/// it stands, a key nobody reads included: the syntax pass reads numbers as serde_json does.
+#[test]
+fn a_number_beyond_an_f64_is_malformed() {
+    for body in [
+        r#"{"command": {"fields": [{"var": "v", "value": 1e400}]}}"#,
+        r#"{"command": {"node": "a", "other": -1e400}}"#,
+    ] {
+        match decode(body) {
+            Err(DecodeError::Malformed(m)) => assert!(m.contains("out of range"), "{m}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -182,10 +229,40 @@ fn text_round_trips() {
     );
 }
 
-/// The decoder before the typed pass (a `Value` tree of the whole body), kept as the reference
-/// the typed pass must agree with.
+/// A tree of the whole body for the reference decoder: serde_json's `Value`, but with each
+/// number's text, as the API keeps it (`Value` without `arbitrary_precision` holds an `f64`).
+enum Tree {
+    Null,
+    Bool(bool),
+    Number(String),
+    String(String),
+    Array(Vec<Tree>),
+    Object(HashMap<String, Tree>),
+}
+
+impl<'de> serde::Deserialize<'de> for Tree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <&'de RawValue>::deserialize(d)?.get();
+        let parsed = match text.as_bytes()[0] {
+            b'{' => serde_json::from_str(text).map(Tree::Object),
+            b'[' => serde_json::from_str(text).map(Tree::Array),
+            b'"' => serde_json::from_str(text).map(Tree::String),
+            b'n' => Ok(Tree::Null),
+            b't' | b'f' => serde_json::from_str(text).map(Tree::Bool),
+            // The API's spelling: digits as written, a signed lower-case exponent.
+            _ => Ok(Tree::Number(match text.replace('E', "e").split_once('e') {
+                Some((m, x)) if !x.starts_with(['+', '-']) => format!("{m}e+{x}"),
+                _ => text.replace('E', "e"),
+            })),
+        };
+        parsed.map_err(serde::de::Error::custom)
+    }
+}
+
+/// The decoder before the typed pass (a tree of the whole body), kept as the reference the
+/// typed pass must agree with.
 fn reference(body: &[u8]) -> Result<CommandRequest, DecodeError> {
-    use serde_json::Map;
+    type Map = HashMap<String, Tree>;
     fn shape(m: impl Into<String>) -> DecodeError {
         DecodeError::Shape(m.into())
     }
@@ -196,35 +273,35 @@ fn reference(body: &[u8]) -> Result<CommandRequest, DecodeError> {
             Err(shape("a string holds a control character XML cannot carry"))
         }
     }
-    fn identifier(c: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
+    fn identifier(c: &Map, key: &str) -> Result<Option<String>, DecodeError> {
         match c.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => checked(s).map(Some),
+            None | Some(Tree::Null) => Ok(None),
+            Some(Tree::String(s)) if s.is_empty() => Ok(None),
+            Some(Tree::String(s)) => checked(s).map(Some),
             Some(_) => Err(shape(format!("\"{key}\" must be a string"))),
         }
     }
-    fn scalar(v: &Value) -> Result<String, DecodeError> {
+    fn scalar(v: &Tree) -> Result<String, DecodeError> {
         match v {
-            Value::String(s) => checked(s),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
+            Tree::String(s) => checked(s),
+            Tree::Number(n) => Ok(n.clone()),
+            Tree::Bool(b) => Ok(b.to_string()),
             _ => Err(shape(
                 "a value must be a string, number or boolean, or an array of those",
             )),
         }
     }
-    fn field(f: &Value) -> Result<crate::rest::RequestField, DecodeError> {
-        let Value::Object(f) = f else {
+    fn field(f: &Tree) -> Result<crate::rest::RequestField, DecodeError> {
+        let Tree::Object(f) = f else {
             return Err(shape("a field must be an object"));
         };
         let var = match f.get("var") {
-            Some(Value::String(v)) => checked(v)?,
+            Some(Tree::String(v)) => checked(v)?,
             _ => return Err(shape("a field needs a string \"var\"")),
         };
         let value = match f.get("value") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => Some(FieldValue::List(
+            None | Some(Tree::Null) => None,
+            Some(Tree::Array(items)) => Some(FieldValue::List(
                 items.iter().map(scalar).collect::<Result<_, _>>()?,
             )),
             Some(v) => Some(FieldValue::Single(scalar(v)?)),
@@ -234,20 +311,20 @@ fn reference(body: &[u8]) -> Result<CommandRequest, DecodeError> {
     // The syntax, depth and duplicate checks are the decoder's own (shared).
     super::decode::checked_body_for_tests(body)?;
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let doc: Value = serde_json::from_slice(body).expect("checked above");
-    let Value::Object(mut top) = doc else {
+    let doc: Tree = serde_json::from_slice(body).expect("checked above");
+    let Tree::Object(mut top) = doc else {
         return Err(shape("the body must be a JSON object"));
     };
     let command = match top.remove("command") {
-        Some(Value::Object(c)) => c,
+        Some(Tree::Object(c)) => c,
         Some(_) => return Err(shape("\"command\" must be an object")),
         None => top,
     };
     Ok(CommandRequest {
         node: identifier(&command, "node")?,
         fields: match command.get("fields") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(fs)) => fs.iter().map(field).collect::<Result<_, _>>()?,
+            None | Some(Tree::Null) => Vec::new(),
+            Some(Tree::Array(fs)) => fs.iter().map(field).collect::<Result<_, _>>()?,
             Some(_) => return Err(shape("\"fields\" must be an array")),
         },
         sessionid: identifier(&command, "sessionid")?,
@@ -255,10 +332,9 @@ fn reference(body: &[u8]) -> Result<CommandRequest, DecodeError> {
     })
 }
 
-/// The typed pass answers exactly as the `Value` tree did (the same request, or the same
-/// error and message) for every combination of the request's keys holding every kind of JSON
-/// value, at the top, under `command` and in a field; numbers included, which serde_json hands
-/// to a visitor as a map.
+/// The typed pass answers exactly as the tree of the whole body did (the same request, or the
+/// same error and message) for every combination of the request's keys holding every kind of
+/// JSON value, at the top, under `command` and in a field; numbers of every spelling included.
 #[test]
 fn the_typed_pass_agrees_with_the_value_tree() {
     let values = [
@@ -266,8 +342,14 @@ fn the_typed_pass_agrees_with_the_value_tree() {
         "0",
         "25",
         "-3",
+        "-0",
         "1.50",
+        "0.1",
+        "1E5",
+        "1e-7",
+        "123456789012345678901234567890",
         "1e400",
+        "[1E2, -0.0, 18446744073709551616]",
         "true",
         "false",
         "\"\"",
@@ -318,9 +400,8 @@ fn the_typed_pass_agrees_with_the_value_tree() {
     }
 }
 
-/// serde_json hands a number it keeps as text (a fraction, an exponent, one too big for 64 bits)
-/// to a visitor as a map under its private token; the typed pass must take that map for a
-/// number, not an object (`"command": 1.5` is no command).
+/// A number where an object belongs is no object (`"command": 1.5` is no command), whatever
+/// its spelling: a fraction, an exponent, one too big for 64 bits.
 #[test]
 fn a_number_is_no_object() {
     for n in ["5", "1.5", "1e3", "123456789012345678901234567890"] {

@@ -2,11 +2,19 @@
 //! only the request's keys are kept (`command`, `node`, `fields`, `sessionid`, `action`, and
 //! each field's `var` and `value`), everything else is skipped unread, and every value that
 //! should be an object but is not becomes [`Slot::Other`], refused by `decode` afterwards.
+//!
+//! A field's value keeps a number exactly as the body wrote it ([`Written`]): the value is text
+//! to the server (a form's `text-single`, a password, a count), and a client that writes
+//! `"value": 1.50` or `"value": 12345678901234567890123` means those digits; read as an `f64`
+//! they would become `1.5` and `1.2345678901234568e22`, and the server would act on a value
+//! nobody sent. serde_json's `raw_value` hands us the number's text; nothing else of serde_json
+//! but its public API is relied on.
 
 use std::fmt;
 
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::decode::Key;
@@ -37,17 +45,65 @@ pub(super) enum Fields {
     Other,
 }
 
-/// A field's `var` and `value`, as JSON values (one string is one allocation, moved on).
+/// A field's `var` (a JSON value: one string is one allocation, moved on) and `value` (as
+/// written).
 #[derive(Default)]
 pub(super) struct Field {
     pub(super) var: Option<Value>,
-    pub(super) value: Option<Value>,
+    pub(super) value: Option<Written>,
 }
 
-/// The key under which serde_json (with `arbitrary_precision`, which keeps a number's text)
-/// hands a number to a visitor: as a one-entry map, which its `Number` reads back. Such a map
-/// is a number, not an object; `a_number_is_no_object` pins this against the serde_json in use.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+/// A JSON value with its numbers as the body wrote them (see the module's doc); an array's
+/// items likewise, an object only noted (a value may not be one).
+#[derive(Debug)]
+pub(super) enum Written {
+    Null,
+    Bool(bool),
+    /// The number's text: its digits as written, an exponent spelt `e` with its sign
+    /// (`1E5` -> `1e+5`), as `docs/api.md` promises.
+    Number(String),
+    String(String),
+    Array(Vec<Written>),
+    Object,
+}
+
+impl Written {
+    /// Reads one JSON value that serde_json has already checked and delimited (`raw_value`:
+    /// no whitespace around it), so its first byte says what it is.
+    fn read(text: &str) -> Result<Written, serde_json::Error> {
+        Ok(match text.as_bytes().first() {
+            Some(b'"') => Written::String(serde_json::from_str(text)?),
+            Some(b'[') => Written::Array(serde_json::from_str(text)?),
+            Some(b'{') => Written::Object,
+            Some(b't') => Written::Bool(true),
+            Some(b'f') => Written::Bool(false),
+            Some(b'n') => Written::Null,
+            _ => Written::Number(number_text(text)),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Written {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Written::read(raw.get()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A JSON number's text with its exponent (if any) spelt `e` and signed.
+fn number_text(text: &str) -> String {
+    match text.split_once(['e', 'E']) {
+        None => text.to_owned(),
+        Some((mantissa, exponent)) => {
+            let sign = if exponent.starts_with(['+', '-']) {
+                ""
+            } else {
+                "+"
+            };
+            format!("{mantissa}e{sign}{exponent}")
+        }
+    }
+}
 
 /// The visits of the scalars but `null`, all answering `$other` (each visitor says what `null`
 /// and an array are to it).
@@ -69,24 +125,6 @@ macro_rules! not_an_object {
             Ok($other)
         }
     };
-}
-
-/// Walks an object's entries, handing each key to `entry` (which must consume its value);
-/// `false` when the "object" is serde_json's number in disguise (consumed too).
-fn entries<'de, A: MapAccess<'de>>(
-    mut map: A,
-    mut entry: impl FnMut(&mut A, &str) -> Result<(), A::Error>,
-) -> Result<bool, A::Error> {
-    let mut first = true;
-    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-        if first && key == NUMBER_TOKEN {
-            map.next_value::<IgnoredAny>()?;
-            return Ok(false);
-        }
-        first = false;
-        entry(&mut map, &key)?;
-    }
-    Ok(true)
 }
 
 /// An object the typed pass reads key by key: `entry` takes the value of the keys it keeps
@@ -141,14 +179,12 @@ impl<'de, T: Entries> Deserialize<'de> for Slot<T> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Slot::Other)
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut object = T::default();
-                let is_object = entries(map, |map, key| object.entry(map, key))?;
-                Ok(if is_object {
-                    Slot::Object(object)
-                } else {
-                    Slot::Other
-                })
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    object.entry(&mut map, &key)?;
+                }
+                Ok(Slot::Object(object))
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
@@ -174,8 +210,8 @@ impl<'de> Deserialize<'de> for Fields {
                 }
                 Ok(Fields::Array(fields))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
-                entries(map, |map, _| map.next_value::<IgnoredAny>().map(drop))?;
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Fields::Other)
             }
         }

@@ -161,3 +161,18 @@ async fn wrong_passwords_sent_at_once_reach_the_server_no_more_than_the_budgets_
     futures_util::future::join_all(spray).await;
     assert_eq!(fake.logins() - 2, 3, "the address's budget across accounts");
 }
+
+#[test]
+fn a_guessed_domain_the_server_does_not_serve_still_proves_it_serving() {
+    let unknown = || Err(UpstreamError::HostUnknown("127.0.0.1".into()));
+    assert!(probed(unknown(), true).is_ok());
+    // --domain, or a domain an account logged in with: the server must serve it.
+    assert!(matches!(
+        probed(unknown(), false),
+        Err(UpstreamError::HostUnknown(_))
+    ));
+    // Anything else is the answer whoever named the domain.
+    let down = || Err(UpstreamError::Unreachable("refused".into()));
+    assert!(probed(down(), true).is_err());
+    assert!(probed(Ok(()), false).is_ok());
+}

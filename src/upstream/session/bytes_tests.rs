@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tokio::time::timeout;
+use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ping::Ping;
 
@@ -128,4 +129,142 @@ async fn a_written_batch_that_fails_to_write_sends_nothing() {
         matches!(ok.await.unwrap(), Ok(IqReply::Result(Some(p))) if p.text() == "next"),
         "the answer to the next IQ"
     );
+}
+
+/// A message from another account to the gateway's resource, carrying `payload`.
+fn foreign_message(payload: Element) -> tokio_xmpp::Stanza {
+    let mut m = tokio_xmpp::parsers::message::Message::new(Some(Jid::from(own())));
+    m.from = Some(j("other@example.org/x"));
+    m.payloads.push(payload);
+    tokio_xmpp::Stanza::Message(m)
+}
+
+/// `depth` elements, each inside the one before.
+fn nested(depth: usize) -> Element {
+    (1..depth).fold(Element::builder("a", NS).build(), |inner, _| {
+        Element::builder("a", NS).append(inner).build()
+    })
+}
+
+/// Longer than the driver keeps whole (8 MiB).
+fn oversize_text() -> String {
+    "x".repeat(8 * 1024 * 1024 + 1024)
+}
+
+#[tokio::test]
+async fn foreign_stanzas_of_any_depth_or_size_never_end_the_stream() {
+    let (s, mut server) = session(8, 64 * 1024).await;
+    let client = tokio::spawn({
+        let s = s.clone();
+        async move { s.iq(j("example.org"), IqKind::Get, marked("asked")).await }
+    });
+    let iq = server.next_iq().await;
+    server.send_stanza(foreign_message(nested(70))).await;
+    let large = Element::builder("b", NS).append(oversize_text()).build();
+    server.send_stanza(foreign_message(large)).await;
+    // Both skipped; the answer behind them still reaches its waiter.
+    server
+        .send(written_reply("example.org", iq.id(), "answered"))
+        .await;
+    let reply = timeout(Duration::from_secs(20), client)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&reply, Ok(IqReply::Result(Some(p))) if p.text() == "answered"),
+        "{reply:?}"
+    );
+    assert!(s.is_alive());
+    assert_eq!(s.dropped_stanzas(), 2);
+    // And the stream goes on: the next IQ is answered too.
+    let next = tokio::spawn({
+        let s = s.clone();
+        async move { s.iq(j("example.org"), IqKind::Get, marked("next")).await }
+    });
+    let iq = server.next_iq().await;
+    server
+        .send(written_reply("example.org", iq.id(), "next"))
+        .await;
+    assert!(next.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn an_answer_too_large_to_keep_fails_its_request_alone() {
+    let (s, mut server) = session(8, 64 * 1024).await;
+    let ask = |mark: &'static str| {
+        let s = s.clone();
+        tokio::spawn(async move { s.iq(j("example.org"), IqKind::Get, marked(mark)).await })
+    };
+    let (first, second) = (ask("first"), ask("second"));
+    let (a, b) = (server.next_iq().await, server.next_iq().await);
+    let (big, small) = match &a {
+        Iq::Get { payload, .. } if payload.text() == "first" => (a, b),
+        _ => (b, a),
+    };
+    let huge = Iq::Result {
+        from: Some(j("example.org")),
+        to: None,
+        id: big.id().to_string(),
+        payload: Some(Element::builder("q", NS).append(oversize_text()).build()),
+    };
+    server.send(huge).await;
+    server
+        .send(written_reply("example.org", small.id(), "second"))
+        .await;
+    let first = timeout(Duration::from_secs(20), first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, Err(UpstreamError::Stream(_))), "{first:?}");
+    let second = second.await.unwrap();
+    assert!(
+        matches!(&second, Ok(IqReply::Result(Some(p))) if p.text() == "second"),
+        "{second:?}"
+    );
+    assert!(s.is_alive());
+}
+
+#[tokio::test]
+async fn a_stanza_over_the_limit_as_written_is_refused_before_anything_is_sent() {
+    let (logged_in, mut server) = fake::logged_in(&own(), 64 * 1024).await;
+    let s = Arc::new(AdminSession::start(logged_in, 8).with_max_stanza(1000));
+    // 240 characters that are 960 bytes once escaped: the limit is on what is written.
+    let mut m = tokio_xmpp::parsers::message::Message::new(Some(j("user@example.org")));
+    m.bodies.insert(Default::default(), ">".repeat(240));
+    let refused = s.send(OneWay::message(m)).await;
+    assert!(
+        matches!(refused, Err(UpstreamError::TooLarge { max: 1000, size }) if size > 1000),
+        "{refused:?}"
+    );
+    let refused = s
+        .iqs_written::<UpstreamError>(vec![j("example.org")], |_, _, _, out| {
+            out.extend_from_slice(&[b' '; 1001]);
+            Ok(())
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(UpstreamError::TooLarge { .. })),
+        "{refused:?}"
+    );
+    let big = Element::builder("q", NS).append("&".repeat(300)).build();
+    let refused = s.iq(j("example.org"), IqKind::Set, big).await;
+    assert!(
+        matches!(refused, Err(UpstreamError::TooLarge { .. })),
+        "{refused:?}"
+    );
+    // Nothing of them reached the server: the next IQ is the first it sees, on a live stream.
+    let ok = tokio::spawn({
+        let s = s.clone();
+        async move { s.iq(j("example.org"), IqKind::Get, marked("next")).await }
+    });
+    let iq = server.next_iq().await;
+    assert!(
+        matches!(&iq, Iq::Get { payload, .. } if payload.text() == "next"),
+        "{iq:?}"
+    );
+    server
+        .send(written_reply("example.org", iq.id(), "next"))
+        .await;
+    assert!(ok.await.unwrap().is_ok());
+    assert!(s.is_alive());
 }

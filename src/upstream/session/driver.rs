@@ -26,6 +26,7 @@ use super::frame::{Frame, Framer};
 use super::stanza::bytes_of;
 use super::trust::fresh_id;
 use super::{IqReply, OutIq, Outgoing};
+use crate::metrics::Dropped;
 use crate::upstream::connect::{stream_timeouts, Transport};
 use crate::upstream::UpstreamError;
 
@@ -38,8 +39,8 @@ pub(super) fn write_bound() -> Duration {
 /// How long a polite close waits, in all, to write `</stream:stream>` and read the server's.
 pub(super) const FOOTER_WAIT: Duration = Duration::from_secs(2);
 
-/// The longest stanza the server may send (a registered-users list of a large server fits);
-/// a longer one ends the stream rather than grow the buffer without bound.
+/// The longest stanza kept whole (a registered-users list of a large server fits); a longer
+/// one is passed over to its end without being kept, so the buffer never grows beyond it.
 const MAX_STANZA: usize = 8 * 1024 * 1024;
 
 /// Room made in the read buffer before each read.
@@ -216,8 +217,8 @@ impl Driver {
                         self.queue_iq(out);
                     }
                 }
-                Outgoing::OneWay(stanza, done) => {
-                    self.queue(&Element::from(*stanza.0))?;
+                Outgoing::OneWay(bytes, done) => {
+                    self.output.extend_from_slice(&bytes);
                     written.push(done);
                 }
                 #[cfg(feature = "test-client")]
@@ -281,12 +282,15 @@ impl Driver {
         self.flush().await
     }
 
-    fn drop_stanza(&self, what: &str, from: Option<&Jid>) {
+    /// Counts a stanza dropped unread (on this stream, and in the metrics by reason).
+    fn drop_stanza(&self, reason: Dropped, from: Option<&Jid>) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::dropped_stanza(reason);
         tracing::debug!(
             account = %self.jid.to_bare(),
             from = %from.map(|f| f.to_string()).unwrap_or_default(),
-            "{what} dropped"
+            ?reason,
+            "a stanza dropped"
         );
     }
 
@@ -313,7 +317,7 @@ impl Driver {
                 }
                 loop {
                     match self.framer.next(&self.input) {
-                        Ok(Some(Frame::Stanza(_))) => continue,
+                        Ok(Some(Frame::Stanza(_) | Frame::Skipped { .. })) => continue,
                         Ok(None) => break,
                         Ok(Some(Frame::Footer)) | Err(_) => return,
                     }

@@ -2,18 +2,41 @@
 //! ends in the bytes read so far, without parsing them: quotes, CDATA sections, empty elements
 //! and nesting are tracked byte by byte, across reads. Well-formedness is left to whoever reads
 //! a stanza's bytes (`adhoc::wire::read_reply`, or minidom for the rare ones); comments,
-//! processing instructions and DTDs, which RFC 6120 forbids on a stream, end it here.
+//! processing instructions and DTDs, which RFC 6120 forbids on a stream, end it here: that is
+//! broken framing, which only the server can produce (it re-serialises what others send).
+//!
+//! A stanza too deep or too long to be kept is not the end of the stream: any account of the
+//! server can send one to the gateway's resource. The framer reports it once ([`Frame::Skipped`],
+//! with its top-level tag when that was read whole, so the caller can tell whose it was), then
+//! passes over the rest of it without keeping its bytes (only the nesting depth, a counter, is
+//! tracked) and resumes at its end.
 
 use std::ops::Range;
 
-/// Elements nested deeper than this inside one stanza end the stream.
+/// Elements nested deeper than this inside one stanza make it skipped (no reader of the
+/// gateway's builds a tree that deep).
 const MAX_DEPTH: usize = 64;
+
+/// Why a stanza was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// Elements nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// Longer than the framer's bound.
+    TooLarge,
+}
 
 /// What the bytes hold next.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Frame {
     /// One complete top-level element, at this range of the buffer.
     Stanza(Range<usize>),
+    /// A stanza that will not be kept: its top-level start tag at this range of the buffer
+    /// when it was read whole (only until the next call), its remaining bytes passed over.
+    Skipped {
+        head: Option<Range<usize>>,
+        why: Skip,
+    },
     /// `</stream:stream>`: the server closed its side.
     Footer,
 }
@@ -40,9 +63,13 @@ pub(super) struct Framer {
     pos: usize,
     /// Where the stanza being read began, if one has.
     start: Option<usize>,
+    /// Where the top-level start tag of the stanza being read ended (exclusive), once it has.
+    head_end: Option<usize>,
     depth: usize,
     state: State,
     max: usize,
+    /// Passing over a skipped stanza: nothing of it is kept, scanning goes on to its end.
+    skipping: bool,
 }
 
 impl Framer {
@@ -51,9 +78,11 @@ impl Framer {
         Self {
             pos: 0,
             start: None,
+            head_end: None,
             depth: 0,
             state: State::Text,
             max,
+            skipping: false,
         }
     }
 
@@ -67,10 +96,11 @@ impl Framer {
     pub(super) fn shift(&mut self, n: usize) {
         self.pos -= n;
         self.start = self.start.map(|s| s - n);
+        self.head_end = self.head_end.map(|h| h - n);
     }
 
     /// The next complete frame in `buf`, `None` when more bytes are needed; `Err` ends the
-    /// stream (not XMPP's restricted XML, too deep, too long).
+    /// stream (bytes that are not XMPP's restricted XML at the stream's level).
     pub(super) fn next(&mut self, buf: &[u8]) -> Result<Option<Frame>, String> {
         while self.pos < buf.len() {
             // Runs of bytes that cannot change the state (text inside a stanza, a quoted
@@ -175,11 +205,21 @@ impl Framer {
             }
         }
         match self.start {
-            Some(s) if buf.len() - s > self.max => {
-                Err(format!("a stanza longer than {} bytes", self.max))
-            }
+            Some(s) if buf.len() - s > self.max => Ok(Some(self.skip(Skip::TooLarge))),
             _ => Ok(None),
         }
+    }
+
+    /// Starts passing over the stanza in progress: reported once, with its head if it was
+    /// read whole; from here on its bytes may be dropped as they are scanned.
+    fn skip(&mut self, why: Skip) -> Frame {
+        let head = self
+            .start
+            .take()
+            .zip(self.head_end.take())
+            .map(|(s, e)| s..e);
+        self.skipping = true;
+        Frame::Skipped { head, why }
     }
 
     /// A tag just ended at `self.pos - 1`.
@@ -192,17 +232,29 @@ impl Framer {
             self.depth -= 1;
         } else if !slash {
             self.depth += 1;
-            if self.depth > MAX_DEPTH {
-                return Err(format!("elements nested deeper than {MAX_DEPTH}"));
+            if self.depth == 1 && !self.skipping {
+                self.head_end = Some(self.pos);
+            }
+            if self.depth > MAX_DEPTH && !self.skipping {
+                return Ok(Some(self.skip(Skip::TooDeep)));
             }
         }
         if self.depth > 0 {
             return Ok(None);
         }
-        let start = self.start.take().unwrap_or(0);
-        if self.pos - start > self.max {
-            return Err(format!("a stanza longer than {} bytes", self.max));
+        if std::mem::take(&mut self.skipping) {
+            // The end of a skipped stanza: reported when it began.
+            self.head_end = None;
+            return Ok(None);
         }
+        if self.pos - self.start.unwrap_or(0) > self.max {
+            // Read whole in one go: reported, and already passed over.
+            let frame = self.skip(Skip::TooLarge);
+            self.skipping = false;
+            return Ok(Some(frame));
+        }
+        self.head_end = None;
+        let start = self.start.take().unwrap_or(0);
         Ok(Some(Frame::Stanza(start..self.pos)))
     }
 }
@@ -211,16 +263,33 @@ impl Framer {
 mod tests {
     use super::*;
 
-    /// Every frame of `input` fed in chunks of `chunk` bytes, as the strings they span.
-    fn frames(input: &str, chunk: usize) -> Result<Vec<String>, String> {
-        let mut framer = Framer::new(1024);
+    /// What [`frames_kept`] saw: every frame of the input (a skipped stanza as `SKIPPED`, its
+    /// reason and its head), and the most bytes the buffer held at once.
+    struct Seen {
+        frames: Vec<String>,
+        most_held: usize,
+    }
+
+    /// Every frame of `input` fed in chunks of `chunk` bytes, the buffer drained as the driver
+    /// drains it, to a framer keeping stanzas of up to `max` bytes.
+    fn frames_kept(input: &str, chunk: usize, max: usize) -> Result<Seen, String> {
+        let mut framer = Framer::new(max);
         let mut buf = Vec::new();
-        let mut out = Vec::new();
+        let mut seen = Seen {
+            frames: Vec::new(),
+            most_held: 0,
+        };
         for piece in input.as_bytes().chunks(chunk) {
             buf.extend_from_slice(piece);
+            seen.most_held = seen.most_held.max(buf.len());
             while let Some(frame) = framer.next(&buf)? {
-                out.push(match frame {
+                seen.frames.push(match frame {
                     Frame::Stanza(r) => String::from_utf8(buf[r].to_vec()).unwrap(),
+                    Frame::Skipped { head, why } => format!(
+                        "SKIPPED {why:?} {}",
+                        head.map(|r| String::from_utf8(buf[r].to_vec()).unwrap())
+                            .unwrap_or_default()
+                    ),
                     Frame::Footer => "FOOTER".into(),
                 });
             }
@@ -228,7 +297,11 @@ mod tests {
             buf.drain(..keep);
             framer.shift(keep);
         }
-        Ok(out)
+        Ok(seen)
+    }
+
+    fn frames(input: &str, chunk: usize) -> Result<Vec<String>, String> {
+        frames_kept(input, chunk, 1024).map(|s| s.frames)
     }
 
     #[test]
@@ -253,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn what_restricted_xml_forbids_or_no_stanza_can_be_ends_the_stream() {
+    fn only_what_restricted_xml_forbids_ends_the_stream() {
         for bad in [
             "x<iq/>",
             "<!-- c --><iq/>",
@@ -263,10 +336,62 @@ mod tests {
         ] {
             assert!(frames(bad, 1000).is_err(), "{bad}");
         }
-        let deep = "<a>".repeat(MAX_DEPTH + 1);
-        assert!(frames(&deep, 1000).is_err());
-        let long = format!("<iq>{}</iq>", "x".repeat(2000));
-        assert!(frames(&long, 100).is_err());
-        assert!(frames(&long, 5000).is_err());
+    }
+
+    #[test]
+    fn a_stanza_nested_too_deep_is_skipped_to_its_end_and_the_next_one_read() {
+        let head = "<message from='other@example.org/x' to='admin@example.org/xrg-1'>";
+        let deep = format!(
+            "{head}{}<![CDATA[</message>]]>{}</message>",
+            "<a x='>'>".repeat(70),
+            "</a>".repeat(70)
+        );
+        let input = format!("<presence/>{deep}<iq type='result' id='n'/></stream:stream>");
+        let want = [
+            "<presence/>".to_string(),
+            format!("SKIPPED TooDeep {head}"),
+            "<iq type='result' id='n'/>".to_string(),
+            "FOOTER".to_string(),
+        ];
+        for chunk in 1..=input.len() {
+            assert_eq!(frames(&input, chunk).unwrap(), want, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_stanza_too_large_is_skipped_without_being_held() {
+        let max = 1024;
+        let head = "<message from='other@example.org/x'>";
+        let body = "<b>x &amp; y</b>".repeat(10_000);
+        let large = format!("{head}{body}</message>");
+        let input = format!("{large}<iq type='result' id='n'/>{large}<presence/>");
+        let want = [
+            format!("SKIPPED TooLarge {head}"),
+            "<iq type='result' id='n'/>".to_string(),
+            format!("SKIPPED TooLarge {head}"),
+            "<presence/>".to_string(),
+        ];
+        for chunk in [1, 7, 100, 4096, 16 * 1024] {
+            let seen = frames_kept(&input, chunk, max).unwrap();
+            assert_eq!(seen.frames, want, "chunks of {chunk}");
+            // Never more than the bound and one read, though each stanza is 160 KB.
+            assert!(
+                seen.most_held <= max + 2 * chunk,
+                "held {} bytes in chunks of {chunk}",
+                seen.most_held
+            );
+        }
+        // Read whole in one go, it is still reported, not kept.
+        let seen = frames_kept(&input, input.len(), max).unwrap();
+        assert_eq!(seen.frames, want);
+        // A start tag too large to report is skipped without one.
+        let attr = format!(
+            "<message a='{}'><b/></message><presence/>",
+            "v".repeat(5000)
+        );
+        assert_eq!(
+            frames_kept(&attr, 100, max).unwrap().frames,
+            ["SKIPPED TooLarge ", "<presence/>"]
+        );
     }
 }

@@ -16,7 +16,8 @@ impl AdminSession {
     /// Sends IQs back to back in this order (the server handles a stream's stanzas in
     /// order) and waits for all their answers: several round trips' work in about one. Each IQ
     /// takes a place among the stream's IQs in flight; when none is free, what is ready goes
-    /// out and the rest waits for answers, so no batch ever exceeds the bound.
+    /// out and the rest waits for answers, so no batch ever exceeds the bound. An IQ over the
+    /// stanza limit as written fails the whole call (`TooLarge`) before anything is sent.
     pub async fn iqs(
         &self,
         requests: Vec<(Jid, IqKind, Element)>,
@@ -45,6 +46,7 @@ impl AdminSession {
             Element::from(iq)
                 .write_to(&mut bytes)
                 .map_err(|e| UpstreamError::Stream(e.to_string()))?;
+            self.fits(&bytes)?;
             let (reply, rx) = oneshot::channel();
             receivers.push(rx);
             prepared.push((to, id, bytes, Reply::Tree(reply)));
@@ -60,7 +62,8 @@ impl AdminSession {
     /// Sends IQs that `write` writes itself, straight as bytes, and returns each answer's
     /// bytes for the caller to read: no tree on the way, and the writing and reading done on
     /// the caller's task. `write(i, to, id, out)` appends the `i`th request's `<iq/>`
-    /// addressed to `to` under `id` to `out`; when it fails for any request, nothing is sent.
+    /// addressed to `to` under `id` to `out`; when it fails for any request, or writes one over
+    /// the stanza limit (`TooLarge`), nothing is sent.
     /// The driver checks only the answer's top-level tag: that it is a result or an error
     /// under the id, from whom the IQ went to.
     pub async fn iqs_written<E: From<UpstreamError>>(
@@ -76,6 +79,7 @@ impl AdminSession {
             // A user-stats IQ with its form is about 450 bytes: one allocation, no growth.
             let mut bytes = Vec::with_capacity(1024);
             write(i, to.as_str(), &id, &mut bytes)?;
+            self.fits(&bytes)?;
             let (reply, rx) = oneshot::channel();
             receivers.push(rx);
             prepared.push((to, id, bytes, Reply::Raw(reply)));

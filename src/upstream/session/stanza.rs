@@ -7,11 +7,21 @@ use quick_xml::events::Event;
 use quick_xml::XmlVersion;
 use tokio_xmpp::minidom::Element;
 
+/// Which stanza a top-level tag opens: unprefixed, in the stream's default namespace
+/// (`jabber:client`); anything else (a stream error, another namespace) is `Other`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Iq,
+    Message,
+    Presence,
+    #[default]
+    Other,
+}
+
 /// The top-level tag of a stanza.
 #[derive(Debug, Default)]
 pub(super) struct Head {
-    /// An unprefixed `<iq>` in the stream's default namespace (`jabber:client`).
-    pub iq: bool,
+    pub kind: Kind,
     pub type_: Option<String>,
     pub id: Option<String>,
     pub from: Option<String>,
@@ -20,7 +30,7 @@ pub(super) struct Head {
 impl Head {
     /// Whether this is an answer to an IQ (a result or an error).
     pub fn is_reply(&self) -> bool {
-        self.iq && matches!(self.type_.as_deref(), Some("result" | "error"))
+        self.kind == Kind::Iq && matches!(self.type_.as_deref(), Some("result" | "error"))
     }
 }
 
@@ -33,7 +43,12 @@ pub(super) fn head(bytes: &[u8]) -> Option<Head> {
         _ => return None,
     };
     let mut head = Head {
-        iq: start.name().as_ref() == "iq",
+        kind: match start.name().as_ref() {
+            "iq" => Kind::Iq,
+            "message" => Kind::Message,
+            "presence" => Kind::Presence,
+            _ => Kind::Other,
+        },
         ..Head::default()
     };
     // quick-xml's duplicate check allocates per element: the keys read here are checked for
@@ -62,7 +77,11 @@ pub(super) fn head(bytes: &[u8]) -> Option<Head> {
             1 => head.id = Some(value()?),
             2 => head.from = Some(value()?),
             // A namespace other than the stream's default makes it no stanza of ours.
-            _ => head.iq &= value()?.as_str() == tokio_xmpp::parsers::ns::JABBER_CLIENT,
+            _ => {
+                if value()?.as_str() != tokio_xmpp::parsers::ns::JABBER_CLIENT {
+                    head.kind = Kind::Other;
+                }
+            }
         }
     }
     Some(head)

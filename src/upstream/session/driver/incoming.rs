@@ -1,5 +1,8 @@
 //! The driver's read side: the stanzas framed in what was read, a reply handed to its waiter
-//! (as bytes, or as a tree), the server's requests answered, everything else dropped.
+//! (as bytes, or as a tree), the server's requests answered, everything else dropped and
+//! counted. Only the server's own stream error, its footer and broken framing end the stream:
+//! whatever another entity sends (a flood of messages, a stanza too deep or too large to keep)
+//! is dropped after reading at most its top-level tag.
 
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
@@ -7,11 +10,12 @@ use tokio_xmpp::parsers::jid::Jid;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::parsers::stream_error::StreamError;
 
-use super::super::frame::Frame;
-use super::super::stanza::{head, tree, Head};
+use super::super::frame::{Frame, Skip};
+use super::super::stanza::{head, tree, Head, Kind};
 use super::super::trust::{answers_for, from_server};
 use super::super::IqReply;
 use super::{closed, Driver, Reply};
+use crate::metrics::Dropped;
 use crate::upstream::UpstreamError;
 
 /// Read-buffer capacity kept at most once the stanzas in it are handled.
@@ -40,8 +44,40 @@ impl Driver {
                 Ok(None) => return Ok(()),
                 Ok(Some(Frame::Footer)) => return Err(closed("the server closed the stream")),
                 Ok(Some(Frame::Stanza(range))) => self.on_stanza(&input[range]).await?,
+                Ok(Some(Frame::Skipped { head, why })) => {
+                    self.on_skipped(head.map(|r| &input[r]), why)
+                }
             }
         }
+    }
+
+    /// A stanza too deep or too large to keep: dropped, unless its top-level tag shows it is
+    /// the answer to a request of ours, whose waiter is then failed rather than left waiting.
+    fn on_skipped(&mut self, head_bytes: Option<&[u8]>, why: Skip) {
+        let reason = match why {
+            Skip::TooDeep => Dropped::TooDeep,
+            Skip::TooLarge => Dropped::TooLarge,
+        };
+        let head = head_bytes.and_then(head).unwrap_or_default();
+        let from = head.from.as_deref().and_then(|f| f.parse::<Jid>().ok());
+        let reply = head.is_reply();
+        let id = head.id.unwrap_or_default();
+        let answers = reply
+            && self
+                .pending
+                .get(&id)
+                .is_some_and(|p| answers_for(&self.jid, &p.to, from.as_ref()));
+        if answers {
+            if let Some(p) = self.pending.remove(&id) {
+                let what = match why {
+                    Skip::TooDeep => "nested too deep to read",
+                    Skip::TooLarge => "too large to read",
+                };
+                p.reply
+                    .fail(UpstreamError::Stream(format!("the answer was {what}")));
+            }
+        }
+        self.drop_stanza(reason, from.as_ref());
     }
 
     async fn on_stanza(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
@@ -50,10 +86,41 @@ impl Driver {
             self.on_reply(head, bytes);
             return Ok(());
         }
+        // What other entities send is dropped on its top-level tag alone: no tree is built
+        // for a flood of messages to the gateway's resource.
+        match head.kind {
+            Kind::Message | Kind::Presence => {
+                #[cfg(feature = "test-client")]
+                if head.kind == Kind::Message && self.keep_in_inbox(bytes) {
+                    return Ok(());
+                }
+                let from = head.from.as_deref().and_then(|f| f.parse::<Jid>().ok());
+                self.drop_stanza(Dropped::Unsolicited, from.as_ref());
+                return Ok(());
+            }
+            Kind::Iq => {
+                let from = match head.from.as_deref().map(str::parse::<Jid>) {
+                    None => None,
+                    Some(Ok(f)) => Some(f),
+                    Some(Err(_)) => {
+                        self.drop_stanza(Dropped::Unreadable, None);
+                        return Ok(());
+                    }
+                };
+                if !from_server(&self.jid, from.as_ref()) {
+                    // Another account probing the gateway's resource learns nothing, not even
+                    // that it is there.
+                    self.drop_stanza(Dropped::ForeignRequest, from.as_ref());
+                    return Ok(());
+                }
+            }
+            Kind::Other => {}
+        }
         let el = match tree(bytes) {
             Ok(el) => el,
             Err(e) => {
                 tracing::debug!(error = %e, "unparseable stanza from the upstream ignored");
+                self.drop_stanza(Dropped::Unreadable, None);
                 return Ok(());
             }
         };
@@ -68,17 +135,34 @@ impl Driver {
                 Ok(iq) => self.on_request(iq).await,
                 Err(e) => {
                     tracing::debug!(error = %e, "unparseable IQ from the upstream ignored");
+                    self.drop_stanza(Dropped::Unreadable, None);
                     Ok(())
                 }
             };
         }
-        #[cfg(feature = "test-client")]
-        if el.is("message", tokio_xmpp::parsers::ns::JABBER_CLIENT) {
-            if let Ok(m) = tokio_xmpp::parsers::message::Message::try_from(el) {
-                self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+        self.drop_stanza(Dropped::Unreadable, None);
+        Ok(())
+    }
+
+    /// A test client that asked to keep its messages keeps this one; `false` when it did not
+    /// ask (the message is then dropped as any other).
+    #[cfg(feature = "test-client")]
+    fn keep_in_inbox(&mut self, bytes: &[u8]) -> bool {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(kept) = inbox.as_mut() else {
+            return false;
+        };
+        let message = tree(bytes)
+            .ok()
+            .and_then(|el| tokio_xmpp::parsers::message::Message::try_from(el).ok());
+        match message {
+            Some(m) => kept.push(m),
+            None => {
+                drop(inbox);
+                self.drop_stanza(Dropped::Unreadable, None);
             }
         }
-        Ok(())
+        true
     }
 
     /// A result or error: to its waiter if it comes from whom that IQ went to, as bytes or
@@ -89,7 +173,7 @@ impl Driver {
             None => None,
             Some(Ok(f)) => Some(f),
             Some(Err(_)) => {
-                self.drop_stanza("a reply from an unreadable JID", None);
+                self.drop_stanza(Dropped::Unreadable, None);
                 return;
             }
         };
@@ -105,7 +189,7 @@ impl Driver {
             .get(&id)
             .is_some_and(|p| answers_for(&self.jid, &p.to, from));
         if !genuine {
-            self.drop_stanza("a reply that answers no request of ours", from);
+            self.drop_stanza(Dropped::NotAsked, from);
             return;
         }
         let Some(p) = self.pending.remove(&id) else {
@@ -131,9 +215,8 @@ impl Driver {
             _ => return Ok(()),
         };
         if !from_server(&self.jid, from.as_ref()) {
-            // Another account probing the gateway's resource learns nothing, not even that it
-            // is there.
-            self.drop_stanza("an IQ request from another entity", from.as_ref());
+            // Caught on the head already; kept for an IQ whose head and tree disagree.
+            self.drop_stanza(Dropped::ForeignRequest, from.as_ref());
             return Ok(());
         }
         let to = from.unwrap_or_else(|| self.domain.clone());
