@@ -72,6 +72,8 @@ pub struct Config {
     pub require_api_key: bool,
     /// Stanzas per account through `POST /rest/stream/`.
     pub stream_rate: crate::policy::rules::Rate,
+    /// `--console`: whether /console/ serves the web console.
+    pub console: bool,
     /// IQ payload namespaces `POST /rest/stream/` relays beyond the built-in ones.
     pub stream_iq_allow: Vec<String>,
 }
@@ -333,6 +335,7 @@ impl Cli {
             credentials_file: self.credentials_file,
             require_api_key: self.require_api_key,
             stream_rate,
+            console: self.console == cli::Switch::On,
             stream_iq_allow,
         })
     }

@@ -293,6 +293,14 @@ fn a_bad_origin_is_refused_naming_the_flag_and_the_variable() {
 }
 
 #[test]
+fn the_console_is_on_unless_turned_off() {
+    assert!(parse(&[]).unwrap().console);
+    assert!(parse(&["--console", "on"]).unwrap().console);
+    assert!(!parse(&["--console", "off"]).unwrap().console);
+    assert!(parse(&["--console", "maybe"]).is_err());
+}
+
+#[test]
 fn stream_iq_namespaces_repeat_split_on_commas_and_must_be_namespaces() {
     let c = parse(&[
         "--stream-iq-allow",

@@ -251,6 +251,10 @@ pub struct Cli {
     /// a message about a value names what the operator wrote.
     #[arg(skip)]
     pub from_env: BTreeMap<String, String>,
+    /// The web console at /console/ on the API listener (docs/console.md): on or off. Off
+    /// answers 404 under /console/ and changes nothing else.
+    #[arg(long, env = "XRG_CONSOLE", value_enum, default_value_t = Switch::On)]
+    pub console: Switch,
 }
 
 /// Why the command line (or the environment) could not be read.
@@ -351,6 +355,13 @@ fn from_env_error(command: &clap::Command, args: &[OsString], e: clap::Error) ->
         "{}={value:?} (for {flag}): {why}",
         env.to_string_lossy()
     ))
+}
+
+/// A feature's `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// What the binary does instead of serving.

@@ -63,6 +63,12 @@ pub(super) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    // An answer of the API may hold what an account may see (the console shows it): no cache
+    // keeps it.
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 

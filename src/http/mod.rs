@@ -9,6 +9,7 @@ mod admit;
 mod audit;
 pub mod auth;
 mod body;
+mod console;
 pub mod error;
 pub mod listener;
 pub mod negotiate;
@@ -104,6 +105,13 @@ impl Gateway {
 
 /// The routes.
 pub fn router(gw: Arc<Gateway>) -> Router {
+    // The console's static files (`--console on`) are no API: merged here rather than listed
+    // as `.route`s below, which src/http/openapi.rs ties to docs/openapi.json.
+    let console = if gw.cfg.console {
+        console::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route(
             "/rest/adhoc/{jid}",
@@ -155,6 +163,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz).fallback(get_only))
         .route("/readyz", get(readyz).fallback(get_only))
         .fallback(any(not_found))
+        .merge(console)
         // Read from the bottom up, the order in which a request meets them: its audit line
         // and id, then the cross-site check (and CORS), before any handler reads a byte.
         .layer(axum::middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ mod audit;
 mod auth;
 mod commands_list;
 mod connections;
+mod console;
 mod cross_site;
 mod errors;
 mod faults;

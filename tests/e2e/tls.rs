@@ -27,8 +27,8 @@ async fn upstream_tls_is_verified_against_the_ca(kind: ServerKind) {
     );
     // Why the login failed is told only in the gateway's log: the 502 names no cause (on
     // purpose), and the server sees nothing but a handshake the client gave up.
-    let log = untrusted.log_when(|l| l.contains("UnknownIssuer")).await;
-    assert!(log.contains("UnknownIssuer"), "{}", untrusted.log());
+    let log = untrusted.log_lines("UnknownIssuer", 1).await;
+    assert!(log.contains("UnknownIssuer"), "{log}");
     // With the harness CA (as every other test runs), TLS verifies for domain.com on 127.0.0.1.
     let r = idle_seed_as_admin(gateway(kind).await.addr).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -238,7 +238,8 @@ async fn the_https_certificate_is_reloaded_on_sighup_and_a_bad_pair_refused(kind
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let log = gw.log();
+    gw.log_lines("SIGHUP: reloading the access file", 1).await;
+    let log = gw.log_lines("HTTPS certificate and key reloaded", 1).await;
     assert!(log.contains("SIGHUP: reloading the access file"), "{log}");
     assert!(log.contains("HTTPS certificate and key reloaded"), "{log}");
 
