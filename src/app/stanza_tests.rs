@@ -1,4 +1,5 @@
 use super::*;
+use crate::policy::rules::Rate;
 
 fn account() -> BareJid {
     BareJid::new("alice@example.org").unwrap()

@@ -70,34 +70,26 @@ impl TestGateway {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
     }
 
-    /// The log's whole lines once `marker` begins or ends at least `count` of them, or after
-    /// 10 s, whichever comes first (the caller's assertion then says what is missing). The
-    /// gateway's log thread writes a line after the answer has gone out: a test that reads the
-    /// log right after its last answer may otherwise find that line, or part of it, missing.
+    /// The log's whole lines once `marker` stands in at least `count` of them, or after 10 s
+    /// (the caller's assertion then says what is missing).
     pub async fn log_lines(&self, marker: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            let whole = log[..log.rfind('\n').map_or(0, |i| i + 1)].to_string();
-            let seen = whole.lines().filter(|l| l.contains(marker)).count();
-            if seen >= count || Instant::now() >= deadline {
-                return whole;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.log_when(|l| l.lines().filter(|l| l.contains(marker)).count() >= count)
+            .await
     }
 
-    /// The log once `ready` holds of it, or as it is after 10 s. The gateway writes its lines
-    /// from a thread of its own (`logging::writer`), so a request's lines, its audit line
-    /// included, may land a moment after its answer: a test waits for what it expects.
+    /// The log's whole lines once `ready` holds of them, or as they are after 10 s. The
+    /// gateway writes its lines from a thread of its own (`logging::writer`), so a request's
+    /// lines, its audit line included, may land a moment after its answer (or half of one may
+    /// be there): a test waits for what it expects.
     pub async fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let log = self.log();
-            if ready(&log) || Instant::now() >= deadline {
-                return log;
+            let whole = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+            if ready(whole) || Instant::now() >= deadline {
+                return whole.to_string();
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
