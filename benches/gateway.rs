@@ -11,7 +11,10 @@
 //! - the gateway (the release binary, `XRG_GATEWAY_BIN`) over HTTP/1.1 keep-alive at 1, 8 and
 //!   32 connections: the same user-stats, and end-user-session of an offline account; then its
 //!   logins after warm-up and its peak RSS;
-//! - ejabberd's `mod_http_api` `kick_user` of an offline account at 1, 8 and 32 connections.
+//! - ejabberd's `mod_http_api` `kick_user` of an offline account at 1, 8 and 32 connections;
+//! - on Prosody and ejabberd, user-stats at 8 and 32 connections through HAProxy (the shipped
+//!   `deploy/haproxy/haproxy.cfg`) in front of one gateway and of two replicas, beside the
+//!   single gateway, and their ratios (`replicas`, in benches/gateway/replicas.rs).
 //!
 //! Every row is a warm-up followed by a measured window (`XRG_BENCH_WARMUP`, default 0.5 s;
 //! `XRG_BENCH_SECS`, default 3 s; the gateway's `RUST_LOG` is `XRG_BENCH_GATEWAY_LOG`, default
@@ -30,6 +33,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "gateway/replicas.rs"]
+mod replicas;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -101,6 +106,14 @@ fn main() {
         if cfg.runs("limited") {
             report.limited = Some(server_section(&cfg, servers.limited, "Prosody limited").await);
         }
+        if cfg.runs("replicas") {
+            for server in [servers.prosody, servers.ejabberd] {
+                eprintln!("[bench] {}: HAProxy and two replicas", server.kind);
+                report
+                    .replicas
+                    .push(replicas::replica_section(&cfg, server).await);
+            }
+        }
     });
     report.total = started.elapsed();
     report.loadavg_after = loadavg();
@@ -121,7 +134,8 @@ struct Config {
     /// cost no request latency; compare user-stats p99 with and without).
     access_churn: bool,
     /// `XRG_BENCH_ONLY`: the sections to run (comma-separated of `prosody`, `ejabberd`,
-    /// `kick`, `limited`), for profiling one of them; unset runs all, as the docs' run does.
+    /// `kick`, `limited`, `replicas`), for profiling one of them; unset runs all, as the docs'
+    /// run does.
     only: Option<Vec<String>>,
 }
 
@@ -210,24 +224,51 @@ struct Stats {
     /// TCP connections the HTTP workers opened (more than `concurrency`: the server closed
     /// some).
     connections: usize,
-    /// CPU time over the window, in % of one core, of the processes in [`Pids`] order, then
-    /// of everything else on the machine (the kernel's softirq work for loopback traffic is
-    /// partly there; a lot more means something else was running).
-    cpu: [Option<f64>; 4],
+    /// CPU time over the window, in % of one core: this process, the gateway(s), the server,
+    /// everything else on the machine (the kernel's softirq work for loopback traffic is
+    /// partly there; a lot more means something else was running), and HAProxy (rows through
+    /// it: `replicas`).
+    cpu: [Option<f64>; 5],
 }
 
-/// Indexes of the gateway and the server in [`Pids`] and [`Stats::cpu`].
+/// Indexes of the gateway, the server and HAProxy in [`Stats::cpu`].
 const GATEWAY: usize = 1;
 const SERVER: usize = 2;
+const BALANCER: usize = 4;
 
-/// The processes whose CPU time a row records: this one (load generator or direct client),
-/// the gateway (HTTP rows against it) and the server.
+/// The processes whose CPU time a row records, by group: this one (load generator or direct
+/// client), the gateway(s) (HTTP rows against them; two replicas behind HAProxy are summed),
+/// the server, and HAProxy.
 #[derive(Clone, Copy)]
-struct Pids([Option<u32>; 3]);
+struct Pids([[Option<u32>; 2]; 4]);
 
 impl Pids {
     fn new(gateway: Option<u32>, server: Option<u32>) -> Self {
-        Pids([Some(std::process::id()), gateway, server])
+        Self::with_balancer([gateway, None], server, None)
+    }
+
+    fn with_balancer(
+        gateways: [Option<u32>; 2],
+        server: Option<u32>,
+        balancer: Option<u32>,
+    ) -> Self {
+        Pids([
+            [Some(std::process::id()), None],
+            gateways,
+            [server, None],
+            [balancer, None],
+        ])
+    }
+
+    /// CPU seconds of each group so far (`None`: no process, or one of them unreadable).
+    fn cpu_seconds(&self) -> [Option<f64>; 4] {
+        self.0.map(|group| {
+            let pids: Vec<u32> = group.into_iter().flatten().collect();
+            if pids.is_empty() {
+                return None;
+            }
+            pids.into_iter().map(cpu_seconds).sum()
+        })
     }
 }
 
@@ -331,23 +372,25 @@ async fn measure<O: Op>(cfg: &Config, pids: Pids, ops: Vec<O>) -> (Vec<O>, Stats
         cap: MAX_REQUESTS_PER_ROW / concurrency.max(1),
     };
     let sampler = tokio::spawn(async move {
+        // This process, the gateway(s), the server, the machine, HAProxy.
         let sample = || {
-            let p = pids.0.map(|p| p.and_then(cpu_seconds));
-            [p[0], p[1], p[2], machine_busy_seconds()]
+            let p = pids.cpu_seconds();
+            [p[0], p[1], p[2], machine_busy_seconds(), p[3]]
         };
         tokio::time::sleep_until(w.from.into()).await;
         let before = sample();
         tokio::time::sleep_until(w.until.into()).await;
         let after = sample();
         let secs = (w.until - w.from).as_secs_f64();
-        let mut cpu = [None; 4];
-        for i in 0..4 {
+        let mut cpu = [None; 5];
+        for i in 0..5 {
             if let (Some(a), Some(b)) = (before[i], after[i]) {
                 cpu[i] = Some((b - a) / secs * 100.0);
             }
         }
-        // The machine's busy time less that of the three processes.
-        cpu[3] = cpu[3].map(|all| (all - cpu[..3].iter().flatten().sum::<f64>()).max(0.0));
+        // The machine's busy time less that of the processes measured.
+        let measured: f64 = [0, 1, 2, 4].iter().filter_map(|i| cpu[*i]).sum();
+        cpu[3] = cpu[3].map(|all| (all - measured).max(0.0));
         cpu
     });
     let handles: Vec<_> = ops
@@ -866,6 +909,8 @@ struct Report {
     limited: Option<Section>,
     kick_scram: Vec<Stats>,
     kick_plain: Vec<Stats>,
+    /// HAProxy in front of two replicas, beside the single gateway, per server.
+    replicas: Vec<replicas::ReplicaSection>,
     total: Duration,
     loadavg_before: String,
     loadavg_after: String,
@@ -1012,6 +1057,9 @@ impl Report {
                 }
             }
             let _ = writeln!(o);
+        }
+        for section in &self.replicas {
+            replicas::render_section(o, section);
         }
         self.render_checks(o);
         out
@@ -1259,8 +1307,7 @@ fn table_row(o: &mut String, what: &str, s: &Stats) {
     } else {
         s.connections.to_string()
     };
-    let cpu: Vec<String> = s
-        .cpu
+    let cpu: Vec<String> = s.cpu[..4]
         .iter()
         .map(|c| c.map_or("-".into(), |c| format!("{c:.0}")))
         .collect();
