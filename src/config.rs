@@ -76,6 +76,8 @@ pub struct Config {
     pub console: bool,
     /// IQ payload namespaces `POST /rest/stream/` relays beyond the built-in ones.
     pub stream_iq_allow: Vec<String>,
+    /// `--replica-name`, `--peer`, `--replica-key-file`: this gateway among its replicas.
+    pub replica: Option<crate::replica::Replicas>,
 }
 
 /// Where and how to reach the XMPP server.
@@ -288,6 +290,7 @@ impl Cli {
             })?;
             aliases.push(node.to_string());
         }
+        let replica = self.replicas()?;
         Ok(Config {
             listen,
             admin_listen,
@@ -337,7 +340,51 @@ impl Cli {
             stream_rate,
             console: self.console == cli::Switch::On,
             stream_iq_allow,
+            replica,
         })
+    }
+
+    /// `--replica-name`, `--peer` and `--replica-key-file` together: none, a name and a key
+    /// (marks only), or a name, a key and peers; the key file read here.
+    fn replicas(&self) -> Result<Option<crate::replica::Replicas>, ConfigError> {
+        let name = |flag: &str| self.name(flag);
+        let (Some(replica), Some(key_file)) = (&self.replica_name, &self.replica_key_file) else {
+            if self.replica_name.is_some()
+                || self.replica_key_file.is_some()
+                || !self.peers.is_empty()
+            {
+                return Err(ConfigError(format!(
+                    "{}, {} and {} go together: a replica needs a name and the key its \
+                     replicas share",
+                    name("--replica-name"),
+                    name("--replica-key-file"),
+                    name("--peer")
+                )));
+            }
+            return Ok(None);
+        };
+        crate::replica::check_name(replica)
+            .map_err(|e| ConfigError(format!("{}: {e}", name("--replica-name"))))?;
+        let mut peers: Vec<crate::replica::Peer> = Vec::new();
+        for p in &self.peers {
+            let peer = crate::replica::parse_peer(p)
+                .map_err(|e| ConfigError(format!("{}: {e}", name("--peer"))))?;
+            if peer.name == *replica || peers.iter().any(|q| q.name == peer.name) {
+                return Err(ConfigError(format!(
+                    "{}: the name {:?} is given twice (each replica, this one included, needs a \
+                     name of its own)",
+                    name("--peer"),
+                    peer.name
+                )));
+            }
+            peers.push(peer);
+        }
+        let key = crate::replica::ReplicaKey::load(key_file).map_err(ConfigError)?;
+        Ok(Some(crate::replica::Replicas {
+            name: replica.clone(),
+            key: std::sync::Arc::new(key),
+            peers,
+        }))
     }
 }
 

@@ -330,3 +330,62 @@ fn the_stanza_limit_defaults_under_the_servers_and_has_a_floor() {
     let c = parse(&["--max-stanza-bytes", "4096"]).unwrap();
     assert_eq!(c.pool.max_stanza_bytes, 4096);
 }
+
+#[test]
+fn replica_flags_go_together_and_name_each_replica_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("xrg-config-replica-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").expect("write");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key = key.to_str().expect("utf-8");
+
+    assert!(parse(&[]).expect("none").replica.is_none());
+    let c = parse(&[
+        "--replica-name",
+        "gw-1",
+        "--replica-key-file",
+        key,
+        "--peer",
+        "gw-2=http://127.0.0.1:8081",
+    ])
+    .expect("replicas");
+    let r = c.replica.expect("replica");
+    assert_eq!(r.name, "gw-1");
+    assert_eq!(r.peer("gw-2").expect("peer").authority, "127.0.0.1:8081");
+    // A name and a key without peers: marks only.
+    assert!(
+        parse(&["--replica-name", "gw-1", "--replica-key-file", key])
+            .expect("alone")
+            .replica
+            .is_some()
+    );
+    for bad in [
+        &["--replica-name", "gw-1"][..],
+        &["--replica-key-file", key],
+        &["--peer", "gw-2=http://127.0.0.1:8081"],
+        &[
+            "--replica-name",
+            "gw-1",
+            "--replica-key-file",
+            key,
+            "--peer",
+            "gw-1=http://127.0.0.1:8081",
+        ],
+        &[
+            "--replica-name",
+            "gw-1",
+            "--replica-key-file",
+            key,
+            "--peer",
+            "gw-2=http://127.0.0.1:8081",
+            "--peer",
+            "gw-2=http://127.0.0.1:8082",
+        ],
+        &["--replica-name", "GW", "--replica-key-file", key],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -33,6 +33,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod replica;
 pub mod rest;
 pub mod shutdown;
 pub mod upstream;

@@ -247,6 +247,30 @@ pub struct Cli {
         value_name = "NS"
     )]
     pub stream_iq_allow: Vec<String>,
+
+    /// This gateway's name among its replicas (1 to 32 of a-z, 0-9, '-'): written into the
+    /// sessionids of the multi-stage commands it keeps, so another replica knows where to
+    /// forward the next stage. Needed with --peer and --replica-key-file.
+    #[arg(long, env = "XRG_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
+
+    /// Another replica of this gateway, NAME=URL (http://host:port or https://host:port): the
+    /// next stage of a command it keeps is forwarded to it. Repeatable; comma-separated in the
+    /// environment. Needs --replica-name and --replica-key-file.
+    #[arg(
+        long = "peer",
+        env = "XRG_PEER",
+        value_delimiter = ',',
+        value_name = "NAME=URL"
+    )]
+    pub peers: Vec<String>,
+
+    /// The secret the replicas share (one per line, at least 32 bytes; the first signs, every
+    /// one verifies, for rotation; mode 600): authenticates requests between replicas and marks
+    /// the gateway's own XMPP streams so every replica knows them. Read at start. Needs
+    /// --replica-name.
+    #[arg(long, env = "XRG_REPLICA_KEY_FILE", value_name = "FILE")]
+    pub replica_key_file: Option<PathBuf>,
     /// The flags whose value came from the environment (`--listen` -> `XRG_LISTEN`), so that
     /// a message about a value names what the operator wrote.
     #[arg(skip)]

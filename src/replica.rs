@@ -1,0 +1,303 @@
+//! Several gateways beside each other: this replica's name, the other replicas it knows, and the
+//! key they share (`--replica-name`, `--peer NAME=URL`, `--replica-key-file`).
+//!
+//! The key file holds one secret per line (at least 32 bytes each; blank lines and lines
+//! starting with `#` are skipped). The first signs; every one verifies. Rotation is therefore:
+//! add the new secret as a second line on every replica, then move it first, then drop the old
+//! one, restarting the replicas one at a time between the steps (docs/deploy.md).
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use ring::hmac;
+
+/// The shortest secret a key file line may hold, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The most secrets one key file may hold (a rotation needs two).
+pub const MAX_SECRETS: usize = 8;
+/// The largest key file read, in bytes.
+const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+/// The secret the replicas share: HMAC-SHA256 keys, the first of which signs.
+pub struct ReplicaKey {
+    keys: Vec<hmac::Key>,
+}
+
+impl fmt::Debug for ReplicaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret.
+        write!(f, "ReplicaKey({} secrets)", self.keys.len())
+    }
+}
+
+impl ReplicaKey {
+    /// Reads `--replica-key-file`: a regular file, not readable by group or others (unless it is
+    /// under systemd's `$CREDENTIALS_DIRECTORY`), one secret per line.
+    pub fn load(path: &Path) -> Result<ReplicaKey, String> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read the replica key file {shown}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!(
+                "the replica key file {shown} is not a regular file"
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(format!(
+                "the replica key file {shown} is larger than {MAX_FILE_BYTES} bytes"
+            ));
+        }
+        let managed = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .is_some_and(|d| path.starts_with(Path::new(&d)));
+        if !managed && meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "the replica key file {shown} is readable by group or others (mode {:o}); \
+                 chmod 600 it (or use systemd's LoadCredential=)",
+                meta.mode() & 0o777
+            ));
+        }
+        let text = std::fs::read(path)
+            .map_err(|e| format!("cannot read the replica key file {shown}: {e}"))?;
+        Self::parse(&text).map_err(|e| format!("replica key file {shown}: {e}"))
+    }
+
+    /// The file's bytes: one secret per line, the first signing.
+    pub fn parse(text: &[u8]) -> Result<ReplicaKey, String> {
+        let mut keys = Vec::new();
+        for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+            let line = line.trim_ascii();
+            if line.is_empty() || line.starts_with(b"#") {
+                continue;
+            }
+            if line.len() < MIN_SECRET_BYTES {
+                // The length only: never a byte of the secret.
+                return Err(format!(
+                    "line {} holds {} bytes; a secret needs at least {MIN_SECRET_BYTES} \
+                     (e.g. `openssl rand -hex 32`)",
+                    n + 1,
+                    line.len()
+                ));
+            }
+            if keys.len() == MAX_SECRETS {
+                return Err(format!("more than {MAX_SECRETS} secrets"));
+            }
+            keys.push(hmac::Key::new(hmac::HMAC_SHA256, line));
+        }
+        if keys.is_empty() {
+            return Err("no secret in it".into());
+        }
+        Ok(ReplicaKey { keys })
+    }
+
+    /// The HMAC-SHA256 of `data` under the signing secret, for `purpose` (each use of the key
+    /// names its own, so a tag made for one can never pass as another).
+    pub fn sign(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(&self.keys[0], &message(purpose, data));
+        let mut out = [0; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Whether `tag` is the HMAC of `data` for `purpose` under any of the secrets (constant time
+    /// for each).
+    pub fn verify(&self, purpose: &str, data: &[u8], tag: &[u8]) -> bool {
+        let msg = message(purpose, data);
+        self.keys.iter().any(|k| hmac::verify(k, &msg, tag).is_ok())
+    }
+}
+
+/// `purpose`, a NUL, then `data`: purposes are plain names without NUL.
+fn message(purpose: &str, data: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(purpose.len() + 1 + data.len());
+    msg.extend_from_slice(purpose.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(data);
+    msg
+}
+
+/// Another replica: its name and the base URL it answers on (`http://host:port` or
+/// `https://host:port`, no path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub https: bool,
+    /// `host:port` as given (a name is resolved when a request is forwarded).
+    pub authority: String,
+}
+
+/// This replica among the others.
+#[derive(Debug, Clone)]
+pub struct Replicas {
+    /// `--replica-name`.
+    pub name: String,
+    /// `--replica-key-file`'s secrets.
+    pub key: Arc<ReplicaKey>,
+    /// `--peer`, in the order given.
+    pub peers: Vec<Peer>,
+}
+
+impl Replicas {
+    /// The peer called `name`, if any.
+    pub fn peer(&self, name: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+}
+
+/// The longest replica name.
+pub const MAX_NAME_BYTES: usize = 32;
+
+/// A replica name: 1 to 32 of `a-z`, `0-9` and `-`, not starting with `-` (it is written into
+/// sessionids and resources).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a replica name: 1 to {MAX_NAME_BYTES} of a-z, 0-9 and '-', \
+             not starting with '-'"
+        ))
+    }
+}
+
+/// Reads `NAME=URL` of `--peer`.
+pub fn parse_peer(s: &str) -> Result<Peer, String> {
+    let Some((name, url)) = s.split_once('=') else {
+        return Err(format!("{s:?} is not NAME=URL"));
+    };
+    check_name(name)?;
+    let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else {
+        return Err(format!("{url:?}: the URL starts with http:// or https://"));
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty()
+        || authority.contains(['/', '?', '#', '@'])
+        || authority
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(format!(
+            "{url:?}: give scheme://host:port only (no path, query or user)"
+        ));
+    }
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return Err(format!("{url:?}: the URL names its port"));
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("{url:?}: host:port with a port from 1 to 65535"));
+    }
+    Ok(Peer {
+        name: name.to_string(),
+        https,
+        authority: authority.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const B: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    fn key(lines: &[&[u8]]) -> ReplicaKey {
+        ReplicaKey::parse(&lines.join(&b'\n')).expect("key")
+    }
+
+    #[test]
+    fn the_first_secret_signs_and_every_one_verifies() {
+        let old = key(&[A]);
+        let rotating = key(&[A, B]);
+        let new = key(&[B, A]);
+        let done = key(&[B]);
+        let tag = old.sign("sessionid", b"r1.abc");
+        assert!(rotating.verify("sessionid", b"r1.abc", &tag));
+        assert!(new.verify("sessionid", b"r1.abc", &tag));
+        assert!(!done.verify("sessionid", b"r1.abc", &tag));
+        // Once a replica signs with B, those still at [A, B] verify it; one still at [A] alone
+        // would not, which is why every replica takes [A, B] before any signs with B.
+        let tag = new.sign("sessionid", b"r1.abc");
+        assert!(rotating.verify("sessionid", b"r1.abc", &tag));
+        assert!(done.verify("sessionid", b"r1.abc", &tag));
+        assert!(!old.verify("sessionid", b"r1.abc", &tag));
+    }
+
+    #[test]
+    fn a_tag_is_for_its_purpose_and_its_data_only() {
+        let k = key(&[A]);
+        let tag = k.sign("sessionid", b"r1.abc");
+        assert!(!k.verify("resource", b"r1.abc", &tag));
+        assert!(!k.verify("sessionid", b"r1.abd", &tag));
+        assert!(!k.verify("sessionid", b"r1.abc", &tag[..31]));
+        // The separator keeps "a" + "b\0c" apart from "a\0b" + "c".
+        assert!(!k.verify("sessionid\0r1", b".abc", &tag));
+    }
+
+    #[test]
+    fn short_empty_and_too_many_secrets_are_refused_without_their_bytes() {
+        let e = ReplicaKey::parse(b"# comment\nshort-secret\n").expect_err("short");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("short-secret"), "{e}");
+        assert!(ReplicaKey::parse(b"\n# only a comment\n").is_err());
+        let nine = [A; MAX_SECRETS + 1];
+        assert!(ReplicaKey::parse(&nine.join(&b'\n')).is_err());
+        assert!(ReplicaKey::parse(&[A; MAX_SECRETS].join(&b'\n')).is_ok());
+        assert_eq!(format!("{:?}", key(&[A, B])), "ReplicaKey(2 secrets)");
+    }
+
+    #[test]
+    fn a_key_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xrg-replica-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let p = dir.join("key");
+        std::fs::write(&p, A).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(ReplicaKey::load(&p)
+            .expect_err("0644")
+            .contains("chmod 600"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(ReplicaKey::load(&p).is_ok());
+        assert!(ReplicaKey::load(&dir).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn names_and_peers_are_read_strictly() {
+        assert!(check_name("gw-1").is_ok());
+        for bad in ["", "-a", "Gw", "a.b", "a_b", &"a".repeat(33)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_peer("gw-2=http://10.0.0.2:8080/").expect("peer"),
+            Peer {
+                name: "gw-2".into(),
+                https: false,
+                authority: "10.0.0.2:8080".into()
+            }
+        );
+        assert!(parse_peer("gw-2=https://[::1]:8443").expect("v6").https);
+        for bad in [
+            "gw-2",
+            "gw-2=10.0.0.2:8080",
+            "gw-2=http://10.0.0.2",
+            "gw-2=http://10.0.0.2:0",
+            "gw-2=http://10.0.0.2:8080/rest",
+            "gw-2=http://u@10.0.0.2:8080",
+            "GW=http://10.0.0.2:8080",
+        ] {
+            assert!(parse_peer(bad).is_err(), "{bad:?}");
+        }
+    }
+}
