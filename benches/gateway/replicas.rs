@@ -2,8 +2,9 @@
 //! (issue 21; `XRG_BENCH_ONLY=replicas`). Per server, two gateways A and B (the release binary,
 //! each with its own admin listener, `--trusted-proxy 127.0.0.1`, and the replica flags when
 //! the binary has them) and two HAProxy processes running the shipped
-//! `deploy/haproxy/haproxy.cfg`, rendered with the bench's ports only: one with A alone as its
-//! backend, one with A and B. The rows, user-stats at 8 and 32 connections, one after the
+//! `deploy/haproxy/haproxy.cfg` with only its addresses rendered for the bench ([`render`]:
+//! plain HTTP on a loopback port, the gateways as servers, its own stats socket, no chroot or
+//! user change): one with A alone as its backend, one with A and B. The rows, user-stats at 8 and 32 connections, one after the
 //! other at each concurrency:
 //!
 //! - `single gateway`: straight to A;
@@ -324,7 +325,8 @@ impl Haproxy {
         let errors = std::env::current_dir()
             .expect("the working directory")
             .join("deploy/haproxy/errors");
-        let text = render(shipped, addr, servers, &errors)
+        let socket = dir.join(format!("haproxy-{name}.sock"));
+        let text = render(shipped, addr, servers, &errors, &socket)
             .unwrap_or_else(|e| panic!("{SHIPPED_CFG} cannot be rendered for the bench: {e}"));
         let cfg = dir.join(format!("haproxy-{name}.cfg"));
         fs::write(&cfg, text).expect("the rendered haproxy.cfg is written");
@@ -373,26 +375,45 @@ impl Drop for Haproxy {
     }
 }
 
-/// The shipped configuration with the bench's addresses and nothing else changed: every
-/// `bind` line's address becomes `bind`, the backend's `server` lines take `servers` in order
-/// (names and options kept; lines beyond `servers` dropped), and `errorfile` paths point at
-/// this checkout's `deploy/haproxy/errors/` (`errors`).
+/// The shipped configuration with the bench's addresses: the `bind` line becomes `bind ADDR`
+/// (plain HTTP), the backend's `server` lines take `servers` in order (names and options kept;
+/// lines beyond `servers` dropped), `errorfile` paths point at this checkout's
+/// `deploy/haproxy/errors/` (`errors`), the stats socket at `socket`, and `chroot`, `user` and
+/// `group` go (HAProxy runs as the bench's user). Everything else is as shipped.
 fn render(
     shipped: &str,
     bind: SocketAddr,
     servers: &[SocketAddr],
     errors: &Path,
+    socket: &Path,
 ) -> Result<String, String> {
     let mut out = String::new();
     let mut binds = 0;
     let mut used = 0;
+    let mut section = "";
     for line in shipped.lines() {
         let indent = &line[..line.len() - line.trim_start().len()];
         let words: Vec<&str> = line.split_whitespace().collect();
+        if indent.is_empty() {
+            if let Some(first) = words.first() {
+                section = first;
+            }
+        }
         match words.as_slice() {
-            ["bind", _addr, rest @ ..] => {
+            // The bench's address, plain HTTP (the load generator speaks no TLS).
+            ["bind", ..] => {
                 binds += 1;
-                out.push_str(&format!("{indent}bind {bind} {}", rest.join(" ")));
+                out.push_str(&format!("{indent}bind {bind}"));
+            }
+            // Run as the bench's user, without chroot (as the e2e harness runs it).
+            ["chroot" | "user" | "group", ..] if section == "global" => continue,
+            // A socket of this run's own: other HAProxy processes may be running.
+            ["stats", "socket", _path, rest @ ..] => {
+                out.push_str(&format!(
+                    "{indent}stats socket {} {}",
+                    socket.display(),
+                    rest.join(" ")
+                ));
             }
             ["server", name, _addr, rest @ ..] => {
                 if let Some(addr) = servers.get(used) {
@@ -418,9 +439,7 @@ fn render(
         out.push('\n');
     }
     if binds != 1 {
-        return Err(format!(
-            "{binds} bind lines (the bench renders exactly one)"
-        ));
+        return Err(format!("{binds} bind lines (the bench renders one)"));
     }
     if used < servers.len() {
         return Err(format!("{used} server lines for {} servers", servers.len()));
