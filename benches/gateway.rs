@@ -1046,6 +1046,10 @@ impl Report {
                 &self.kick_plain,
             ),
         ] {
+            // Not run (`XRG_BENCH_ONLY` without `kick`).
+            if rows.is_empty() {
+                continue;
+            }
             let _ = writeln!(o, "### {title}\n");
             table_head(o);
             for s in rows {
@@ -1217,6 +1221,9 @@ impl Report {
                     )
                 ),
             ));
+        }
+        if checks.is_empty() {
+            return;
         }
         let _ = writeln!(o, "### Ratios and targets\n");
         let _ = writeln!(o, "| ratio | measured | target | result |");
