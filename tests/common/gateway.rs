@@ -150,6 +150,17 @@ impl TestGateway {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM (or SIGINT) once, without waiting: for tests of the drain.
+    pub fn signal(&self, signal: i32) {
+        procs::signal(self.child.id() as i32, signal);
+    }
+
+    /// Waits up to `timeout` for the exit, sending nothing; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        procs::wait_until(&mut self.child, Instant::now() + timeout);
+        self.child.try_wait().ok().flatten()
+    }
+
     fn wait_listening(&mut self) {
         let start = Instant::now();
         self.log_shown = true; // Until it listens, any panic here prints the log itself.
@@ -229,6 +240,9 @@ fn command(
     // Gateways of the tests never fight over the admin listener's default port; a test that
     // wants one gives `--admin-listen` (the last one given counts).
     cmd.arg("--admin-listen").arg("off");
+    // Stopped at once on SIGTERM (every test's gateway is, when dropped), as before draining
+    // existed; a test of the drain gives `--drain-delay` itself.
+    cmd.arg("--drain-delay").arg("0");
     cmd.args(extra);
     cmd
 }
