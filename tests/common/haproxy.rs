@@ -99,7 +99,9 @@ pub struct ServerStat {
     pub name: String,
     /// `UP`, `DOWN`, or a transition (`UP 1/2`, `DOWN 1/2`).
     pub status: String,
-    /// Requests sent to it (sessions), connection errors, retries and redispatches.
+    /// Requests on it now; requests sent to it (sessions), connection errors, retries and
+    /// redispatches so far.
+    pub current: u64,
     pub sessions: u64,
     pub connection_errors: u64,
     pub retries: u64,
@@ -177,7 +179,8 @@ impl TestHaproxy {
                 .unwrap_or_else(|| panic!("no {name} in show stat: {csv}"))
         };
         let (px, sv, status) = (col("pxname"), col("svname"), col("status"));
-        let (stot, econ, wretr, wredis) = (col("stot"), col("econ"), col("wretr"), col("wredis"));
+        let (scur, stot) = (col("scur"), col("stot"));
+        let (econ, wretr, wredis) = (col("econ"), col("wretr"), col("wredis"));
         lines
             .map(|l| l.split(',').collect::<Vec<_>>())
             .filter(|f| f.len() > wredis && f[px] == "gateways" && f[sv].starts_with("gw"))
@@ -186,6 +189,7 @@ impl TestHaproxy {
                 ServerStat {
                     name: f[sv].to_string(),
                     status: f[status].to_string(),
+                    current: num(scur),
                     sessions: num(stot),
                     connection_errors: num(econ),
                     retries: num(wretr),

@@ -1,7 +1,8 @@
 //! Several gateways behind HAProxy (`deploy/haproxy/haproxy.cfg`, run natively by
 //! `common::haproxy`): a command through it, the client's address through `X-Forwarded-For`,
 //! one account's requests on one gateway, HAProxy's own answers in the error format; under a
-//! steady load, a gateway killed with SIGKILL fails only the requests it had in flight. Commands are counted where the
+//! steady load, a gateway killed with SIGKILL fails only the requests it had in flight, and a
+//! rolling restart (SIGTERM, the drain, start again, the other) fails none. Commands are counted where the
 //! server receives them (`common::proxy`): none reaches it twice.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use crate::common::{self, http_from, try_http, HttpResponse, ServerKind};
 on_both_servers!(
     a_command_through_haproxy_names_the_client_and_keeps_to_one_gateway,
     a_killed_gateway_fails_only_the_requests_it_had_in_flight,
+    a_rolling_restart_fails_no_request,
 );
 
 /// The statuses HAProxy 2.6 may answer itself (its `errorfile` codes).
@@ -330,46 +332,61 @@ fn answered_status(kind: ServerKind) -> u16 {
     }
 }
 
-/// Gateways through a reading proxy that keeps what they send, behind HAProxy balancing
-/// round-robin (every gateway carries the load's one account).
-async fn replicas_counted(kind: ServerKind) -> (XmppProxy, Replicas) {
+/// Gateways with `extra` flags through a reading proxy that keeps what they send, behind
+/// HAProxy balancing round-robin (every gateway carries the load's one account).
+async fn replicas_counted(kind: ServerKind, extra: &[&str]) -> (XmppProxy, Replicas) {
     let s = common::started(kind).await;
     let proxy = XmppProxy::start(s.c2s_addr()).await;
     proxy.record_sent();
     let upstream = proxy.addr.to_string();
     let r = Replicas::start(s, 2, Balance::RoundRobin, |_, _| {
-        let args = ["--upstream", &upstream, "--upstream-tls", "none"];
-        args.map(String::from).to_vec()
+        let mut args = vec!["--upstream", &upstream, "--upstream-tls", "none"];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
     })
     .await;
     (proxy, r)
 }
 
 async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerKind) {
-    let (proxy, mut r) = replicas_counted(kind).await;
+    let (proxy, mut r) = replicas_counted(kind, &[]).await;
     let commands_before = proxy.commands();
     let load = Load::start(r.haproxy.addr, 4, "kill");
     load.wait_more(40).await;
     let before = r.haproxy.servers();
     assert!(before.iter().all(|s| s.sessions > 0), "{before:?}");
 
+    // The gateway HAProxy has a request on now, so that one is likely in flight at the kill.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let victim = loop {
+        if let Some(i) = r.haproxy.servers().iter().position(|s| s.current > 0) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "{kind}: no request in flight");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let survivor = 1 - victim;
+    // From the signal to the process reaped (its sockets closed): a request sent in between
+    // may still have reached it.
     let killed_at = Instant::now();
-    r.kill(0);
-    let seen_down = r.haproxy.wait_status(0, "DOWN").await;
+    r.kill(victim);
+    let gone_at = Instant::now();
+    let seen_down = r.haproxy.wait_status(victim, "DOWN").await;
     // The next requests: all to the survivor.
-    let survivor_before = r.haproxy.servers()[1].sessions;
+    let survivor_before = r.haproxy.servers()[survivor].sessions;
     load.wait_more(40).await;
     // Of those 40, at most one per client was sent before `survivor_before` was read.
     let tag = load.tag.clone();
     let sent = load.finish().await;
     let after = r.haproxy.servers();
-    assert!(after[1].sessions >= survivor_before + 36, "{after:?}");
+    assert!(
+        after[survivor].sessions >= survivor_before + 36,
+        "{after:?}"
+    );
 
     let expected = answered_status(kind);
-    let in_flight = sent
-        .iter()
-        .filter(|q| q.start < killed_at && q.end > killed_at)
-        .count();
+    let at_kill = |q: &Sent| q.start < gone_at && q.end > killed_at;
+    let in_flight = sent.iter().filter(|q| at_kill(q)).count();
     let mut failed = Vec::new();
     for q in &sent {
         let a = q
@@ -383,7 +400,7 @@ async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerK
         assert_eq!(a.status, 502, "{kind}: {}: {}", q.jid, a.text());
         assert_eq!(a.text(), errorfile(502).1, "{kind}");
         assert!(
-            q.start < killed_at && q.end > killed_at,
+            at_kill(q),
             "{kind}: {} failed but was not in flight at the kill",
             q.jid
         );
@@ -432,4 +449,60 @@ fn retried(servers: &[haproxy::ServerStat]) -> String {
 /// How many of `failed` reached the server.
 fn reached(named: &HashMap<String, usize>, failed: &[String]) -> usize {
     failed.iter().filter(|j| named.contains_key(*j)).count()
+}
+
+async fn a_rolling_restart_fails_no_request(kind: ServerKind) {
+    // The default delay (the harness's gateways drain for 0 s unless told).
+    let (proxy, mut r) = replicas_counted(kind, &["--drain-delay", "5"]).await;
+    let commands_before = proxy.commands();
+    let load = Load::start(r.haproxy.addr, 4, "roll");
+    load.wait_more(40).await;
+    let mut took = Vec::new();
+    for i in 0..2 {
+        let (status, log) = r.stop(i, Duration::from_secs(40)).await;
+        assert!(
+            status.success(),
+            "{kind}: gateway {i} exited {status}:\n{log}"
+        );
+        // It drained (--drain-delay, default 5 s): /readyz answered 503 until HAProxy had
+        // taken it out (2 checks 1 s apart), and only then did it stop accepting. HAProxy
+        // never found it refusing a connection, so it redispatched nothing: without the
+        // drain, the requests sent between its last accept and HAProxy's second failed check
+        // are each refused and sent to the other gateway.
+        let servers = r.haproxy.servers();
+        assert_eq!(servers[i].status, "DOWN", "{kind}: HAProxy still has it");
+        let redone: u64 = servers
+            .iter()
+            .map(|s| s.connection_errors + s.retries + s.redispatches)
+            .sum();
+        assert_eq!(redone, 0, "{kind}: gateway {i}: {}", retried(&servers));
+        let up = r.start_again(i).await;
+        took.push(up);
+        load.wait_more(20).await;
+    }
+    let tag = load.tag.clone();
+    let sent = load.finish().await;
+    let expected = answered_status(kind);
+    for q in &sent {
+        let a = q
+            .answer
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.jid));
+        assert_eq!(a.status, expected, "{kind}: {}: {}", q.jid, a.text());
+    }
+    let named = named_at_server(&proxy, &tag);
+    for q in &sent {
+        assert_eq!(named.get(&q.jid), Some(&1), "{kind}: {}", q.jid);
+    }
+    assert_eq!(named.len(), sent.len());
+    let commands = proxy.commands() - commands_before;
+    let servers = r.haproxy.servers();
+    eprintln!(
+        "[replicas] {kind} rolling restart: {} requests sent, 0 failed; commands naming a \
+         request seen at the server: {} (each once), commands in all: {commands}; HAProxy saw \
+         each restarted gateway UP {took:?} after its start; {}",
+        sent.len(),
+        named.values().sum::<usize>(),
+        retried(&servers),
+    );
 }
