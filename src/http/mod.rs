@@ -51,6 +51,9 @@ pub struct Gateway {
     in_flight: Arc<Semaphore>,
     /// The main listener's connections, once it serves (for `xrg_http_connections`).
     connections: std::sync::OnceLock<Arc<listener::Connections>>,
+    /// Whether the gateway drains (`/readyz` says `draining`, answers close their
+    /// connections): begun by the API listener's first signal, read by both listeners.
+    drain: Arc<crate::shutdown::Drain>,
 }
 
 /// The peer of the connection a request came on.
@@ -99,6 +102,7 @@ impl Gateway {
             app,
             cfg,
             connections: Default::default(),
+            drain: Default::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ mod harness;
 mod hostile;
 mod observe;
 mod openapi;
+mod replicas;
 mod resources;
 mod runtime;
 mod secrets;
