@@ -1,11 +1,11 @@
 //! HAProxy in front of two gateway replicas, beside the single gateway, in the same run
 //! (issue 21; `XRG_BENCH_ONLY=replicas`). Per server, two gateways A and B (the release binary,
-//! each with its own admin listener, `--trusted-proxy 127.0.0.1`, and the replica flags when
-//! the binary has them) and two HAProxy processes running the shipped
+//! each with its own admin listener, `--trusted-proxy 127.0.0.1`, the replica flags and
+//! `--drain-delay 0` when the binary has them) and two HAProxy processes running the shipped
 //! `deploy/haproxy/haproxy.cfg` with only its addresses rendered for the bench ([`render`]:
 //! plain HTTP on a loopback port, the gateways as servers, its own stats socket, no chroot or
-//! user change): one with A alone as its backend, one with A and B. The rows, user-stats at 8 and 32 connections, one after the
-//! other at each concurrency:
+//! user change): one with A alone as its backend, one with A and B. The rows, user-stats at 8
+//! and 32 connections, one after the other at each concurrency:
 //!
 //! - `single gateway`: straight to A;
 //! - `HAProxy, 1 gateway`: through HAProxy to A alone (the balancer's own hop and CPU);
@@ -61,7 +61,8 @@ impl ReplicaSection {
 pub(super) async fn replica_section(cfg: &Config, server: &TestServer) -> ReplicaSection {
     let shipped = fs::read_to_string(SHIPPED_CFG)
         .unwrap_or_else(|e| panic!("{SHIPPED_CFG}: {e} (run from the crate root)"));
-    let replica_flags = has_replica_flags();
+    let help = gateway_help();
+    let replica_flags = help.contains("--replica-name");
     let dir = common::scratch_dir(&format!("bench-replicas-{}", common::random_hex(4)));
     let key_file = dir.join("replica.key");
     fs::write(&key_file, common::random_hex(32)).expect("the replica key is written");
@@ -73,6 +74,10 @@ pub(super) async fn replica_section(cfg: &Config, server: &TestServer) -> Replic
         .map(|i| {
             let peer = format!("{}=http://{}", names[1 - i], addrs[1 - i]);
             let mut extra = vec!["--trusted-proxy".to_string(), "127.0.0.1".into()];
+            // Stopped at the end at once, as the harness stops its gateways.
+            if help.contains("--drain-delay") {
+                extra.extend(["--drain-delay".into(), "0".into()]);
+            }
             if replica_flags {
                 extra.extend(["--replica-name".into(), names[i].into()]);
                 extra.extend(["--peer".into(), peer]);
@@ -171,14 +176,14 @@ pub(super) async fn replica_section(cfg: &Config, server: &TestServer) -> Replic
     }
 }
 
-/// Whether the gateway binary knows `--replica-name` (the replica flags of issue 21 part 2).
-fn has_replica_flags() -> bool {
+/// The gateway binary's `--help`: which flags it has (`scripts/bench-ab` may run an older one).
+fn gateway_help() -> String {
     Command::new(common::gateway_binary())
         .arg("--help")
         .env_remove("RUST_LOG")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--replica-name"))
-        .unwrap_or(false)
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// Owner-only, as a secret file should be.
