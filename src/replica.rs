@@ -106,7 +106,25 @@ impl ReplicaKey {
         let msg = message(purpose, data);
         self.keys.iter().any(|k| hmac::verify(k, &msg, tag).is_ok())
     }
+
+    /// Whether `tag` is the HMAC of `data` for `purpose` under any of the secrets cut to its
+    /// first `tag.len()` bytes (8 to 32), compared in constant time: for a tag that must be
+    /// short, such as the mark in a resource (`upstream::session::own`).
+    pub fn verify_truncated(&self, purpose: &str, data: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        if !(MIN_TRUNCATED_TAG..=32).contains(&tag.len()) {
+            return false;
+        }
+        let msg = message(purpose, data);
+        self.keys.iter().fold(false, |found, k| {
+            let full = hmac::sign(k, &msg);
+            found | bool::from(full.as_ref()[..tag.len()].ct_eq(tag))
+        })
+    }
 }
+
+/// The shortest truncated tag [`ReplicaKey::verify_truncated`] takes, in bytes.
+pub const MIN_TRUNCATED_TAG: usize = 8;
 
 /// `purpose`, a NUL, then `data`: purposes are plain names without NUL.
 fn message(purpose: &str, data: &[u8]) -> Vec<u8> {
@@ -242,6 +260,17 @@ mod tests {
         assert!(!k.verify("sessionid", b"r1.abc", &tag[..31]));
         // The separator keeps "a" + "b\0c" apart from "a\0b" + "c".
         assert!(!k.verify("sessionid\0r1", b".abc", &tag));
+    }
+
+    #[test]
+    fn a_truncated_tag_verifies_under_every_secret_and_never_shorter_than_8_bytes() {
+        let tag = key(&[A]).sign("resource", b"u@x\0n");
+        assert!(key(&[B, A]).verify_truncated("resource", b"u@x\0n", &tag[..8]));
+        assert!(key(&[A]).verify_truncated("resource", b"u@x\0n", &tag));
+        assert!(!key(&[A]).verify_truncated("resource", b"u@x\0n", &tag[..7]));
+        assert!(!key(&[A]).verify_truncated("resource", b"u@x\0m", &tag[..8]));
+        assert!(!key(&[A]).verify_truncated("sessionid", b"u@x\0n", &tag[..8]));
+        assert!(!key(&[B]).verify_truncated("resource", b"u@x\0n", &tag[..8]));
     }
 
     #[test]

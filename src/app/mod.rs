@@ -157,6 +157,7 @@ impl App {
             keep,
             max_jids: self.cfg.max_jids,
             guard: &guard,
+            own: self.access.own_streams(),
         };
         match self.commands.run(&call, request).await {
             Ok(answered) => Ok(answered.doc),

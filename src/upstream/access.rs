@@ -190,6 +190,12 @@ impl<L: Login> Access<L> {
     pub fn warm_sessions(&self) -> usize {
         self.pool.warm_sessions()
     }
+
+    /// How the gateway's own streams are known (`GET /rest/sessions` hides them,
+    /// end-user-session spares them).
+    pub fn own_streams(&self) -> &super::session::own::OwnStreams {
+        self.pool.own_streams()
+    }
 }
 
 impl Access<Connector> {

@@ -24,7 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// c2s shaper for non-admins, `max_user_sessions: 10`, stream management. It differs in: one
 /// loopback c2s listener with STARTTLS offered (not required) and backlog 128 (default 5 drops
 /// connections under load), no http/s2s/stun/mqtt listeners, no outgoing s2s, no ACME,
-/// `admin`, `admin2` and `admin3` as admins, and `mod_fail2ban` banning at 200 failed logins
+/// `admin`, `admin2`, `admin3` and `admin4` as admins, and `mod_fail2ban` banning at 200 failed logins
 /// per address, not 20: the e2e modules share this server, and together pass 20 in an hour.
 const CONFIG: &str = r#"# Written by the xmpp-rest-gateway e2e harness.
 loglevel: info
@@ -70,6 +70,7 @@ acl:
       - "admin2@domain.com"
       - "admin3@domain.com"
       - "svcdel@domain.com"
+      - "admin4@domain.com"
   local:
     user_regexp: ""
   loopback:

@@ -64,7 +64,7 @@ pub use procs::{free_port, random_hex, track_pid, untrack_pid};
 /// The one XMPP domain both servers serve (the seed document's own).
 pub const DOMAIN: &str = "domain.com";
 
-/// Accounts registered at start. `admin`, `admin2` and `admin3` are the servers'
+/// Accounts registered at start. `admin`, `admin2`, `admin3` and `admin4` are the servers'
 /// administrators; every other one is an ordinary user. Passwords: see [`password_for`].
 ///
 /// Every e2e test runs in one process against the same two servers, so a test that ends an
@@ -72,7 +72,8 @@ pub const DOMAIN: &str = "domain.com";
 /// (e2e `seed`), `load1`…`load12` carry the concurrency test's resources (e2e `faults`), and
 /// `idle`, whom no test connects, is what the seed document names when a test only needs an
 /// answer (`rest::IDLE_SEED_XML`), so that it ends nobody's sessions; `audit1` and `audit2`
-/// are e2e `audit`'s (a session it ends, a password it gets wrong). `svcdel` is an
+/// are e2e `audit`'s (a session it ends, a password it gets wrong); `admin4` is the one two
+/// replicas of e2e `resources` both log in as, whose sessions it lists and ends. `svcdel` is an
 /// administrator too, registered by no one at start: e2e `tokens` creates it, has it delete
 /// itself and creates it again.
 #[rustfmt::skip]
@@ -81,7 +82,7 @@ pub const ACCOUNTS: &[&str] = &[
     "admin2", "admin3", "test", "user1", "user2", "user3", "user4", "user5", "user6", "user7",
     "user8", "user9", "user10", "user11", "user12", "nonadmin", "throttle1", "throttle2",
     "throttle3", "load1", "load2", "load3", "load4", "load5", "load6", "load7", "load8",
-    "load9", "load10", "load11", "load12", "idle", "audit1", "audit2",
+    "load9", "load10", "load11", "load12", "idle", "audit1", "audit2", "admin4",
 ];
 
 /// The password of a pre-registered account: `adminpass` for `admin`, `pass-<local>` otherwise
