@@ -530,4 +530,99 @@ mod tests {
             started.elapsed()
         );
     }
+
+    /// A forwarder of gw-1 whose peer gw-2 is a fake at `port`.
+    fn forwarder_to(port: u16) -> (Forwarder, Peer) {
+        let mut gw1 = replicas("gw-1", "gw-2", SECRET);
+        gw1.peers = vec![parse_peer(&format!("gw-2=http://127.0.0.1:{port}")).expect("peer")];
+        let peer = gw1.peers[0].clone();
+        (Forwarder::new(Some(&gw1)).expect("forwarder"), peer)
+    }
+
+    /// A fake peer that reads a request head and answers `answer` raw, then closes.
+    async fn fake_peer(answer: Vec<u8>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut buf = vec![0; 64 * 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(&answer).await;
+            let _ = s.shutdown().await;
+        });
+        port
+    }
+
+    async fn send_to(forwarder: &Forwarder, peer: &Peer) -> Result<Response, ApiError> {
+        let headers = HeaderMap::new();
+        let out = Outgoing {
+            method: &Method::POST,
+            target: TARGET,
+            headers: &headers,
+            body: Bytes::from_static(BODY),
+            client: client(),
+        };
+        forwarder.send(peer, out).await
+    }
+
+    #[tokio::test]
+    async fn the_peers_answer_is_relayed_without_hop_by_hop_headers() {
+        let answer = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+            connection: close\r\nx-request-id: theirs\r\ncontent-length: 2\r\n\r\n{}"
+            .to_vec();
+        let (forwarder, peer) = forwarder_to(fake_peer(answer).await);
+        let resp = send_to(&forwarder, &peer).await.expect("relayed");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let h = resp.headers();
+        assert_eq!(
+            h.get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
+        assert!(h.get("connection").is_none() && h.get("x-request-id").is_none());
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"{}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_breaks_off_or_answers_too_much_is_502() {
+        let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"command\"".to_vec();
+        let (forwarder, peer) = forwarder_to(fake_peer(cut).await);
+        let e = send_to(&forwarder, &peer).await.expect_err("cut");
+        assert_eq!(
+            (e.status, e.condition.as_str()),
+            (StatusCode::BAD_GATEWAY, "replica-unavailable")
+        );
+        // An answer of the bound is relayed; one byte more is not.
+        for (size, relayed) in [(MAX_ANSWER, true), (MAX_ANSWER + 1, false)] {
+            let mut answer =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n").into_bytes();
+            answer.resize(answer.len() + size, b' ');
+            let (forwarder, peer) = forwarder_to(fake_peer(answer).await);
+            let r = send_to(&forwarder, &peer).await;
+            assert_eq!(r.is_ok(), relayed, "{size}");
+            if let Err(e) = r {
+                assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_forwards_in_flight_a_forward_is_503() {
+        let (forwarder, peer) = forwarder_to(1);
+        let _all = forwarder
+            .places
+            .clone()
+            .try_acquire_many_owned(MAX_FORWARDS as u32)
+            .expect("places");
+        let e = send_to(&forwarder, &peer).await.expect_err("busy");
+        assert_eq!(
+            (e.status, e.condition.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
+        );
+    }
 }
