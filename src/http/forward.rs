@@ -336,6 +336,18 @@ fn gone(peer: &Peer, why: &str) -> ApiError {
     Failure::UnknownSession.into()
 }
 
+/// 504: no whole answer from `peer` within the request's deadline `limit`.
+pub fn too_late(peer: &Peer, limit: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "timeout",
+        format!(
+            "no answer from the replica {} that keeps this command session within {limit:?}",
+            peer.name
+        ),
+    )
+}
+
 /// How a forward that reached its peer is counted when it ends (dropped by the deadline: a
 /// timeout).
 struct Sent(Option<Forward>);

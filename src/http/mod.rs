@@ -304,7 +304,10 @@ async fn handle_post(
                 body,
                 client: addr,
             };
-            let relayed = timed(gw.cfg.request_timeout, forwarder.send(&replica, out)).await;
+            let limit = gw.cfg.request_timeout;
+            let relayed = tokio::time::timeout(limit, forwarder.send(&replica, out))
+                .await
+                .unwrap_or_else(|_| Err(forward::too_late(&replica, limit)));
             drop(admitted);
             return relayed;
         }
