@@ -58,6 +58,40 @@ impl Dropped {
     }
 }
 
+/// Which way a forwarded request went (the `direction` label of `xrg_forwarded_requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Sent to the replica its sessionid names, and that replica's answer relayed (any status).
+    SentAnswered,
+    /// Not sent: the peer refused the connection or did not accept it in time (404).
+    SentUnreachable,
+    /// Sent, but the peer's answer broke off, was too large or unreadable (502).
+    SentFailed,
+    /// Sent, and no whole answer within the request's deadline (504).
+    SentTimeout,
+    /// Not sent: as many forwards in flight as allowed (503).
+    SentBusy,
+    /// Received from a replica, its signature good: run here.
+    ReceivedAccepted,
+    /// Received with a replica's header that did not verify (unknown name, stale, forged: 403).
+    ReceivedRefused,
+}
+
+impl Forward {
+    fn labels(self) -> ForwardLabels {
+        let (direction, result) = match self {
+            Forward::SentAnswered => ("sent", "answered"),
+            Forward::SentUnreachable => ("sent", "unreachable"),
+            Forward::SentFailed => ("sent", "failed"),
+            Forward::SentTimeout => ("sent", "timeout"),
+            Forward::SentBusy => ("sent", "busy"),
+            Forward::ReceivedAccepted => ("received", "accepted"),
+            Forward::ReceivedRefused => ("received", "refused"),
+        };
+        ForwardLabels { direction, result }
+    }
+}
+
 /// The values only the gateway knows at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
@@ -78,6 +112,12 @@ struct LoginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    direction: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DroppedLabels {
     reason: &'static str,
 }
@@ -89,6 +129,7 @@ struct Metrics {
     iq_duration: Histogram,
     logins: Family<LoginLabels, Counter>,
     dropped: Family<DroppedLabels, Counter>,
+    forwarded: Family<ForwardLabels, Counter>,
     throttled: Counter,
     log_lines_dropped: Counter,
     access_file_reload_failures: Counter,
@@ -110,6 +151,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         iq_duration: Histogram::new(duration_buckets()),
         logins: Family::default(),
         dropped: Family::default(),
+        forwarded: Family::default(),
         throttled: Counter::default(),
         log_lines_dropped: Counter::default(),
         access_file_reload_failures: Counter::default(),
@@ -144,6 +186,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Stanzas arriving on a warm stream that were dropped unread, by reason (too_deep, \
          too_large, not_asked, foreign_request, unsolicited, unreadable)",
         m.dropped.clone(),
+    );
+    registry.register(
+        "xrg_forwarded_requests",
+        "Requests between replicas (a sessionid naming another replica), by direction (sent, \
+         received) and result (sent: answered, unreachable, failed, timeout, busy; received: \
+         accepted, refused)",
+        m.forwarded.clone(),
     );
     registry.register(
         "xrg_throttled",
@@ -210,6 +259,11 @@ pub fn dropped_stanza(reason: Dropped) {
             reason: reason.label(),
         })
         .inc();
+}
+
+/// Counts one request forwarded to or from another replica.
+pub fn forwarded(how: Forward) {
+    METRICS.forwarded.get_or_create(&how.labels()).inc();
 }
 
 /// Counts one request refused 429 (a failed-login budget, a token's or the stream's rate).

@@ -163,6 +163,89 @@ impl Replicas {
     }
 }
 
+/// The purpose of the tag that makes a sessionid unforgeable.
+const SESSIONID_PURPOSE: &str = "sessionid";
+
+/// Whose a client's sessionid is ([`Replicas::owner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// This replica's (or an id without a replica's name: looked up here, as without replicas).
+    Here,
+    /// Another replica's, known by `--peer`: its request goes there.
+    Peer(&'a Peer),
+    /// Signed by no key of ours, or naming a replica that is not a peer: nobody's (404 at once,
+    /// nothing forwarded).
+    Nobody,
+}
+
+/// How a kept command's sessionid is written: 32 random hex digits alone (no replicas), or
+/// `NAME.RANDOM.TAG`, the tag the HMAC of `NAME.RANDOM` under the replica key (64 hex digits,
+/// purpose `sessionid`), so another replica knows where it lives and nobody can make one up.
+#[derive(Debug, Clone, Default)]
+pub struct SessionIds {
+    named: Option<(String, Arc<ReplicaKey>)>,
+}
+
+impl SessionIds {
+    /// The ids of this replica, or plain ones without replicas.
+    pub fn of(replicas: Option<&Replicas>) -> SessionIds {
+        SessionIds {
+            named: replicas.map(|r| (r.name.clone(), r.key.clone())),
+        }
+    }
+
+    /// A new sessionid.
+    pub fn mint(&self) -> String {
+        let random = format!("{:032x}", rand::random::<u128>());
+        match &self.named {
+            None => random,
+            Some((name, key)) => {
+                let named = format!("{name}.{random}");
+                let tag = hex(&key.sign(SESSIONID_PURPOSE, named.as_bytes()));
+                format!("{named}.{tag}")
+            }
+        }
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lower-case (or upper-case) hex `s`, if it is that.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+        .collect()
+}
+
+impl Replicas {
+    /// Whose `sessionid` is: a `NAME.RANDOM.TAG` whose tag verifies names its replica; any other
+    /// shape is looked up here (a gateway's ids before it had replicas, or a client's guess).
+    pub fn owner(&self, sessionid: &str) -> Owner<'_> {
+        let mut parts = sessionid.splitn(3, '.');
+        let (Some(name), Some(random), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Owner::Here;
+        };
+        let signed = &sessionid[..name.len() + 1 + random.len()];
+        let genuine =
+            unhex(tag).is_some_and(|t| self.key.verify(SESSIONID_PURPOSE, signed.as_bytes(), &t));
+        if !genuine {
+            return Owner::Nobody;
+        }
+        if name == self.name {
+            return Owner::Here;
+        }
+        self.peer(name).map_or(Owner::Nobody, Owner::Peer)
+    }
+}
+
 /// The longest replica name.
 pub const MAX_NAME_BYTES: usize = 32;
 
@@ -300,6 +383,61 @@ mod tests {
         assert!(ReplicaKey::load(&p).is_ok());
         assert!(ReplicaKey::load(&dir).is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn replicas(name: &str, secret: &[u8]) -> Replicas {
+        Replicas {
+            name: name.into(),
+            key: Arc::new(key(&[secret])),
+            peers: vec![
+                parse_peer("gw-1=http://127.0.0.1:1").expect("peer"),
+                parse_peer("gw-2=http://127.0.0.1:2").expect("peer"),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_sessionid_names_its_replica_and_a_tampered_one_names_nobody() {
+        let (gw1, gw2) = (replicas("gw-1", A), replicas("gw-2", A));
+        let id = SessionIds::of(Some(&gw1)).mint();
+        let parts: Vec<&str> = id.split('.').collect();
+        assert_eq!(parts.len(), 3, "{id}");
+        assert_eq!(parts[0], "gw-1");
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 64), "{id}");
+        assert!(parts[1..]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert_eq!(gw1.owner(&id), Owner::Here);
+        assert_eq!(gw2.owner(&id), Owner::Peer(&gw2.peers[0]));
+        // Another random part, another replica's name, a cut or altered tag: nobody's.
+        let other_random = format!("gw-1.{:032x}.{}", 7u128, parts[2]);
+        let other_name = format!("gw-2.{}.{}", parts[1], parts[2]);
+        let cut = &id[..id.len() - 2];
+        let mut flipped = id.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        for bad in [
+            &other_random,
+            &other_name,
+            cut,
+            &flipped,
+            "gw-2.x.zz",
+            "a.b.c.d",
+        ] {
+            assert_eq!(gw2.owner(bad), Owner::Nobody, "{bad}");
+            assert_eq!(gw1.owner(bad), Owner::Nobody, "{bad}");
+        }
+        // Signed under another key: nobody's.
+        let stranger = SessionIds::of(Some(&replicas("gw-1", B))).mint();
+        assert_eq!(gw2.owner(&stranger), Owner::Nobody);
+        // Signed right but naming a replica that is no peer: nobody's.
+        let gw3 = SessionIds::of(Some(&replicas("gw-3", A))).mint();
+        assert_eq!(gw1.owner(&gw3), Owner::Nobody);
+        // A plain id (no replicas, or a client's) is looked up here.
+        let plain = SessionIds::of(None).mint();
+        assert_eq!(plain.len(), 32);
+        assert_eq!(gw1.owner(&plain), Owner::Here);
     }
 
     #[test]

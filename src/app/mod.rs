@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::adhoc::{self, CommandStream, Commands, Target};
 use crate::config::Config;
 use crate::policy::{Policy, ServiceCredentials};
+use crate::replica::{Owner, Peer, SessionIds};
 use crate::rest::{CommandItem, CommandRequest, CommandResponse};
 use crate::upstream::probe::{Readiness, FRESH_FOR};
 use crate::upstream::{Access, UpstreamError};
@@ -70,6 +71,15 @@ fn deleted_itself_doc(jid: &str, account: &caller::Account) -> CommandResponse {
     }
 }
 
+/// Where a command request is to run ([`App::route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Here: a first execute, or a sessionid this replica keeps (or would, were it still open).
+    Here,
+    /// On the replica that keeps its sessionid: the request is forwarded there.
+    Replica(Peer),
+}
+
 /// The gateway's state below HTTP, shared by every request.
 pub struct App {
     cfg: Config,
@@ -101,7 +111,8 @@ impl App {
             );
         }
         Self {
-            commands: Commands::new(cfg.command_idle),
+            commands: Commands::new(cfg.command_idle)
+                .with_sessionids(SessionIds::of(cfg.replica.as_ref())),
             stream_rates: stanza::StreamRates::new(cfg.stream_rate),
             service_refused: caller::RefusedServices::new(cfg.throttle.window),
             stream_iq_allow: stanza::IqAllowList::new(&cfg.stream_iq_allow),
@@ -165,6 +176,26 @@ impl App {
                 Ok(deleted_itself_doc(jid, &caller.account))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where `request` runs: here, unless its sessionid names another replica (`--peer`). A
+    /// sessionid that names a replica but is not signed by the replica key, or names one that
+    /// is not a peer, is nobody's: [`Failure::UnknownSession`] at once, nothing forwarded.
+    pub fn route(&self, request: &CommandRequest) -> Result<Route, Failure> {
+        let (Some(replicas), Some(id)) = (
+            self.cfg.replica.as_ref(),
+            request.sessionid.as_deref().filter(|s| !s.is_empty()),
+        ) else {
+            return Ok(Route::Here);
+        };
+        match replicas.owner(id) {
+            Owner::Here => Ok(Route::Here),
+            Owner::Peer(peer) => {
+                crate::audit::note_action(request.action.as_deref().unwrap_or("execute"));
+                Ok(Route::Replica(peer.clone()))
+            }
+            Owner::Nobody => Err(Failure::UnknownSession),
         }
     }
 

@@ -41,13 +41,29 @@ impl TestGateway {
         Self::spawn(server, extra_args, &[], false)
     }
 
+    /// As [`start`](Self::start), listening on `addr` (gateways that name each other as peers
+    /// know their addresses before either starts).
+    pub fn start_at(server: &TestServer, addr: SocketAddr, extra_args: &[&str]) -> Self {
+        Self::spawn_at(server, addr, extra_args, &[], true)
+    }
+
     fn spawn(server: &TestServer, extra_args: &[&str], env: &[(&str, &str)], domain: bool) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()));
+        Self::spawn_at(server, addr, extra_args, env, domain)
+    }
+
+    fn spawn_at(
+        server: &TestServer,
+        addr: SocketAddr,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        domain: bool,
+    ) -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
         let logs = procs::run_dir().join("gateways");
         fs::create_dir_all(&logs).unwrap();
         let log_path = logs.join(format!("gateway-{n}-{}.log", server.kind));
-        let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()));
         let mut cmd = command(server, addr, extra_args, env, domain);
         let log = fs::File::create(&log_path).unwrap();
         cmd.stdin(Stdio::null())

@@ -19,6 +19,7 @@ mod console;
 mod cross_site;
 mod errors;
 mod faults;
+mod forwarding;
 mod harness;
 mod hostile;
 mod observe;
