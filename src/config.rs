@@ -57,6 +57,10 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// How long a write of an answer may wait for the client to take a byte (both listeners).
     pub write_timeout: Duration,
+    /// `--drain-delay`: from SIGTERM to the end of accepting, /readyz answering `draining`.
+    pub drain_delay: Duration,
+    /// `--drain-timeout`: how long requests in flight may take to finish once accepting ends.
+    pub drain_timeout: Duration,
     pub pool: PoolConfig,
     pub command_idle: Duration,
     pub threads: usize,
@@ -90,6 +94,9 @@ pub struct UpstreamConfig {
     pub ca: Option<PathBuf>,
     pub connect_timeout: Duration,
 }
+
+/// The longest `--drain-delay` and `--drain-timeout`, in seconds: an hour.
+const MAX_DRAIN_SECS: u64 = 3600;
 
 /// The smallest `--max-stanza-bytes`: a command IQ with a filled form must fit.
 const MIN_STANZA_BYTES: usize = 4096;
@@ -210,6 +217,27 @@ impl Cli {
                 self.keepalive_timeout
             ));
         }
+        if self.drain_delay > MAX_DRAIN_SECS {
+            return bad(format!(
+                "{} {} must be at most {MAX_DRAIN_SECS} seconds",
+                name("--drain-delay"),
+                self.drain_delay
+            ));
+        }
+        if let Some(t) = self
+            .drain_timeout
+            .filter(|t| !(1..=MAX_DRAIN_SECS).contains(t))
+        {
+            return bad(format!(
+                "{} {t} must be 1 to {MAX_DRAIN_SECS} seconds",
+                name("--drain-timeout")
+            ));
+        }
+        // Unset: the grace the gateway always had, a whole request (--request-timeout) and
+        // 2 s for its answer's write.
+        let drain_timeout = self
+            .drain_timeout
+            .unwrap_or(self.request_timeout.saturating_add(2));
         if self.require_api_key && self.access_file.is_none() {
             return bad(format!(
                 "{} needs --access-file (where the api-keys are)",
@@ -313,6 +341,8 @@ impl Cli {
             max_header_bytes: self.max_header_bytes,
             keepalive_timeout: Duration::from_secs(self.keepalive_timeout),
             write_timeout: Duration::from_secs(self.write_timeout),
+            drain_delay: Duration::from_secs(self.drain_delay),
+            drain_timeout: Duration::from_secs(drain_timeout),
             pool: PoolConfig {
                 reauth_interval: Duration::from_secs(self.reauth_interval),
                 max_sessions: self.max_sessions,

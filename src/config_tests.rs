@@ -208,6 +208,32 @@ fn connection_limits_have_their_defaults_and_bounds() {
 }
 
 #[test]
+fn the_drain_has_its_defaults_and_bounds() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.drain_delay, Duration::from_secs(5));
+    // The grace there always was: a whole request and 2 s, following --request-timeout.
+    assert_eq!(c.drain_timeout, Duration::from_secs(32));
+    let c = parse(&["--request-timeout", "10"]).unwrap();
+    assert_eq!(c.drain_timeout, Duration::from_secs(12));
+    let c = parse(&["--drain-delay", "0", "--drain-timeout", "7"]).unwrap();
+    assert_eq!(
+        (c.drain_delay, c.drain_timeout),
+        (Duration::ZERO, Duration::from_secs(7))
+    );
+    assert!(parse(&["--drain-delay", "3600"]).is_ok());
+    let e = parse(&["--drain-delay", "3601"]).unwrap_err();
+    assert!(e.contains("--drain-delay"), "{e}");
+    for t in ["0", "3601"] {
+        let e = parse(&["--drain-timeout", t]).unwrap_err();
+        assert!(e.contains("--drain-timeout"), "{e}");
+    }
+    let e = with_env(&[("XRG_DRAIN_TIMEOUT", "0")], || parse_here(&[])).unwrap_err();
+    assert!(e.contains("XRG_DRAIN_TIMEOUT"), "{e}");
+    let c = with_env(&[("XRG_DRAIN_DELAY", "1")], || parse_here(&[])).unwrap();
+    assert_eq!(c.drain_delay, Duration::from_secs(1));
+}
+
+#[test]
 fn admission_limits_have_their_defaults_and_bounds() {
     let c = parse(&[]).unwrap();
     assert_eq!(c.body_timeout, Duration::from_secs(10));

@@ -64,6 +64,8 @@ async fn run(mut cfg: Config) -> ExitCode {
     // Registered first, before anything else can take time; tokio keeps a handler for the
     // process's lifetime once one is registered.
     let hangup_log = announce_hangups(cfg.access_file.is_some(), cfg.tls.is_some());
+    // SIGTERM and SIGINT start the drain (`shutdown`) from here on.
+    let signals = xmpp_rest_gateway::shutdown::OsSignals::new();
     let cert = match cfg.tls.as_ref().map(|(c, k)| server_tls(c, k)).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -148,7 +150,7 @@ async fn run(mut cfg: Config) -> ExitCode {
         };
         tokio::spawn(http::observe::serve_admin(gw.clone(), l, stopped))
     });
-    http::serve(gw, listener, tls, xmpp_rest_gateway::shutdown::signal()).await;
+    http::serve(gw, listener, tls, signals).await;
     drop(stop_admin);
     if let Some(admin) = admin {
         let _ = admin.await;

@@ -122,6 +122,11 @@ struct DroppedLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
 struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -136,6 +141,8 @@ struct Metrics {
     warm_sessions: Gauge,
     in_flight: Gauge,
     connections: Gauge,
+    draining: Gauge,
+    draining_answers: Family<ListenerLabels, Counter>,
 }
 
 /// 1 ms to about 33 s: the request timeout's default (30 s) falls in the last bucket.
@@ -158,6 +165,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         warm_sessions: Gauge::default(),
         in_flight: Gauge::default(),
         connections: Gauge::default(),
+        draining: Gauge::default(),
+        draining_answers: Family::default(),
         registry: Registry::default(),
     };
     // Counters are registered without `_total`: the encoder appends it.
@@ -225,6 +234,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.connections.clone(),
     );
     registry.register(
+        "xrg_draining",
+        "1 from SIGTERM (or SIGINT) until the gateway exits: /readyz answers 503 draining",
+        m.draining.clone(),
+    );
+    registry.register(
+        "xrg_draining_answers",
+        "Answers given while draining, each closing its connection, by listener (api, admin)",
+        m.draining_answers.clone(),
+    );
+    registry.register(
         "xrg_build",
         "The gateway's version",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -279,6 +298,19 @@ pub fn log_lines_dropped() -> Counter {
 /// Counts one changed access file not taken in (`policy::watch`).
 pub fn access_file_reload_failed() {
     METRICS.access_file_reload_failures.inc();
+}
+
+/// The gateway drains from now until it exits (`shutdown::Drain`).
+pub fn draining() {
+    METRICS.draining.set(1);
+}
+
+/// Counts one answer given while draining on `listener` (its name: `api`, `admin`).
+pub fn draining_answer(listener: &'static str) {
+    METRICS
+        .draining_answers
+        .get_or_create(&ListenerLabels { listener })
+        .inc();
 }
 
 /// Records how long one IQ took to be answered.
@@ -384,6 +416,7 @@ mod tests {
     fn render_names_every_metric() {
         request(200, "end-user-session", Duration::from_millis(3));
         login(LoginOutcome::Refused);
+        draining_answer("api");
         let text = render(Gauges {
             warm_sessions: 2,
             requests_in_flight: 1,
@@ -396,6 +429,9 @@ mod tests {
             "xrg_requests_in_flight 1\n",
             "xrg_http_connections 7\n",
             "xrg_throttled_total ",
+            // 0 or 1: other tests of this process may have begun a drain.
+            "xrg_draining ",
+            "xrg_draining_answers_total{listener=\"api\"} ",
             "xrg_log_lines_dropped_total ",
             "xrg_http_request_duration_seconds_count ",
             "xrg_upstream_iq_duration_seconds_count ",

@@ -144,6 +144,25 @@ pub struct Cli {
     #[arg(long, env = "XRG_WRITE_TIMEOUT", default_value_t = 10)]
     pub write_timeout: u64,
 
+    /// Seconds between SIGTERM (or SIGINT) and the end of accepting: meanwhile /readyz
+    /// answers 503 `draining` (on both listeners) so a load balancer's health check takes the
+    /// gateway out, and every request that still arrives is served, its answer closing its
+    /// connection. 0: stop accepting at once. A second SIGTERM or SIGINT ends the delay.
+    /// At most 3600.
+    #[arg(
+        long,
+        env = "XRG_DRAIN_DELAY",
+        default_value_t = 5,
+        value_name = "SECS"
+    )]
+    pub drain_delay: u64,
+
+    /// Seconds the requests in flight get to finish once the gateway stops accepting, before
+    /// it closes their connections and its XMPP streams. 1 to 3600. [default:
+    /// --request-timeout + 2]
+    #[arg(long, env = "XRG_DRAIN_TIMEOUT", value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
+
     /// Seconds after which a password is proved again by a fresh login, even on a busy session.
     #[arg(long, env = "XRG_REAUTH_INTERVAL", default_value_t = 300)]
     pub reauth_interval: u64,

@@ -190,6 +190,17 @@ impl ApiError {
         .retry_after(crate::app::READINESS_FRESH_FOR)
     }
 
+    /// 503 from `GET /readyz` once the gateway drains (SIGTERM): take it out of rotation. No
+    /// `Retry-After`: it is on its way out.
+    pub fn draining() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the gateway is shutting down: it serves what still arrives until it stops \
+             accepting (--drain-delay)",
+        )
+    }
+
     pub fn throttled(retry_after: Duration) -> Self {
         Self::too_many("too many failed logins; try again later", retry_after)
     }

@@ -2,7 +2,8 @@
 //! [`Limits`]: one task per connection, HTTP/1.1 over plain TCP or TLS, HTTP/2 prior knowledge
 //! turned away with a GOAWAY, graceful shutdown, the deadlines for a request head, an idle
 //! keep-alive connection and an answer the client does not take, and the connection cap with
-//! its choice of whom to close ([`Connections`]).
+//! its choice of whom to close ([`Connections`]). While the gateway drains
+//! ([`crate::shutdown::Drain`]) every answer closes its connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::http::{Request, Response};
+use axum::http::{header, HeaderValue, Request, Response};
 use axum::Router;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -23,6 +24,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 use super::{router, Gateway, Peer};
+use crate::shutdown::{Drain, Signals};
 
 mod connections;
 mod fdlimit;
@@ -56,7 +58,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long a write of an answer may wait for the client to take a byte.
     pub write_timeout: Duration,
-    /// How long requests in flight may take to finish at shutdown.
+    /// How long requests in flight may take to finish once accepting has stopped
+    /// (`--drain-timeout` on the API listener).
     pub drain: Duration,
     /// HTTPS with this acceptor, or plain HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -68,15 +71,18 @@ pub struct Listener {
     app: Router,
     limits: Limits,
     conns: Arc<Connections>,
+    /// Whether the gateway drains: answers then close their connections.
+    drain: Arc<Drain>,
 }
 
-/// Serves the API until `shutdown` resolves, then finishes the requests in flight and closes
-/// every upstream stream.
+/// Serves the API until the first of `signals`, then drains (`--drain-delay`: still serving,
+/// `/readyz` answering `draining`; a second signal ends the delay), stops accepting, finishes
+/// the requests in flight (within `--drain-timeout`) and closes every upstream stream.
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: impl Future<Output = ()>,
+    signals: impl Signals,
 ) {
     let cfg = &gw.cfg;
     let limits = Limits {
@@ -85,25 +91,35 @@ pub async fn serve(
         header_timeout: HEADER_READ_TIMEOUT,
         idle_timeout: cfg.keepalive_timeout,
         write_timeout: cfg.write_timeout,
-        drain: cfg.request_timeout + Duration::from_secs(2),
+        drain: cfg.drain_timeout,
         tls,
     };
-    let api = Listener::new("api", listener, router(gw.clone()), limits);
+    let drain = gw.drain.clone();
+    let api = Listener::new("api", listener, router(gw.clone()), limits, drain.clone());
     let _ = gw.connections.set(api.connections());
-    api.serve(shutdown).await;
+    api.serve(drain.stop_accepting(signals, cfg.drain_delay))
+        .await;
     gw.app.close_all().await;
     tracing::info!("all upstream streams closed");
 }
 
 impl Listener {
-    /// `name` tells the listener apart in log lines.
-    pub fn new(name: &'static str, tcp: TcpListener, app: Router, limits: Limits) -> Self {
+    /// `name` tells the listener apart in log lines and metrics; while `drain` says so, its
+    /// answers close their connections.
+    pub fn new(
+        name: &'static str,
+        tcp: TcpListener,
+        app: Router,
+        limits: Limits,
+        drain: Arc<Drain>,
+    ) -> Self {
         let conns = Connections::new(name, limits.max_connections);
         Listener {
             tcp,
             app,
             limits,
             conns,
+            drain,
         }
     }
 
@@ -120,6 +136,7 @@ impl Listener {
             app,
             limits,
             conns,
+            drain,
         } = self;
         let reaper = tokio::spawn(
             conns
@@ -166,6 +183,8 @@ impl Listener {
                 app: app.clone(),
                 peer: Peer(peer),
                 stage: slot.stage(),
+                drain: drain.clone(),
+                listener: conns.listener(),
             };
             let conn = Connection {
                 builder: builder.clone(),
@@ -258,13 +277,17 @@ impl Connection {
     }
 }
 
-/// The router for one connection: adds the [`Peer`] and moves the connection's [`Stage`] as a
-/// request arrives, is worked on and is answered.
+/// The router for one connection: adds the [`Peer`], moves the connection's [`Stage`] as a
+/// request arrives, is worked on and is answered, and while the gateway drains closes the
+/// connection with its answer (`Connection: close`, which hyper honours).
 #[derive(Clone)]
 struct Tracked {
     app: Router,
     peer: Peer,
     stage: Arc<StageCell>,
+    drain: Arc<Drain>,
+    /// The listener's name, for the metrics.
+    listener: &'static str,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Tracked {
@@ -287,8 +310,16 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
             ends: Stage::Working,
         });
         let app = self.app.clone();
+        let (drain, listener) = (self.drain.clone(), self.listener);
         Box::pin(async move {
-            let resp = app.oneshot(Request::from_parts(parts, body)).await?;
+            let mut resp = app.oneshot(Request::from_parts(parts, body)).await?;
+            // Asked as the answer leaves, so a request that came before the drain began and
+            // is answered during it closes its connection too.
+            if drain.is_draining() {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                crate::metrics::draining_answer(listener);
+            }
             Ok(resp.map(|inner| {
                 Body::new(Watched {
                     inner,
@@ -358,3 +389,6 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -54,6 +54,9 @@ pub struct Gateway {
     connections: std::sync::OnceLock<Arc<listener::Connections>>,
     /// Sends a request to the replica its sessionid names (with `--replica-name`).
     forwarder: Option<forward::Forwarder>,
+    /// Whether the gateway drains (`/readyz` says `draining`, answers close their
+    /// connections): begun by the API listener's first signal, read by both listeners.
+    drain: Arc<crate::shutdown::Drain>,
 }
 
 /// The peer of the connection a request came on.
@@ -103,6 +106,7 @@ impl Gateway {
             app,
             cfg,
             connections: Default::default(),
+            drain: Default::default(),
         }
     }
 }

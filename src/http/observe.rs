@@ -35,13 +35,17 @@ pub(super) async fn healthz() -> Response {
     plain("ok\n")
 }
 
-/// `GET /readyz`: 200 when the XMPP server answered a stream within the last few seconds,
-/// else 503 with the reason.
+/// `GET /readyz`: 503 `draining` from the first SIGTERM on (whatever the cached probe says);
+/// else 200 when the XMPP server answered a stream within the last few seconds, or 503 with
+/// the reason.
 pub(super) async fn readyz(
     State(gw): State<Arc<Gateway>>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if gw.drain.is_draining() {
+        return ApiError::draining().into_response_in(format_of(&uri, &headers));
+    }
     match gw.app.ready().await {
         Ok(()) => plain("ready\n"),
         Err(failure) => ApiError::from(failure).into_response_in(format_of(&uri, &headers)),
@@ -89,7 +93,8 @@ pub async fn serve_admin(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let limits = admin_limits(&gw.cfg);
-    Listener::new("admin", listener, admin_router(gw), limits)
+    let drain = gw.drain.clone();
+    Listener::new("admin", listener, admin_router(gw), limits, drain)
         .serve(shutdown)
         .await;
 }
@@ -107,5 +112,70 @@ pub fn admin_limits(cfg: &Config) -> Limits {
         write_timeout: cfg.write_timeout,
         drain: ADMIN_DRAIN,
         tls: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::app::App;
+    use crate::config::Cli;
+    use crate::upstream::{Access, Connector, SessionPool};
+
+    /// A gateway whose upstream refuses every connection (nothing listens on port 1).
+    fn gateway() -> Arc<Gateway> {
+        let args = [
+            "xmpp-rest-gateway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--upstream-tls",
+            "none",
+            "--domain",
+            "example.org",
+        ];
+        let cfg = Cli::parse_args(args).unwrap().into_config().unwrap();
+        let connector = Connector::new(cfg.upstream.clone()).unwrap();
+        let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
+        let app = Arc::new(App::new(cfg.clone(), access));
+        Arc::new(Gateway::new(cfg, app))
+    }
+
+    async fn get(gw: &Arc<Gateway>, path: &str) -> (StatusCode, String) {
+        let req = Request::get(path)
+            .header(header::ACCEPT, "application/json")
+            .body(Body::empty())
+            .unwrap();
+        let resp = admin_router(gw.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn condition(body: &str) -> String {
+        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+        doc["error"]["condition"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn readiness_says_draining_whatever_the_probe_last_answered() {
+        let gw = gateway();
+        let (status, body) = get(&gw, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(condition(&body), "upstream-unavailable", "{body}");
+        // That answer is kept for 2 s; the drain is said at once, over it.
+        gw.drain.begin();
+        let (status, body) = get(&gw, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(condition(&body), "draining", "{body}");
+        // The process is alive.
+        assert_eq!(get(&gw, "/healthz").await, (StatusCode::OK, "ok\n".into()));
     }
 }

@@ -33,28 +33,23 @@ impl TestGateway {
     /// As [`start`](Self::start), with extra environment variables. The caller's `XRG_*`
     /// variables are removed first, so a developer's shell cannot change what a test runs.
     pub fn start_with_env(server: &TestServer, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn(server, extra_args, env, true)
+        Self::spawn(server, None, extra_args, env, true)
     }
 
     /// As [`start`](Self::start), without `--domain`.
     pub fn start_without_domain(server: &TestServer, extra_args: &[&str]) -> Self {
-        Self::spawn(server, extra_args, &[], false)
+        Self::spawn(server, None, extra_args, &[], false)
     }
 
-    /// As [`start`](Self::start), listening on `addr` (gateways that name each other as peers
-    /// know their addresses before either starts).
+    /// As [`start`](Self::start), listening on `addr` (a replica started again on its port,
+    /// or one whose port its peers had to know first).
     pub fn start_at(server: &TestServer, addr: SocketAddr, extra_args: &[&str]) -> Self {
-        Self::spawn_at(server, addr, extra_args, &[], true)
+        Self::spawn(server, Some(addr), extra_args, &[], true)
     }
 
-    fn spawn(server: &TestServer, extra_args: &[&str], env: &[(&str, &str)], domain: bool) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()));
-        Self::spawn_at(server, addr, extra_args, env, domain)
-    }
-
-    fn spawn_at(
+    fn spawn(
         server: &TestServer,
-        addr: SocketAddr,
+        addr: Option<SocketAddr>,
         extra_args: &[&str],
         env: &[(&str, &str)],
         domain: bool,
@@ -64,6 +59,7 @@ impl TestGateway {
         let logs = procs::run_dir().join("gateways");
         fs::create_dir_all(&logs).unwrap();
         let log_path = logs.join(format!("gateway-{n}-{}.log", server.kind));
+        let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], procs::free_port())));
         let mut cmd = command(server, addr, extra_args, env, domain);
         let log = fs::File::create(&log_path).unwrap();
         cmd.stdin(Stdio::null())
@@ -142,6 +138,25 @@ impl TestGateway {
             return Some(status);
         }
         procs::signal(self.child.id() as i32, libc::SIGTERM);
+        procs::wait_until(&mut self.child, Instant::now() + timeout);
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL (`kill -9`), by PID, and reaps it: nothing of its shutdown runs.
+    pub fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            procs::signal(self.child.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM (or SIGINT) once, without waiting: for tests of the drain.
+    pub fn signal(&self, signal: i32) {
+        procs::signal(self.child.id() as i32, signal);
+    }
+
+    /// Waits up to `timeout` for the exit, sending nothing; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         procs::wait_until(&mut self.child, Instant::now() + timeout);
         self.child.try_wait().ok().flatten()
     }
@@ -225,6 +240,9 @@ fn command(
     // Gateways of the tests never fight over the admin listener's default port; a test that
     // wants one gives `--admin-listen` (the last one given counts).
     cmd.arg("--admin-listen").arg("off");
+    // Stopped at once on SIGTERM (every test's gateway is, when dropped), as before draining
+    // existed; a test of the drain gives `--drain-delay` itself.
+    cmd.arg("--drain-delay").arg("0");
     cmd.args(extra);
     cmd
 }

@@ -39,6 +39,7 @@ macro_rules! on_both_servers {
 pub mod doc;
 mod ejabberd;
 mod gateway;
+pub mod haproxy;
 mod http;
 pub mod pki;
 mod procs;

@@ -42,6 +42,9 @@ pub struct Seen {
     /// Connections relayed now, and those the gateway closed (its socket, read to the end).
     live: usize,
     pub closed_by_gateway: usize,
+    /// With [`XmppProxy::record_sent`]: everything the gateway sent, one text per connection
+    /// opened after the call (a value split between two reads is whole here).
+    pub sent: Vec<String>,
 }
 
 type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
@@ -54,6 +57,8 @@ struct Shared {
     newest: Mutex<Option<GatewayWriter>>,
     /// The gateway side of every connection so far (writes to closed ones fail, unheeded).
     writers: Mutex<Vec<GatewayWriter>>,
+    /// Whether new connections keep what the gateway sent (`Seen::sent`).
+    recording: std::sync::atomic::AtomicBool,
 }
 
 /// The running proxy; dropping it stops accepting (connections in progress end with it).
@@ -90,6 +95,7 @@ impl XmppProxy {
             cut: Notify::new(),
             newest: Mutex::new(None),
             writers: Mutex::new(Vec::new()),
+            recording: std::sync::atomic::AtomicBool::new(false),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -125,6 +131,13 @@ impl XmppProxy {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Keeps, from now on, everything gateways send on new connections (`Seen::sent`): for a
+    /// test that finds each of its requests' commands at the server by a value of its own.
+    pub fn record_sent(&self) {
+        use std::sync::atomic::Ordering;
+        self.shared.recording.store(true, Ordering::Relaxed);
     }
 
     /// Connections the gateway opened so far: one per login, refused ones included.
@@ -194,14 +207,26 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let to_gateway = Arc::new(tokio::sync::Mutex::new(client_write));
     *shared.newest.lock().unwrap() = Some(to_gateway.clone());
     shared.writers.lock().unwrap().push(to_gateway.clone());
-    {
+    let record = {
         let mut seen = shared.seen.lock().unwrap();
         seen.connections += 1;
         seen.live += 1;
-    }
+        let recording = shared.recording.load(std::sync::atomic::Ordering::Relaxed);
+        recording.then(|| {
+            seen.sent.push(String::new());
+            seen.sent.len() - 1
+        })
+    };
     let cut = shared.cut.notified();
+    let up = upward(
+        client_read,
+        server_write,
+        to_gateway.clone(),
+        shared.clone(),
+        record,
+    );
     let closed_by_gateway = tokio::select! {
-        closed = upward(client_read, server_write, to_gateway.clone(), shared.clone()) => closed,
+        closed = up => closed,
         _ = downward(server_read, to_gateway, shared.clone()) => false,
         _ = cut => false,
     };
@@ -217,6 +242,7 @@ async fn upward(
     mut to: OwnedWriteHalf,
     to_gateway: GatewayWriter,
     shared: Arc<Shared>,
+    record: Option<usize>,
 ) -> bool {
     let mut scan = TagScanner::default();
     let (mut commands_carry, mut ends_carry) = (String::new(), String::new());
@@ -235,6 +261,9 @@ async fn upward(
             let mut seen = shared.seen.lock().unwrap();
             seen.commands += commands;
             seen.stream_ends += stream_ends;
+            if let Some(i) = record {
+                seen.sent[i].push_str(&text);
+            }
             for tag in &iqs {
                 let Some(id) = attr(tag, "id") else { continue };
                 match attr(tag, "type").as_deref() {

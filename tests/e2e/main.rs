@@ -24,6 +24,7 @@ mod harness;
 mod hostile;
 mod observe;
 mod openapi;
+mod replicas;
 mod resources;
 mod runtime;
 mod secrets;

@@ -352,6 +352,7 @@ fn spawn_gateway(extra: &[&str]) -> Spawned {
     cmd.env("RUST_LOG", "info")
         .args(["--listen", &listen.to_string()])
         .args(["--upstream", "127.0.0.1:1", "--upstream-tls", "none"])
+        .args(["--drain-delay", "0"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("log"))

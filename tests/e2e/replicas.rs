@@ -1,0 +1,508 @@
+//! Several gateways behind HAProxy (`deploy/haproxy/haproxy.cfg`, run natively by
+//! `common::haproxy`): a command through it, the client's address through `X-Forwarded-For`,
+//! one account's requests on one gateway, HAProxy's own answers in the error format; under a
+//! steady load, a gateway killed with SIGKILL fails only the requests it had in flight, and a
+//! rolling restart (SIGTERM, the drain, start again, the other) fails none. Commands are counted where the
+//! server receives them (`common::proxy`): none reaches it twice.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::haproxy::{self, Balance, Replicas};
+use crate::common::proxy::XmppProxy;
+use crate::common::rest::*;
+use crate::common::{self, http_from, try_http, HttpResponse, ServerKind};
+
+on_both_servers!(
+    a_command_through_haproxy_names_the_client_and_keeps_to_one_gateway,
+    a_killed_gateway_fails_only_the_requests_it_had_in_flight,
+    a_rolling_restart_fails_no_request,
+);
+
+/// The statuses HAProxy 2.6 may answer itself (its `errorfile` codes).
+const HAPROXY_STATUSES: [u16; 16] = [
+    400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504,
+];
+
+/// An errorfile's body: the gateway's error document in XML (docs/api.md §9).
+fn error_body(status: u16, condition: &str, text: &str) -> String {
+    format!("<error><status>{status}</status><condition>{condition}</condition><text>{text}</text></error>\n")
+}
+
+/// The shipped error page for `status`, split into head and body.
+fn errorfile(status: u16) -> (String, String) {
+    let path = Path::new(haproxy::SHIPPED_DIR).join(format!("errors/{status}.http"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn every_error_haproxy_answers_is_a_whole_response_in_the_error_format() {
+    let shipped = std::fs::read_to_string(Path::new(haproxy::SHIPPED_DIR).join("haproxy.cfg"))
+        .expect("the shipped config");
+    let named: Vec<u16> = shipped
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("errorfile "))
+        .map(|rest| {
+            let (code, file) = rest.split_once(' ').expect("errorfile CODE FILE");
+            assert_eq!(file, format!("errors/{code}.http"));
+            code.parse().expect("a status")
+        })
+        .collect();
+    assert_eq!(named, HAPROXY_STATUSES);
+    let files = std::fs::read_dir(Path::new(haproxy::SHIPPED_DIR).join("errors")).unwrap();
+    assert_eq!(
+        files.count(),
+        HAPROXY_STATUSES.len(),
+        "no error page unnamed"
+    );
+    for status in HAPROXY_STATUSES {
+        let (head, body) = errorfile(status);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status_line}"
+        );
+        let headers: HashMap<&str, &str> = lines
+            .map(|l| {
+                l.split_once(": ")
+                    .unwrap_or_else(|| panic!("{status}: {l:?}"))
+            })
+            .collect();
+        assert_eq!(headers["content-type"], "application/xml", "{status}");
+        assert_eq!(
+            headers["content-length"],
+            body.len().to_string(),
+            "{status}"
+        );
+        let inner = body
+            .strip_prefix(&format!("<error><status>{status}</status><condition>"))
+            .unwrap_or_else(|| panic!("{status}: {body}"));
+        let (condition, rest) = inner.split_once("</condition><text>").expect("a text");
+        let text = rest.strip_suffix("</text></error>\n").expect("the end");
+        assert!(
+            !condition.is_empty() && !text.is_empty(),
+            "{status}: {body}"
+        );
+        assert!(
+            !text.contains(['<', '&']),
+            "{status}: text to escape: {text}"
+        );
+        assert_eq!(body, error_body(status, condition, text));
+    }
+}
+
+#[test]
+fn the_shipped_config_as_the_suite_runs_it_is_valid() {
+    let shipped =
+        std::fs::read_to_string(Path::new(haproxy::SHIPPED_DIR).join("haproxy.cfg")).unwrap();
+    let dir = common::scratch_dir(&format!("haproxy-check-{}", common::random_hex(4)));
+    std::fs::create_dir_all(dir.join("errors")).unwrap();
+    for status in HAPROXY_STATUSES {
+        let name = format!("errors/{status}.http");
+        std::fs::copy(Path::new(haproxy::SHIPPED_DIR).join(&name), dir.join(&name)).unwrap();
+    }
+    let servers: Vec<SocketAddr> = vec!["127.0.0.1:1".parse().unwrap(); 3];
+    for balance in [Balance::Shipped, Balance::RoundRobin] {
+        let listen = "127.0.0.1:2".parse().unwrap();
+        let rendered = haproxy::render(&shipped, listen, &servers, balance, &dir.join("s"));
+        // Only the lines a deployment changes differ from the shipped file.
+        let kept: Vec<&str> = shipped
+            .lines()
+            .filter(|l| {
+                let first = l.split_whitespace().next().unwrap_or("");
+                ![
+                    "bind", "server", "stats", "chroot", "user", "group", "balance",
+                ]
+                .contains(&first)
+            })
+            .collect();
+        let rendered_kept: Vec<&str> = rendered
+            .lines()
+            .filter(|l| {
+                let first = l.split_whitespace().next().unwrap_or("");
+                !["bind", "server", "stats", "balance"].contains(&first)
+            })
+            .collect();
+        assert_eq!(rendered_kept, kept);
+        assert_eq!(rendered.matches("\n    server gw").count(), 3, "{rendered}");
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(&config, &rendered).unwrap();
+        let out = std::process::Command::new(haproxy::binary())
+            .arg("-c")
+            .arg("-f")
+            .arg(&config)
+            .output()
+            .expect("haproxy -c");
+        assert!(
+            out.status.success(),
+            "haproxy -c ({balance:?}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+async fn a_command_through_haproxy_names_the_client_and_keeps_to_one_gateway(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let mut r = Replicas::start(s, 2, Balance::Shipped, |_, _| vec![]).await;
+    // From 127.0.0.2, with an X-Forwarded-For of the client's own making: the gateway writes
+    // down the address HAProxy saw, and never the forged one.
+    let rid = format!("hx-{}", common::random_hex(4));
+    let body = user_stats(&s.jid("admin2")).to_string();
+    let client: IpAddr = "127.0.0.2".parse().unwrap();
+    for k in 0..4 {
+        let id = format!("{rid}-{k}");
+        let headers = [
+            ("authorization", admin()),
+            ("content-type", "application/json".to_string()),
+            ("x-forwarded-for", "203.0.113.7".to_string()),
+            ("x-request-id", id),
+        ];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let addr = r.haproxy.addr;
+        let resp = http_from(client, addr, "POST", PATH, &headers, body.as_bytes()).await;
+        assert_eq!(resp.status, 200, "{kind}: {}", resp.text());
+        assert_eq!(resp.json()["command"]["node"], USER_STATS, "{kind}");
+    }
+    // One account, one gateway: all four audit lines in one log, none in the other.
+    let marker = format!("audit: request_id={rid}-");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs: Vec<String> = (0..2).map(|i| r.gateway(i).log()).collect();
+        let lines = logs
+            .iter()
+            .map(|l| l.matches(&marker).count())
+            .sum::<usize>();
+        if lines >= 4 || Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let counts: Vec<usize> = logs.iter().map(|l| l.matches(&marker).count()).collect();
+    assert!(counts == [4, 0] || counts == [0, 4], "{kind}: {counts:?}");
+    for line in logs
+        .iter()
+        .flat_map(|l| l.lines())
+        .filter(|l| l.contains(&marker))
+    {
+        assert!(line.contains(" client=127.0.0.2 "), "{kind}: {line}");
+    }
+
+    // Every gateway gone: HAProxy's 503, in the error format, says nothing ran.
+    r.kill(0);
+    r.kill(1);
+    r.haproxy.wait_status(0, "DOWN").await;
+    r.haproxy.wait_status(1, "DOWN").await;
+    let resp = try_http(
+        r.haproxy.addr,
+        "POST",
+        PATH,
+        &json_headers(),
+        body.as_bytes(),
+    )
+    .await
+    .expect("HAProxy answers");
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/xml"));
+    assert_eq!(resp.header("retry-after"), Some("2"));
+    assert_eq!(resp.text(), errorfile(503).1);
+    assert!(resp
+        .text()
+        .contains("<condition>gateway-unavailable</condition>"));
+}
+
+fn json_headers() -> Vec<(&'static str, &'static str)> {
+    static ADMIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(admin);
+    vec![
+        ("authorization", ADMIN.as_str()),
+        ("content-type", "application/json"),
+    ]
+}
+
+/// One request of the load: the account it asked about (its own, so that the server's copy
+/// of its command is found by it), when it was sent and answered, and the answer.
+struct Sent {
+    jid: String,
+    start: Instant,
+    end: Instant,
+    answer: Result<HttpResponse, String>,
+}
+
+/// A steady load through HAProxy: `clients` clients, each sending one request after the other
+/// (a pause of 20 ms between), user-stats of an account that does not exist and is named by
+/// no other request: a cheap command, known at the server by its account.
+struct Load {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+    sent: Arc<Mutex<Vec<Sent>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Accounts start with this.
+    tag: String,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, clients: usize, what: &str) -> Load {
+        let tag = format!("{what}-{}", common::random_hex(3));
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..clients)
+            .map(|c| {
+                let (stop, answered, sent) = (stop.clone(), answered.clone(), sent.clone());
+                let tag = tag.clone();
+                tokio::spawn(async move {
+                    let mut k = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        k += 1;
+                        let jid = format!("{tag}-{c}-{k}@{}", common::DOMAIN);
+                        let body = user_stats(&jid).to_string();
+                        let start = Instant::now();
+                        let answer =
+                            try_http(addr, "POST", PATH, &json_headers(), body.as_bytes()).await;
+                        let end = Instant::now();
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        sent.lock().unwrap().push(Sent {
+                            jid,
+                            start,
+                            end,
+                            answer,
+                        });
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            answered,
+            sent,
+            tasks,
+            tag,
+        }
+    }
+
+    /// Waits until `more` further requests have been answered (by anyone); 30 s at most.
+    async fn wait_more(&self, more: usize) {
+        let target = self.answered.load(Ordering::Relaxed) + more;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.answered.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "the load stalled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the clients once their requests are answered; every request sent.
+    async fn finish(self) -> Vec<Sent> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("a load client");
+        }
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+/// How many times each account of the load (`tag-...@domain.com`) appears in what the
+/// gateways sent the server: once per command that carried it.
+fn named_at_server(proxy: &XmppProxy, tag: &str) -> HashMap<String, usize> {
+    let needle = format!(">{tag}-");
+    let mut counts = HashMap::new();
+    for text in proxy.seen(|s| s.sent.clone()) {
+        for (i, _) in text.match_indices(&needle) {
+            let value = &text[i + 1..];
+            let end = value.find('<').unwrap_or(value.len());
+            *counts.entry(value[..end].to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The status a gateway answers the load's command with: Prosody reports the unknown account
+/// in an error note (422), ejabberd answers empty statistics (200) (docs/api.md §9).
+fn answered_status(kind: ServerKind) -> u16 {
+    match kind {
+        ServerKind::Prosody => 422,
+        ServerKind::Ejabberd => 200,
+    }
+}
+
+/// Gateways with `extra` flags through a reading proxy that keeps what they send, behind
+/// HAProxy balancing round-robin (every gateway carries the load's one account).
+async fn replicas_counted(kind: ServerKind, extra: &[&str]) -> (XmppProxy, Replicas) {
+    let s = common::started(kind).await;
+    let proxy = XmppProxy::start(s.c2s_addr()).await;
+    proxy.record_sent();
+    let upstream = proxy.addr.to_string();
+    let r = Replicas::start(s, 2, Balance::RoundRobin, |_, _| {
+        let mut args = vec!["--upstream", &upstream, "--upstream-tls", "none"];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    })
+    .await;
+    (proxy, r)
+}
+
+async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerKind) {
+    let (proxy, mut r) = replicas_counted(kind, &[]).await;
+    let commands_before = proxy.commands();
+    let load = Load::start(r.haproxy.addr, 4, "kill");
+    load.wait_more(40).await;
+    let before = r.haproxy.servers();
+    assert!(before.iter().all(|s| s.sessions > 0), "{before:?}");
+
+    // The gateway HAProxy has a request on now, so that one is likely in flight at the kill.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let victim = loop {
+        if let Some(i) = r.haproxy.servers().iter().position(|s| s.current > 0) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "{kind}: no request in flight");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let survivor = 1 - victim;
+    // From the signal to the process reaped (its sockets closed): a request sent in between
+    // may still have reached it.
+    let killed_at = Instant::now();
+    r.kill(victim);
+    let gone_at = Instant::now();
+    let seen_down = r.haproxy.wait_status(victim, "DOWN").await;
+    // The next requests: all to the survivor.
+    let survivor_before = r.haproxy.servers()[survivor].sessions;
+    load.wait_more(40).await;
+    // Of those 40, at most one per client was sent before `survivor_before` was read.
+    let tag = load.tag.clone();
+    let sent = load.finish().await;
+    let after = r.haproxy.servers();
+    assert!(
+        after[survivor].sessions >= survivor_before + 36,
+        "{after:?}"
+    );
+
+    let expected = answered_status(kind);
+    let at_kill = |q: &Sent| q.start < gone_at && q.end > killed_at;
+    let in_flight = sent.iter().filter(|q| at_kill(q)).count();
+    let mut failed = Vec::new();
+    for q in &sent {
+        let a = q
+            .answer
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.jid));
+        if a.status == expected {
+            continue;
+        }
+        // HAProxy's 502: the gateway died with the request; it may have run.
+        assert_eq!(a.status, 502, "{kind}: {}: {}", q.jid, a.text());
+        assert_eq!(a.text(), errorfile(502).1, "{kind}");
+        assert!(
+            at_kill(q),
+            "{kind}: {} failed but was not in flight at the kill",
+            q.jid
+        );
+        failed.push(q.jid.clone());
+    }
+
+    // At the server: each answered request's command once, a failed one's at most once.
+    let named = named_at_server(&proxy, &tag);
+    for q in &sent {
+        let n = named.get(&q.jid).copied().unwrap_or(0);
+        if failed.contains(&q.jid) {
+            assert!(n <= 1, "{kind}: {} reached the server {n} times", q.jid);
+        } else {
+            assert_eq!(n, 1, "{kind}: {} reached the server {n} times", q.jid);
+        }
+    }
+    assert_eq!(
+        named.len(),
+        sent.len() - failed.len() + reached(&named, &failed)
+    );
+    let commands = proxy.commands() - commands_before;
+    eprintln!(
+        "[replicas] {kind} kill -9: {} requests sent, {} failed (HAProxy's 502), {in_flight} \
+         in flight at the kill, {} of the failed reached the server; commands naming a request \
+         seen at the server: {} (each once), commands in all: {commands}; HAProxy saw the \
+         gateway DOWN after {seen_down:?}; {}",
+        sent.len(),
+        failed.len(),
+        reached(&named, &failed),
+        named.values().sum::<usize>(),
+        retried(&after),
+    );
+}
+
+/// What HAProxy says it retried, for the report.
+fn retried(servers: &[haproxy::ServerStat]) -> String {
+    let sum = |f: fn(&haproxy::ServerStat) -> u64| servers.iter().map(f).sum::<u64>();
+    format!(
+        "connection errors {}, retries {}, redispatches {}",
+        sum(|s| s.connection_errors),
+        sum(|s| s.retries),
+        sum(|s| s.redispatches)
+    )
+}
+
+/// How many of `failed` reached the server.
+fn reached(named: &HashMap<String, usize>, failed: &[String]) -> usize {
+    failed.iter().filter(|j| named.contains_key(*j)).count()
+}
+
+async fn a_rolling_restart_fails_no_request(kind: ServerKind) {
+    // The default delay (the harness's gateways drain for 0 s unless told).
+    let (proxy, mut r) = replicas_counted(kind, &["--drain-delay", "5"]).await;
+    let commands_before = proxy.commands();
+    let load = Load::start(r.haproxy.addr, 4, "roll");
+    load.wait_more(40).await;
+    let mut took = Vec::new();
+    for i in 0..2 {
+        let (status, log) = r.stop(i, Duration::from_secs(40)).await;
+        assert!(
+            status.success(),
+            "{kind}: gateway {i} exited {status}:\n{log}"
+        );
+        // It drained (--drain-delay, default 5 s): /readyz answered 503 until HAProxy had
+        // taken it out (2 checks 1 s apart), and only then did it stop accepting. HAProxy
+        // never found it refusing a connection, so it redispatched nothing: without the
+        // drain, the requests sent between its last accept and HAProxy's second failed check
+        // are each refused and sent to the other gateway.
+        let servers = r.haproxy.servers();
+        assert_eq!(servers[i].status, "DOWN", "{kind}: HAProxy still has it");
+        let redone: u64 = servers
+            .iter()
+            .map(|s| s.connection_errors + s.retries + s.redispatches)
+            .sum();
+        assert_eq!(redone, 0, "{kind}: gateway {i}: {}", retried(&servers));
+        let up = r.start_again(i).await;
+        took.push(up);
+        load.wait_more(20).await;
+    }
+    let tag = load.tag.clone();
+    let sent = load.finish().await;
+    let expected = answered_status(kind);
+    for q in &sent {
+        let a = q
+            .answer
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.jid));
+        assert_eq!(a.status, expected, "{kind}: {}: {}", q.jid, a.text());
+    }
+    let named = named_at_server(&proxy, &tag);
+    for q in &sent {
+        assert_eq!(named.get(&q.jid), Some(&1), "{kind}: {}", q.jid);
+    }
+    assert_eq!(named.len(), sent.len());
+    let commands = proxy.commands() - commands_before;
+    let servers = r.haproxy.servers();
+    eprintln!(
+        "[replicas] {kind} rolling restart: {} requests sent, 0 failed; commands naming a \
+         request seen at the server: {} (each once), commands in all: {commands}; HAProxy saw \
+         each restarted gateway UP {took:?} after its start; {}",
+        sent.len(),
+        named.values().sum::<usize>(),
+        retried(&servers),
+    );
+}
