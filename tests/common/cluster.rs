@@ -181,8 +181,8 @@ fn start() -> Cluster {
         killed: [AtomicBool::new(false), AtomicBool::new(false)],
     };
     eprintln!(
-        "[harness] ejabberd cluster ready on {} in {:?} (both nodes serving, accounts on node \
-         1: {:?}, of which the import {:?}; node 2 joined and checked: {:?})",
+        "[harness] ejabberd cluster ready on {} in {:?} (both nodes serving and the accounts \
+         in node 1: {:?}, of which the import {:?}; node 2 joined and checked: {:?})",
         cluster.upstreams(),
         cluster.startup.total,
         cluster.startup.ready,
