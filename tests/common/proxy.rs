@@ -40,6 +40,8 @@ pub struct Seen {
     pub connections: usize,
     /// When each connection that became a login (the server bound a JID on it) was opened.
     pub logins: Vec<Instant>,
+    /// When the server's side of a connection ended (closed, reset, or a node that died).
+    pub server_ended: Vec<Instant>,
     /// The marks found in what the gateway sent, in order (see [`XmppProxy::record_marks`]).
     pub marks: Vec<String>,
     /// Ids of the IQ answers (`result` or `error`) the gateway sent.
@@ -311,7 +313,15 @@ async fn downward(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                shared
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .server_ended
+                    .push(Instant::now());
+                return;
+            }
             Ok(n) => n,
         };
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();

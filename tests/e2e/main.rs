@@ -18,6 +18,7 @@ mod connections;
 mod console;
 mod cross_site;
 mod errors;
+mod failover;
 mod faults;
 mod harness;
 mod hostile;
