@@ -10,7 +10,8 @@
 //! node 1 (while node 2 boots); node 2 joins it (`ejabberdctl join_cluster`, run against node 2, which replaces its
 //! Mnesia schema by the cluster's and restarts ejabberd there: the accounts come with it); then
 //! the harness waits until node 2 serves c2s again, `list_cluster` names both nodes as running,
-//! and node 2 lists every account. About 5 s on 2 cores ([`ClusterStartup`] says, on stderr).
+//! and node 2 lists every account. 6 to 13 s on 2 cores shared with other builds, about what
+//! the default ejabberd's own start takes beside them ([`ClusterStartup`], on stderr).
 //!
 //! A test that needs one starts its own ([`Cluster::start`]; a failover test kills a node, so
 //! none is shared), and no other test pays for it. Its processes are the harness's like any
