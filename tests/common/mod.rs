@@ -36,6 +36,7 @@ macro_rules! on_both_servers {
     )*};
 }
 
+pub mod cluster;
 pub mod doc;
 mod ejabberd;
 mod gateway;
@@ -53,7 +54,7 @@ pub mod victim;
 pub mod xmpp;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -126,8 +127,10 @@ pub struct Startup {
 pub struct TestServer {
     pub kind: ServerKind,
     pub domain: String,
-    /// Its c2s port on 127.0.0.1 (plaintext, STARTTLS offered).
+    /// Its c2s port on `c2s_ip` (plaintext, STARTTLS offered).
     pub c2s_port: u16,
+    /// 127.0.0.1, but for a cluster's nodes ([`cluster`]), each on an address of its own.
+    pub c2s_ip: Ipv4Addr,
     /// The CA certificate that signed its certificate: the gateway's `--upstream-ca`.
     pub ca_pem: PathBuf,
     /// Its config, data and logs (owned by the server's system user).
@@ -146,6 +149,7 @@ impl TestServer {
             kind,
             domain: DOMAIN.to_owned(),
             c2s_port,
+            c2s_ip: Ipv4Addr::LOCALHOST,
             ca_pem: pki::shared().ca_pem.clone(),
             state_dir,
             startup: Startup::default(),
@@ -157,8 +161,12 @@ impl TestServer {
     fn with_startup(mut self, startup: Startup) -> Self {
         self.startup = startup;
         eprintln!(
-            "[harness] {} ready on 127.0.0.1:{} in {:?} (accounts {:?}, total {:?})",
-            self.kind, self.c2s_port, startup.ready, startup.registration, startup.total
+            "[harness] {} ready on {} in {:?} (accounts {:?}, total {:?})",
+            self.kind,
+            self.c2s_addr(),
+            startup.ready,
+            startup.registration,
+            startup.total
         );
         self
     }
@@ -174,7 +182,7 @@ impl TestServer {
     }
 
     pub fn c2s_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.c2s_port))
+        SocketAddr::from((self.c2s_ip, self.c2s_port))
     }
 
     /// The last `lines` lines of each of the server's logs, for assertion messages.

@@ -18,6 +18,7 @@ mod connections;
 mod console;
 mod cross_site;
 mod errors;
+mod failover;
 mod faults;
 mod forwarding;
 mod harness;
@@ -34,6 +35,7 @@ mod stages;
 mod stream;
 mod tls;
 mod tokens;
+mod upstreams;
 
 use std::sync::OnceLock;
 
