@@ -17,6 +17,7 @@ mod commands_list;
 mod connections;
 mod console;
 mod cross_site;
+mod drain;
 mod errors;
 mod failover;
 mod faults;
