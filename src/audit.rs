@@ -1,6 +1,7 @@
 //! The audit trail: one line per `/rest/*` request under the target `audit`, at info level,
 //! with fixed keys so that "who ended that session, from where?" is one `grep`:
-//! `request_id client account token jid node action subjects status condition ms`.
+//! `request_id client account token jid node action subjects status condition ms forwarded_to
+//! forwarded_from`.
 //!
 //! The HTTP layer opens a [`Record`] for each request and runs the request inside
 //! [`scope`]; whatever learns something on the way (the caller's account and token, the
@@ -36,6 +37,10 @@ pub struct Record {
     pub subjects: Vec<String>,
     /// Subjects beyond [`MAX_SUBJECTS`], counted, not kept.
     pub more_subjects: usize,
+    /// The replica this request was forwarded to (its sessionid named it), if any.
+    pub forwarded_to: String,
+    /// The replica that forwarded this request here, if any.
+    pub forwarded_from: String,
     pub started: Instant,
 }
 
@@ -51,6 +56,8 @@ impl Record {
             action: method.to_string(),
             subjects: Vec::new(),
             more_subjects: 0,
+            forwarded_to: String::new(),
+            forwarded_from: String::new(),
             started: Instant::now(),
         }
     }
@@ -83,6 +90,8 @@ impl Record {
             status,
             condition = %v(condition, json),
             ms,
+            forwarded_to = %v(&self.forwarded_to, json),
+            forwarded_from = %v(&self.forwarded_from, json),
         );
     }
 }
@@ -108,6 +117,31 @@ pub fn note_account(account: &dyn fmt::Display) {
 /// The name of the token the request presented.
 pub fn note_token(name: &str) {
     note(|r| r.token = name.to_string());
+}
+
+/// The replica the request was forwarded to.
+pub fn note_forwarded_to(replica: &str) {
+    note(|r| r.forwarded_to = replica.to_string());
+}
+
+/// The replica that forwarded the request, and the client's address it vouched for.
+pub fn note_forwarded_from(replica: &str, client: &dyn fmt::Display) {
+    note(|r| {
+        r.forwarded_from = replica.to_string();
+        r.client = client.to_string();
+    });
+}
+
+/// The request's id, inside a request.
+pub fn request_id() -> Option<String> {
+    CURRENT
+        .try_with(|r| {
+            r.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .request_id
+                .clone()
+        })
+        .ok()
 }
 
 /// The full command node run (a client's string: [`capped`]).
@@ -314,6 +348,10 @@ mod tests {
         let want = "request_id=r1 client=10.0.0.1 account=admin@example.org token=- \
                     jid=\"x y\" node=- action=POST subjects=- status=403 condition=forbidden ms=";
         assert!(l.contains(want), "{l}");
+        assert!(
+            l.trim_end().ends_with(" forwarded_to=- forwarded_from=-"),
+            "{l}"
+        );
         assert_eq!(l.lines().count(), 1, "{l}");
         assert!(l.contains(" audit: "), "{l}");
     }
@@ -334,6 +372,8 @@ mod tests {
             ("action", "POST"),
             ("subjects", ""),
             ("condition", ""),
+            ("forwarded_to", ""),
+            ("forwarded_from", ""),
         ] {
             assert_eq!(f[k], want, "{k}: {l}");
         }

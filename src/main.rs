@@ -8,6 +8,7 @@ use xmpp_rest_gateway::config::{AdminListen, Cli, CliError, Command, Config};
 use xmpp_rest_gateway::http::tls::ServerCert;
 use xmpp_rest_gateway::http::{self, Gateway};
 use xmpp_rest_gateway::policy::{Policy, ServiceCredentials};
+use xmpp_rest_gateway::upstream::session::own::OwnStreams;
 use xmpp_rest_gateway::upstream::{Access, Connector, SessionPool};
 
 fn main() -> ExitCode {
@@ -118,7 +119,13 @@ async fn run(mut cfg: Config) -> ExitCode {
     tracing::info!(
         listen = %cfg.listen,
         https = tls.is_some(),
-        upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
+        upstream = %cfg
+            .upstream
+            .entries
+            .iter()
+            .map(|e| e.label())
+            .collect::<Vec<_>>()
+            .join(","),
         "xmpp-rest-gateway listening"
     );
     // Upstream streams: a warm one per account, and logins under way (two per account while a
@@ -129,7 +136,10 @@ async fn run(mut cfg: Config) -> ExitCode {
         .map_or(0, |_| http::observe::ADMIN_CONNECTIONS);
     cfg.max_connections =
         http::listener::fit_to_fd_limit(cfg.max_connections, upstream + admin_conns);
-    let access = Access::new(SessionPool::new(connector, cfg.pool), cfg.throttle);
+    // With a replica key, the streams' resources carry a mark every replica recognises.
+    let own = OwnStreams::new(cfg.replica.as_ref().map(|r| r.key.clone()));
+    let pool = SessionPool::new(connector, cfg.pool).with_own_streams(own);
+    let access = Access::new(pool, cfg.throttle);
     let watcher = cfg
         .access_file
         .is_some()

@@ -58,6 +58,40 @@ impl Dropped {
     }
 }
 
+/// Which way a forwarded request went (the `direction` label of `xrg_forwarded_requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Sent to the replica its sessionid names, and that replica's answer relayed (any status).
+    SentAnswered,
+    /// Not sent: the peer refused the connection or did not accept it in time (404).
+    SentUnreachable,
+    /// Sent, but the peer's answer broke off, was too large or unreadable (502).
+    SentFailed,
+    /// Sent, and no whole answer within the request's deadline (504).
+    SentTimeout,
+    /// Not sent: as many forwards in flight as allowed (503).
+    SentBusy,
+    /// Received from a replica, its signature good: run here.
+    ReceivedAccepted,
+    /// Received with a replica's header that did not verify (unknown name, stale, forged: 403).
+    ReceivedRefused,
+}
+
+impl Forward {
+    fn labels(self) -> ForwardLabels {
+        let (direction, result) = match self {
+            Forward::SentAnswered => ("sent", "answered"),
+            Forward::SentUnreachable => ("sent", "unreachable"),
+            Forward::SentFailed => ("sent", "failed"),
+            Forward::SentTimeout => ("sent", "timeout"),
+            Forward::SentBusy => ("sent", "busy"),
+            Forward::ReceivedAccepted => ("received", "accepted"),
+            Forward::ReceivedRefused => ("received", "refused"),
+        };
+        ForwardLabels { direction, result }
+    }
+}
+
 /// The values only the gateway knows at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
@@ -77,6 +111,26 @@ struct LoginLabels {
     outcome: &'static str,
 }
 
+/// The `upstream` label: an entry of `--upstream` as configured (at most
+/// [`MAX_UPSTREAMS`](crate::config::MAX_UPSTREAMS) values; an SRV entry's targets are counted
+/// under its domain, never under what DNS named).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLoginLabels {
+    upstream: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    direction: &'static str,
+    result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DroppedLabels {
     reason: &'static str,
@@ -93,7 +147,11 @@ struct Metrics {
     request_duration: Histogram,
     iq_duration: Histogram,
     logins: Family<LoginLabels, Counter>,
+    upstream_logins: Family<UpstreamLoginLabels, Counter>,
+    upstream_failovers: Family<UpstreamLabels, Counter>,
+    upstream_streams: Family<UpstreamLabels, Gauge>,
     dropped: Family<DroppedLabels, Counter>,
+    forwarded: Family<ForwardLabels, Counter>,
     throttled: Counter,
     log_lines_dropped: Counter,
     access_file_reload_failures: Counter,
@@ -116,7 +174,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         request_duration: Histogram::new(duration_buckets()),
         iq_duration: Histogram::new(duration_buckets()),
         logins: Family::default(),
+        upstream_logins: Family::default(),
+        upstream_failovers: Family::default(),
+        upstream_streams: Family::default(),
         dropped: Family::default(),
+        forwarded: Family::default(),
         throttled: Counter::default(),
         log_lines_dropped: Counter::default(),
         access_file_reload_failures: Counter::default(),
@@ -149,10 +211,34 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.logins.clone(),
     );
     registry.register(
+        "xrg_upstream_entry_logins",
+        "Logins tried on each --upstream entry, by outcome: ok, refused (the server refused \
+         the credentials), error (its connect, TLS or stream header failed or timed out, or \
+         the login failed otherwise)",
+        m.upstream_logins.clone(),
+    );
+    registry.register(
+        "xrg_upstream_failovers",
+        "Logins that went on to the next target after this --upstream entry's failed",
+        m.upstream_failovers.clone(),
+    );
+    registry.register(
+        "xrg_upstream_streams",
+        "Open c2s streams (warm or closing) on each --upstream entry",
+        m.upstream_streams.clone(),
+    );
+    registry.register(
         "xrg_upstream_dropped_stanzas",
         "Stanzas arriving on a warm stream that were dropped unread, by reason (too_deep, \
          too_large, not_asked, foreign_request, unsolicited, unreadable)",
         m.dropped.clone(),
+    );
+    registry.register(
+        "xrg_forwarded_requests",
+        "Requests between replicas (a sessionid naming another replica), by direction (sent, \
+         received) and result (sent: answered, unreachable, failed, timeout, busy; received: \
+         accepted, refused)",
+        m.forwarded.clone(),
     );
     registry.register(
         "xrg_throttled",
@@ -221,6 +307,42 @@ pub fn login(outcome: LoginOutcome) {
     METRICS.logins.get_or_create(&LoginLabels { outcome }).inc();
 }
 
+/// Counts one login tried on the `--upstream` entry `upstream` by how it ended there.
+pub fn upstream_login(upstream: &str, outcome: LoginOutcome) {
+    let outcome = match outcome {
+        LoginOutcome::Ok => "ok",
+        LoginOutcome::Refused => "refused",
+        LoginOutcome::Error => "error",
+    };
+    METRICS
+        .upstream_logins
+        .get_or_create(&UpstreamLoginLabels {
+            upstream: upstream.to_string(),
+            outcome,
+        })
+        .inc();
+}
+
+/// Counts one login that went on past the entry `upstream` after it failed.
+pub fn failover(upstream: &str) {
+    METRICS
+        .upstream_failovers
+        .get_or_create(&UpstreamLabels {
+            upstream: upstream.to_string(),
+        })
+        .inc();
+}
+
+/// One stream opened (`1`) or ended (`-1`) on the entry `upstream`.
+pub fn upstream_streams(upstream: &str, by: i64) {
+    METRICS
+        .upstream_streams
+        .get_or_create(&UpstreamLabels {
+            upstream: upstream.to_string(),
+        })
+        .inc_by(by);
+}
+
 /// Counts one stanza a warm stream dropped unread.
 pub fn dropped_stanza(reason: Dropped) {
     METRICS
@@ -229,6 +351,11 @@ pub fn dropped_stanza(reason: Dropped) {
             reason: reason.label(),
         })
         .inc();
+}
+
+/// Counts one request forwarded to or from another replica.
+pub fn forwarded(how: Forward) {
+    METRICS.forwarded.get_or_create(&how.labels()).inc();
 }
 
 /// Counts one request refused 429 (a failed-login budget, a token's or the stream's rate).
@@ -363,6 +490,9 @@ mod tests {
         request(200, "end-user-session", Duration::from_millis(3));
         login(LoginOutcome::Refused);
         draining_answer("api");
+        upstream_login("b.example:5222", LoginOutcome::Error);
+        failover("b.example:5222");
+        upstream_streams("example.org", 1);
         let text = render(Gauges {
             warm_sessions: 2,
             requests_in_flight: 1,
@@ -371,6 +501,9 @@ mod tests {
         for line in [
             "xrg_http_requests_total{status=\"200\",node=\"end-user-session\"} ",
             "xrg_upstream_logins_total{outcome=\"refused\"} ",
+            "xrg_upstream_entry_logins_total{upstream=\"b.example:5222\",outcome=\"error\"} ",
+            "xrg_upstream_failovers_total{upstream=\"b.example:5222\"} ",
+            "xrg_upstream_streams{upstream=\"example.org\"} ",
             "xrg_warm_sessions 2\n",
             "xrg_requests_in_flight 1\n",
             "xrg_http_connections 7\n",

@@ -106,7 +106,25 @@ impl ReplicaKey {
         let msg = message(purpose, data);
         self.keys.iter().any(|k| hmac::verify(k, &msg, tag).is_ok())
     }
+
+    /// Whether `tag` is the HMAC of `data` for `purpose` under any of the secrets cut to its
+    /// first `tag.len()` bytes (8 to 32), compared in constant time: for a tag that must be
+    /// short, such as the mark in a resource (`upstream::session::own`).
+    pub fn verify_truncated(&self, purpose: &str, data: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        if !(MIN_TRUNCATED_TAG..=32).contains(&tag.len()) {
+            return false;
+        }
+        let msg = message(purpose, data);
+        self.keys.iter().fold(false, |found, k| {
+            let full = hmac::sign(k, &msg);
+            found | bool::from(full.as_ref()[..tag.len()].ct_eq(tag))
+        })
+    }
 }
+
+/// The shortest truncated tag [`ReplicaKey::verify_truncated`] takes, in bytes.
+pub const MIN_TRUNCATED_TAG: usize = 8;
 
 /// `purpose`, a NUL, then `data`: purposes are plain names without NUL.
 fn message(purpose: &str, data: &[u8]) -> Vec<u8> {
@@ -142,6 +160,89 @@ impl Replicas {
     /// The peer called `name`, if any.
     pub fn peer(&self, name: &str) -> Option<&Peer> {
         self.peers.iter().find(|p| p.name == name)
+    }
+}
+
+/// The purpose of the tag that makes a sessionid unforgeable.
+const SESSIONID_PURPOSE: &str = "sessionid";
+
+/// Whose a client's sessionid is ([`Replicas::owner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// This replica's (or an id without a replica's name: looked up here, as without replicas).
+    Here,
+    /// Another replica's, known by `--peer`: its request goes there.
+    Peer(&'a Peer),
+    /// Signed by no key of ours, or naming a replica that is not a peer: nobody's (404 at once,
+    /// nothing forwarded).
+    Nobody,
+}
+
+/// How a kept command's sessionid is written: 32 random hex digits alone (no replicas), or
+/// `NAME.RANDOM.TAG`, the tag the HMAC of `NAME.RANDOM` under the replica key (64 hex digits,
+/// purpose `sessionid`), so another replica knows where it lives and nobody can make one up.
+#[derive(Debug, Clone, Default)]
+pub struct SessionIds {
+    named: Option<(String, Arc<ReplicaKey>)>,
+}
+
+impl SessionIds {
+    /// The ids of this replica, or plain ones without replicas.
+    pub fn of(replicas: Option<&Replicas>) -> SessionIds {
+        SessionIds {
+            named: replicas.map(|r| (r.name.clone(), r.key.clone())),
+        }
+    }
+
+    /// A new sessionid.
+    pub fn mint(&self) -> String {
+        let random = format!("{:032x}", rand::random::<u128>());
+        match &self.named {
+            None => random,
+            Some((name, key)) => {
+                let named = format!("{name}.{random}");
+                let tag = hex(&key.sign(SESSIONID_PURPOSE, named.as_bytes()));
+                format!("{named}.{tag}")
+            }
+        }
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lower-case (or upper-case) hex `s`, if it is that.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+        .collect()
+}
+
+impl Replicas {
+    /// Whose `sessionid` is: a `NAME.RANDOM.TAG` whose tag verifies names its replica; any other
+    /// shape is looked up here (a gateway's ids before it had replicas, or a client's guess).
+    pub fn owner(&self, sessionid: &str) -> Owner<'_> {
+        let mut parts = sessionid.splitn(3, '.');
+        let (Some(name), Some(random), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Owner::Here;
+        };
+        let signed = &sessionid[..name.len() + 1 + random.len()];
+        let genuine =
+            unhex(tag).is_some_and(|t| self.key.verify(SESSIONID_PURPOSE, signed.as_bytes(), &t));
+        if !genuine {
+            return Owner::Nobody;
+        }
+        if name == self.name {
+            return Owner::Here;
+        }
+        self.peer(name).map_or(Owner::Nobody, Owner::Peer)
     }
 }
 
@@ -245,6 +346,17 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_tag_verifies_under_every_secret_and_never_shorter_than_8_bytes() {
+        let tag = key(&[A]).sign("resource", b"u@x\0n");
+        assert!(key(&[B, A]).verify_truncated("resource", b"u@x\0n", &tag[..8]));
+        assert!(key(&[A]).verify_truncated("resource", b"u@x\0n", &tag));
+        assert!(!key(&[A]).verify_truncated("resource", b"u@x\0n", &tag[..7]));
+        assert!(!key(&[A]).verify_truncated("resource", b"u@x\0m", &tag[..8]));
+        assert!(!key(&[A]).verify_truncated("sessionid", b"u@x\0n", &tag[..8]));
+        assert!(!key(&[B]).verify_truncated("resource", b"u@x\0n", &tag[..8]));
+    }
+
+    #[test]
     fn short_empty_and_too_many_secrets_are_refused_without_their_bytes() {
         let e = ReplicaKey::parse(b"# comment\nshort-secret\n").expect_err("short");
         assert!(e.contains("line 2"), "{e}");
@@ -271,6 +383,61 @@ mod tests {
         assert!(ReplicaKey::load(&p).is_ok());
         assert!(ReplicaKey::load(&dir).is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn replicas(name: &str, secret: &[u8]) -> Replicas {
+        Replicas {
+            name: name.into(),
+            key: Arc::new(key(&[secret])),
+            peers: vec![
+                parse_peer("gw-1=http://127.0.0.1:1").expect("peer"),
+                parse_peer("gw-2=http://127.0.0.1:2").expect("peer"),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_sessionid_names_its_replica_and_a_tampered_one_names_nobody() {
+        let (gw1, gw2) = (replicas("gw-1", A), replicas("gw-2", A));
+        let id = SessionIds::of(Some(&gw1)).mint();
+        let parts: Vec<&str> = id.split('.').collect();
+        assert_eq!(parts.len(), 3, "{id}");
+        assert_eq!(parts[0], "gw-1");
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 64), "{id}");
+        assert!(parts[1..]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert_eq!(gw1.owner(&id), Owner::Here);
+        assert_eq!(gw2.owner(&id), Owner::Peer(&gw2.peers[0]));
+        // Another random part, another replica's name, a cut or altered tag: nobody's.
+        let other_random = format!("gw-1.{:032x}.{}", 7u128, parts[2]);
+        let other_name = format!("gw-2.{}.{}", parts[1], parts[2]);
+        let cut = &id[..id.len() - 2];
+        let mut flipped = id.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        for bad in [
+            &other_random,
+            &other_name,
+            cut,
+            &flipped,
+            "gw-2.x.zz",
+            "a.b.c.d",
+        ] {
+            assert_eq!(gw2.owner(bad), Owner::Nobody, "{bad}");
+            assert_eq!(gw1.owner(bad), Owner::Nobody, "{bad}");
+        }
+        // Signed under another key: nobody's.
+        let stranger = SessionIds::of(Some(&replicas("gw-1", B))).mint();
+        assert_eq!(gw2.owner(&stranger), Owner::Nobody);
+        // Signed right but naming a replica that is no peer: nobody's.
+        let gw3 = SessionIds::of(Some(&replicas("gw-3", A))).mint();
+        assert_eq!(gw1.owner(&gw3), Owner::Nobody);
+        // A plain id (no replicas, or a client's) is looked up here.
+        let plain = SessionIds::of(None).mint();
+        assert_eq!(plain.len(), 32);
+        assert_eq!(gw1.owner(&plain), Owner::Here);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! was online or not; ejabberd's answer is empty), so the gateway asks `user-stats` for the
 //! online resources first and then ends the sessions. Both servers take the command with a
 //! form carrying both `accountjids` (XEP-0133, Prosody) and `accountjid` (ejabberd's single
-//! field), one account per command. The gateway's own stream is never ended: for the very
-//! account it is logged in as, it ends the other resources one by one.
+//! field), one account per command. The gateway's own streams are never ended (the one the
+//! command runs on, this process's others, and under a replica key every replica's, known by
+//! their mark: `upstream::session::own`): for an account that may hold one, it ends the other
+//! resources one by one.
 //!
 //! A session the server is still closing stays listed for a few milliseconds after the
 //! command's answer (until its client's TCP closes; Prosody waits up to 5 s for a silent one).
@@ -34,6 +36,7 @@ use super::{Answered, Call, CommandError, Outcome, END_USER_SESSION};
 use crate::adhoc::form::{too_many_jids, FieldError};
 use crate::expiring::ExpiringMap;
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
+use crate::upstream::session::own::OwnStreams;
 
 /// One command to send, and the resources it ends that were online.
 struct Kick {
@@ -124,7 +127,7 @@ async fn run(
     req: &CommandRequest,
     recent: &RecentKicks,
 ) -> Result<Answered, CommandError> {
-    let (session, target) = (call.stream.as_ref(), call.target);
+    let (session, target, own) = (call.stream.as_ref(), call.target, call.own);
     let jids = requested_jids(req, call.max_jids)?;
     // The accounts in the order they were first named, each with its JIDs.
     let mut accounts: Vec<BareJid> = Vec::new();
@@ -144,13 +147,23 @@ async fn run(
     let jids_of = |a: &BareJid| of_account.get(a).cloned().unwrap_or_default();
     // The first account alone: its answer tells whether the server lets the caller do this at
     // all, and a refusal stops the fan-out here.
-    let mut ended =
-        vec![end_account(session, &target.to, first, jids_of(first), recent, true).await?];
+    let mut ended = vec![
+        end_account(
+            session,
+            own,
+            &target.to,
+            first,
+            jids_of(first),
+            recent,
+            true,
+        )
+        .await?,
+    ];
     ended.extend(
         try_join_all(
             others
                 .iter()
-                .map(|a| end_account(session, &target.to, a, jids_of(a), recent, false)),
+                .map(|a| end_account(session, own, &target.to, a, jids_of(a), recent, false)),
         )
         .await?,
     );
@@ -208,19 +221,24 @@ async fn run(
 ///
 /// Usually in one round trip: user-stats and the end-user-session commands go back to back
 /// on the stream, and since the server handles a stream's stanzas in order, the listing is
-/// what the commands then end. The account the gateway is logged in as (whose own resource
-/// must be spared) and an account with a session ended lately (which may still be listed
-/// while it closes) take the careful path: list first, then end. For the `first` account of a
-/// request only user-stats and one end-user-session go out before the server has answered.
+/// what the commands then end. An account that may hold a stream of the gateway's (the one
+/// the command runs on, another of this process's, or under a replica key any replica's),
+/// whose streams must be spared, and an account with a session ended lately (which may still
+/// be listed while it closes) take the careful path: list first, then end. For the `first`
+/// account of a request only user-stats and one end-user-session go out before the server has
+/// answered.
 async fn end_account(
     session: &dyn CommandStream,
+    own: &OwnStreams,
     to: &Jid,
     account: &BareJid,
     jids: Vec<&Jid>,
     recent: &RecentKicks,
     first: bool,
 ) -> Result<Vec<Kick>, CommandError> {
-    let kicks = if *account != session.jid().to_bare() && !recent.has_any(account) {
+    let careful =
+        *account == session.jid().to_bare() || own.may_hold(account) || recent.has_any(account);
+    let kicks = if !careful {
         let (head, tail) = jids.split_at(if first { jids.len().min(1) } else { jids.len() });
         let mut batch = vec![user_stats_iq(to, account)];
         batch.extend(head.iter().map(|j| end_session_iq(to, j)));
@@ -235,13 +253,13 @@ async fn end_account(
             check_all_ended(session.run(batch).await?)?;
         }
         jids.iter()
-            .flat_map(|j| plan(session, j, &online))
+            .flat_map(|j| plan(session, own, j, &online))
             .collect()
     } else {
         let online = settled_resources(session, to, account, recent).await?;
         let kicks: Vec<Kick> = jids
             .iter()
-            .flat_map(|j| plan(session, j, &online))
+            .flat_map(|j| plan(session, own, j, &online))
             .collect();
         // One batch: the stream's in-flight bound paces it.
         let batch = kicks.iter().map(|k| end_session_iq(to, &k.jid)).collect();
@@ -299,18 +317,22 @@ fn missing_jids() -> CommandError {
 }
 
 /// The commands `jid` needs, and the lines each earns, given the account's online resources.
-/// The gateway's own resource is spared: its own account's other sessions are ended one full
-/// JID at a time.
-fn plan(session: &dyn CommandStream, jid: &Jid, online: &[String]) -> Vec<Kick> {
-    let own = session.jid();
+/// The gateway's own streams are spared (the one the command runs on, and every one `own`
+/// knows): an account that may hold one has its other sessions ended one full JID at a time,
+/// and a full JID of one of them ends nothing.
+fn plan(session: &dyn CommandStream, own: &OwnStreams, jid: &Jid, online: &[String]) -> Vec<Kick> {
+    let this = session.jid();
     let bare = jid.to_bare();
+    let ours =
+        |r: &str| (bare == this.to_bare() && r == this.resource().as_str()) || own.is_own(&bare, r);
+    let one_by_one = bare == this.to_bare() || own.may_hold(&bare);
     let kick = |jid: Jid, ended: Vec<String>| Kick {
         requested: jid.clone(),
         jid,
         ended,
     };
     match jid.resource() {
-        Some(r) if bare == own.to_bare() && r == own.resource() => vec![],
+        Some(r) if ours(r.as_str()) => vec![],
         Some(r) => vec![kick(
             jid.clone(),
             online
@@ -319,9 +341,9 @@ fn plan(session: &dyn CommandStream, jid: &Jid, online: &[String]) -> Vec<Kick> 
                 .cloned()
                 .collect(),
         )],
-        None if bare == own.to_bare() => online
+        None if one_by_one => online
             .iter()
-            .filter(|r| *r != own.resource().as_str())
+            .filter(|r| !ours(r))
             .filter_map(|r| bare.with_resource_str(r).ok().map(|f| (r, f)))
             .map(|(r, full)| Kick {
                 requested: jid.clone(),

@@ -184,6 +184,126 @@ mod planning {
         );
     }
 
+    /// A server listing `online` (owned resources) whose end-user-session succeeds.
+    fn listing(own: &str, online: Vec<(&'static str, Vec<String>)>) -> Arc<Fake> {
+        Fake::new(own, move |_, cmd| {
+            if cmd.node == USER_STATS {
+                let account = fake::submitted(cmd, "accountjid").concat();
+                let listed: Vec<&str> = online
+                    .iter()
+                    .filter(|(a, _)| *a == account)
+                    .flat_map(|(_, r)| r.iter().map(String::as_str))
+                    .collect();
+                user_stats(&listed)
+            } else {
+                completed(END_USER_SESSION, vec![])
+            }
+        })
+    }
+
+    fn kicked(fake: &Fake) -> Vec<Vec<String>> {
+        fake.sent()
+            .iter()
+            .filter(|(_, c)| c.node == END_USER_SESSION)
+            .map(|(_, c)| fake::submitted(c, "accountjids"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_replicas_stream_is_spared_and_a_forged_mark_is_not() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let key = crate::replica::ReplicaKey::parse(key).expect("key");
+        let own = OwnStreams::new(Some(Arc::new(key)));
+        // Streams another replica holding the same key bound: of a user, and of the admin the
+        // command runs as.
+        let users = own.resource(&"u@x.test".parse().unwrap());
+        let admins = own.resource(&"admin@x.test".parse().unwrap());
+        let forged = format!(
+            "{}{}",
+            &users[..21],
+            if users.ends_with('0') { "1" } else { "0" }.repeat(16)
+        );
+        let online = vec![
+            (
+                "u@x.test",
+                vec![
+                    "phone".into(),
+                    users.clone(),
+                    forged.clone(),
+                    "xrg-phone".into(),
+                ],
+            ),
+            (
+                "admin@x.test",
+                vec!["xrg-1".into(), admins.clone(), "laptop".into()],
+            ),
+        ];
+        let fake = listing("admin@x.test/xrg-1", online);
+        let ctx = Ctx::new(&fake);
+        let mut call = ctx.call(false);
+        call.own = &own;
+        let named = [
+            "u@x.test".to_string(),
+            "admin@x.test".into(),
+            format!("u@x.test/{users}"),
+            format!("admin@x.test/{admins}"),
+        ];
+        let named: Vec<&str> = named.iter().map(String::as_str).collect();
+        let req = request(END_USER_SESSION, &[("accountjids", &named)]);
+        let doc = run(&call, &req, &RecentKicks::default()).await.unwrap().doc;
+        let line = |j: &str| format!("Operation successful for user {j}");
+        assert_eq!(
+            lines(&doc),
+            [
+                line("u@x.test/phone"),
+                line(&format!("u@x.test/{forged}")),
+                line("u@x.test/xrg-phone"),
+                line("admin@x.test/laptop"),
+            ]
+        );
+        let mut kicked = kicked(&fake).concat();
+        kicked.sort();
+        let mut expected = [
+            "admin@x.test/laptop".to_string(),
+            format!("u@x.test/{forged}"),
+            "u@x.test/phone".into(),
+            "u@x.test/xrg-phone".into(),
+        ];
+        expected.sort();
+        assert_eq!(
+            kicked, expected,
+            "one full JID at a time, never a bare account, never a replica's stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_key_this_process_s_other_stream_of_the_account_is_spared() {
+        let online = vec![("own-kick@x.test", vec!["phone".into(), "xrg-77".into()])];
+        let fake = listing("admin@x.test/xrg-1", online);
+        let doc = end(&fake, &["own-kick@x.test"]).await.unwrap();
+        assert_eq!(
+            lines(&doc).len(),
+            2,
+            "no stream of this process's: the fast path"
+        );
+        assert_eq!(kicked(&fake), [["own-kick@x.test"]]);
+        // A warm stream of that account in this process, not the one the command runs on.
+        let warm = crate::upstream::session::own::Own::register(
+            &"own-kick@x.test/xrg-77".parse().unwrap(),
+        );
+        let fake = listing(
+            "admin@x.test/xrg-1",
+            vec![("own-kick@x.test", vec!["phone".into(), "xrg-77".into()])],
+        );
+        let doc = end(&fake, &["own-kick@x.test"]).await.unwrap();
+        drop(warm);
+        assert_eq!(
+            lines(&doc),
+            ["Operation successful for user own-kick@x.test/phone"]
+        );
+        assert_eq!(kicked(&fake), [["own-kick@x.test/phone"]]);
+    }
+
     #[tokio::test]
     async fn a_refusal_of_the_first_account_stops_the_fan_out() {
         let count = Arc::new(Mutex::new(0));

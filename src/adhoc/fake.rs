@@ -214,6 +214,7 @@ impl Ctx {
             keep,
             max_jids: 100,
             guard: &super::unguarded,
+            own: &crate::upstream::session::own::OwnStreams::BY_VALUE,
         }
     }
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
 use tokio_xmpp::parsers::stanza_error::StanzaError;
 
+use crate::upstream::session::own::OwnStreams;
 use crate::upstream::UpstreamError;
 pub use condition::{DefinedCondition, ErrorType};
 pub use outcome::{Answered, Outcome};
@@ -117,6 +118,9 @@ pub struct Call<'a> {
     /// The caller's rules: may it run this node? Asked by the dispatcher for every command
     /// before anything is sent, a kept session's node included.
     pub guard: &'a Guard<'a>,
+    /// The gateway's own streams (this process's, and any replica's under the replica key):
+    /// end-user-session never ends them.
+    pub own: &'a OwnStreams,
 }
 
 /// A check of a node against the caller's rules (`Err` is refused, nothing sent).

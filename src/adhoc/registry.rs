@@ -50,6 +50,12 @@ impl Commands {
         commands
     }
 
+    /// Writes kept sessions' ids as `ids` does (naming this replica among replicas).
+    pub fn with_sessionids(mut self, ids: crate::replica::SessionIds) -> Self {
+        self.stages.set_ids(ids);
+        self
+    }
+
     /// Gives `node` its own handler.
     pub fn register(&mut self, node: &'static str, handler: Box<dyn Handler>) {
         self.handlers.insert(node, handler);

@@ -2,7 +2,7 @@
 //! asked to keep it (`?keep=1`) gets a `sessionid` of the gateway's own, and the client goes on
 //! stage by stage by POSTing it with an `action` and its fields.
 //!
-//! The id is random and stands for one account, one upstream stream and one upstream session
+//! The id is random (among replicas, `NAME.RANDOM.TAG`: [`SessionIds`]) and stands for one account, one upstream stream and one upstream session
 //! (the servers accept invented ids and ejabberd's are timestamps, so theirs is never shown).
 //! A stage refers to its stream weakly: it never keeps a replaced stream open, and it dies with
 //! its stream. It expires after an idle while; an unknown, expired or foreign id is answered
@@ -25,6 +25,7 @@ use super::xep0050::{Command, CommandReply, Form, Status};
 use super::Answered;
 use super::{cancel_in_background, form, Call, CommandError};
 use crate::expiring::ExpiringMap;
+use crate::replica::SessionIds;
 use crate::rest::CommandRequest;
 
 /// Open sessions a single account may hold, so that a client cannot grow the map without end.
@@ -38,6 +39,8 @@ pub struct Stages {
     /// How many of `open` each account holds (expired ones not yet swept included), kept as
     /// they come and go so that a new one costs no look at the others.
     held: Mutex<HashMap<BareJid, usize>>,
+    /// How the ids are written: plain, or naming this replica under the replica key.
+    ids: SessionIds,
 }
 
 /// One open upstream command session.
@@ -77,7 +80,13 @@ impl Stages {
         Self {
             open: ExpiringMap::new(idle, bound),
             held: Mutex::new(HashMap::new()),
+            ids: SessionIds::default(),
         }
+    }
+
+    /// Writes the ids as `ids` does (`NAME.RANDOM.TAG` among replicas).
+    pub fn set_ids(&mut self, ids: SessionIds) {
+        self.ids = ids;
     }
 
     /// Keeps the command session `reply` opened and answers it with the gateway's id.
@@ -94,7 +103,7 @@ impl Stages {
             cancel_in_background(call.stream, &call.target.to, &reply.node, &upstream_sid);
             return Err(CommandError::TooManyStages(PER_ACCOUNT));
         }
-        let id = format!("{:032x}", rand::random::<u128>());
+        let id = self.ids.mint();
         let stage = Stage {
             account: call.account.clone(),
             stream_jid: call.stream.jid().clone(),

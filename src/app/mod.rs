@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::adhoc::{self, CommandStream, Commands, Target};
 use crate::config::Config;
 use crate::policy::{Policy, ServiceCredentials};
+use crate::replica::{Owner, Peer, SessionIds};
 use crate::rest::{CommandItem, CommandRequest, CommandResponse};
 use crate::upstream::probe::{Readiness, FRESH_FOR};
 use crate::upstream::{Access, UpstreamError};
@@ -25,6 +26,37 @@ pub use failure::{condition_name, DefinedCondition, ErrorType, Failure};
 
 /// How long a readiness answer is kept (the `Retry-After` of a 503 from `/readyz`).
 pub const READINESS_FRESH_FOR: Duration = FRESH_FOR;
+
+/// The upstream list's readiness: every entry that does not serve, with the reason, in the
+/// list's order (empty when all of them do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub down: Vec<(String, String)>,
+}
+
+impl Ready {
+    /// `Ok` when any entry serves; else `NotReady` with the reason (a single entry's alone, as
+    /// before the list; with several, each entry's after its label).
+    fn from_probes(probes: Vec<(String, Result<(), UpstreamError>)>) -> Result<Ready, Failure> {
+        let serving = probes.iter().any(|(_, r)| r.is_ok());
+        let down: Vec<(String, String)> = probes
+            .into_iter()
+            .filter_map(|(label, r)| r.err().map(|e| (label, e.to_string())))
+            .collect();
+        if serving {
+            return Ok(Ready { down });
+        }
+        let reason = match down.as_slice() {
+            [(_, only)] => only.clone(),
+            all => all
+                .iter()
+                .map(|(label, why)| format!("{label}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        Err(Failure::NotReady(reason))
+    }
+}
 
 /// Whether a command that failed with `error` did its work: a delete-user naming only the
 /// caller's own account, after which the server ended the caller's stream with the stream
@@ -70,6 +102,15 @@ fn deleted_itself_doc(jid: &str, account: &caller::Account) -> CommandResponse {
     }
 }
 
+/// Where a command request is to run ([`App::route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Here: a first execute, or a sessionid this replica keeps (or would, were it still open).
+    Here,
+    /// On the replica that keeps its sessionid: the request is forwarded there.
+    Replica(Peer),
+}
+
 /// The gateway's state below HTTP, shared by every request.
 pub struct App {
     cfg: Config,
@@ -88,7 +129,7 @@ pub struct App {
     /// The IQ payloads `POST /rest/stream/` relays.
     stream_iq_allow: stanza::IqAllowList,
     /// The last readiness probe's answer (`GET /readyz`).
-    readiness: Readiness,
+    readiness: Readiness<Result<Ready, Failure>>,
 }
 
 impl App {
@@ -101,7 +142,8 @@ impl App {
             );
         }
         Self {
-            commands: Commands::new(cfg.command_idle),
+            commands: Commands::new(cfg.command_idle)
+                .with_sessionids(SessionIds::of(cfg.replica.as_ref())),
             stream_rates: stanza::StreamRates::new(cfg.stream_rate),
             service_refused: caller::RefusedServices::new(cfg.throttle.window),
             stream_iq_allow: stanza::IqAllowList::new(&cfg.stream_iq_allow),
@@ -157,6 +199,7 @@ impl App {
             keep,
             max_jids: self.cfg.max_jids,
             guard: &guard,
+            own: self.access.own_streams(),
         };
         match self.commands.run(&call, request).await {
             Ok(answered) => Ok(answered.doc),
@@ -164,6 +207,26 @@ impl App {
                 Ok(deleted_itself_doc(jid, &caller.account))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where `request` runs: here, unless its sessionid names another replica (`--peer`). A
+    /// sessionid that names a replica but is not signed by the replica key, or names one that
+    /// is not a peer, is nobody's: [`Failure::UnknownSession`] at once, nothing forwarded.
+    pub fn route(&self, request: &CommandRequest) -> Result<Route, Failure> {
+        let (Some(replicas), Some(id)) = (
+            self.cfg.replica.as_ref(),
+            request.sessionid.as_deref().filter(|s| !s.is_empty()),
+        ) else {
+            return Ok(Route::Here);
+        };
+        match replicas.owner(id) {
+            Owner::Here => Ok(Route::Here),
+            Owner::Peer(peer) => {
+                crate::audit::note_action(request.action.as_deref().unwrap_or("execute"));
+                Ok(Route::Replica(peer.clone()))
+            }
+            Owner::Nobody => Err(Failure::UnknownSession),
         }
     }
 
@@ -179,14 +242,13 @@ impl App {
         Ok(items)
     }
 
-    /// Whether the XMPP server answers a stream (cached for [`READINESS_FRESH_FOR`]); the
-    /// reason when it does not.
-    pub async fn ready(&self) -> Result<(), Failure> {
+    /// Whether the XMPP server answers a stream on any entry of the upstream list (cached for
+    /// [`READINESS_FRESH_FOR`]), and which entries do not; the reasons when none does.
+    pub async fn ready(&self) -> Result<Ready, Failure> {
         let domain = self.cfg.domain.as_deref();
         self.readiness
-            .check(|| self.access.probe(domain))
+            .check(|| async { Ready::from_probes(self.access.probe(domain).await) })
             .await
-            .map_err(Failure::NotReady)
     }
 
     /// Accounts whose warm stream is alive.
@@ -235,6 +297,42 @@ mod tests {
                 )),
             }],
             ..CommandRequest::default()
+        }
+    }
+
+    #[test]
+    fn readiness_is_any_entry_serving_and_names_those_that_do_not() {
+        let down = |e: &str| Err(UpstreamError::Unreachable(e.into()));
+        let probes = vec![
+            ("a:5222".to_string(), down("refused")),
+            ("b:5222".to_string(), Ok(())),
+        ];
+        let ready = Ready::from_probes(probes).expect("b serves");
+        assert_eq!(
+            ready.down,
+            [(
+                "a:5222".to_string(),
+                "the XMPP server is unreachable: refused".to_string()
+            )]
+        );
+        let all_down = vec![
+            ("a:5222".to_string(), down("refused")),
+            ("b:5222".to_string(), down("timed out")),
+        ];
+        match Ready::from_probes(all_down) {
+            Err(Failure::NotReady(why)) => assert_eq!(
+                why,
+                "a:5222: the XMPP server is unreachable: refused; \
+                 b:5222: the XMPP server is unreachable: timed out"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // One entry: its reason alone, as before the list.
+        match Ready::from_probes(vec![("a:5222".to_string(), down("refused"))]) {
+            Err(Failure::NotReady(why)) => {
+                assert_eq!(why, "the XMPP server is unreachable: refused")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use tokio_xmpp::parsers::jid::BareJid;
+
 use super::{caller, App, Caller, Failure};
 use crate::adhoc::{self, address, Answered, CommandError, CommandStream, Outcome, Target};
 use crate::adhoc::{outcome, END_USER_SESSION, GET_USER_LASTLOGIN, USER_STATS};
@@ -14,7 +16,6 @@ use crate::adhoc::{ADD_USER, ANNOUNCE, CHANGE_USER_PASSWORD, DELETE_USER};
 use crate::audit;
 use crate::rest::resources::{self as shapes, Announcement, Resource};
 use crate::rest::{CommandRequest, FieldValue, RequestField};
-use crate::upstream::session::own::own_resources;
 
 /// The URL's account: a bare JID with a localpart, normalised.
 pub fn account(written: &str) -> Result<String, Failure> {
@@ -48,7 +49,8 @@ pub fn domain(written: &str) -> Result<String, Failure> {
 
 impl App {
     /// `GET /rest/sessions/{account}`: the account's online resources (user-stats), without
-    /// the gateway's own streams (known by value: a user's `xrg-phone` is listed). An account
+    /// the gateway's own streams, this process's and (marked under the replica key) every
+    /// replica's: a user's `xrg-phone`, or a forged mark, is listed. An account
     /// the server does not know is item-not-found on both servers: Prosody's user-stats says
     /// so in words; ejabberd's answers empty statistics, so when nothing is online the
     /// gateway asks ([`App::known_account`]).
@@ -61,11 +63,14 @@ impl App {
         if listed.is_empty() {
             self.known_account(caller, account).await?;
         }
-        let own = match account.parse() {
-            Ok(bare) => own_resources(&bare),
-            Err(_) => Vec::new(),
+        let own = self.access.own_streams();
+        let online = match account.parse::<BareJid>() {
+            Ok(bare) => listed
+                .into_iter()
+                .filter(|r| !own.is_own(&bare, r))
+                .collect(),
+            Err(_) => listed,
         };
-        let online = listed.into_iter().filter(|r| !own.contains(r)).collect();
         Ok(shapes::sessions(account, online))
     }
 
@@ -225,6 +230,7 @@ impl App {
             keep: false,
             max_jids: self.cfg.max_jids,
             guard: &guard,
+            own: self.access.own_streams(),
         };
         let mut answer = Err(CommandError::BadRequest("nothing to run".into()));
         for request in &requests {

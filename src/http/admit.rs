@@ -29,6 +29,16 @@ pub(super) fn admit(
     query: &QueryParams,
 ) -> Result<Admitted, ApiError> {
     let addr = auth::client_addr(peer.0, headers, &gw.cfg.trusted_proxies);
+    admit_from(gw, addr, headers, query)
+}
+
+/// As [`admit`], for a client at `addr` (another replica's forward vouches for it).
+pub(super) fn admit_from(
+    gw: &Gateway,
+    addr: std::net::IpAddr,
+    headers: &HeaderMap,
+    query: &QueryParams,
+) -> Result<Admitted, ApiError> {
     let bearer = auth::bearer(headers);
     let basic = match bearer {
         Some(_) => None,

@@ -11,6 +11,7 @@ pub mod auth;
 mod body;
 mod console;
 pub mod error;
+pub mod forward;
 pub mod listener;
 pub mod negotiate;
 pub mod observe;
@@ -33,7 +34,7 @@ use axum::routing::{any, delete, get, post, put};
 use axum::{Extension, Router};
 use tokio::sync::Semaphore;
 
-use crate::app::App;
+use crate::app::{App, Failure, Route};
 use crate::config::Config;
 use crate::rest::{self, Format};
 use admit::admit;
@@ -51,6 +52,8 @@ pub struct Gateway {
     in_flight: Arc<Semaphore>,
     /// The main listener's connections, once it serves (for `xrg_http_connections`).
     connections: std::sync::OnceLock<Arc<listener::Connections>>,
+    /// Sends a request to the replica its sessionid names (with `--replica-name`).
+    forwarder: Option<forward::Forwarder>,
     /// Whether the gateway drains (`/readyz` says `draining`, answers close their
     /// connections): begun by the API listener's first signal, read by both listeners.
     drain: Arc<crate::shutdown::Drain>,
@@ -99,6 +102,7 @@ impl Gateway {
     pub fn new(cfg: Config, app: Arc<App>) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            forwarder: forward::Forwarder::new(cfg.replica.as_ref()),
             app,
             cfg,
             connections: Default::default(),
@@ -226,15 +230,21 @@ async fn post_command(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    let incoming = (peer, parts.method, target);
     answer(query.as_deref(), &headers, |format, q| {
-        handle_post(&gw, peer, path, q, &headers, body, format)
+        handle_post(&gw, incoming, path, q, &headers, body, format)
     })
     .await
 }
 
 async fn handle_post(
     gw: &Gateway,
-    peer: Peer,
+    (peer, method, target): (Peer, Method, String),
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     query: QueryParams,
     headers: &HeaderMap,
@@ -251,10 +261,61 @@ async fn handle_post(
     let (limit, deadline) = (gw.cfg.max_body, gw.cfg.body_timeout);
     let (body_format, body) =
         body::read_document(body, headers, query.type_.as_deref(), limit, deadline).await?;
-    let admitted = admit(gw, peer, headers, &query)?;
+    // Another replica's forward, proved by its header, vouches for the client's address.
+    let now = forward::unix_now();
+    let forwarded = match forward::check(
+        gw.cfg.replica.as_ref(),
+        headers,
+        method.as_str(),
+        &target,
+        &body,
+        now,
+    ) {
+        forward::Check::Absent => None,
+        forward::Check::Refused => {
+            crate::metrics::forwarded(crate::metrics::Forward::ReceivedRefused);
+            return Err(ApiError::forbidden(
+                "a request between replicas that does not verify (unknown replica, a time \
+                 outside the window, or a bad signature)",
+            ));
+        }
+        forward::Check::Accepted(f) => {
+            crate::metrics::forwarded(crate::metrics::Forward::ReceivedAccepted);
+            crate::audit::note_forwarded_from(&f.from, &f.client);
+            Some(f)
+        }
+    };
+    let addr = match &forwarded {
+        Some(f) => f.client,
+        None => auth::client_addr(peer.0, headers, &gw.cfg.trusted_proxies),
+    };
+    let admitted = admit::admit_from(gw, addr, headers, &query)?;
     let request = rest::decode_request(body_format, &body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Path(jid) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    match gw.app.route(&request)? {
+        Route::Here => {}
+        // A forwarded request is never forwarded again: no loop, no chain.
+        Route::Replica(_) if forwarded.is_some() => return Err(Failure::UnknownSession.into()),
+        Route::Replica(replica) => {
+            let Some(forwarder) = &gw.forwarder else {
+                return Err(Failure::UnknownSession.into());
+            };
+            let out = forward::Outgoing {
+                method: &method,
+                target: &target,
+                headers,
+                body,
+                client: addr,
+            };
+            let limit = gw.cfg.request_timeout;
+            let relayed = tokio::time::timeout(limit, forwarder.send(&replica, out))
+                .await
+                .unwrap_or_else(|_| Err(forward::too_late(&replica, limit)));
+            drop(admitted);
+            return relayed;
+        }
+    }
     let work = gw.app.run(&admitted.caller, &jid, &request, keep);
     let doc = timed(gw.cfg.request_timeout, work).await?;
     Ok(document(format, rest::encode_response(format, &doc)))

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_xmpp::parsers::jid::BareJid;
 
 use super::connect::LoggedIn;
+use super::session::own::OwnStreams;
 use super::session::CloseOutcome;
 use super::{AdminSession, Connector, UpstreamError};
 use crate::config::PoolConfig;
@@ -69,6 +70,8 @@ pub struct SessionPool<L = Connector> {
     /// The domain of the last account logged in (the readiness probe's TLS name when no
     /// `--domain` is given).
     last_domain: Mutex<Option<String>>,
+    /// How the streams' resources are named and known again (marked under the replica key).
+    own: OwnStreams,
 }
 
 /// One account's session and the lock that keeps its logins one at a time.
@@ -127,7 +130,18 @@ impl<L: Login> SessionPool<L> {
             logins: AtomicU64::new(0),
             login_places: Semaphore::new(cfg.max_logins),
             last_domain: Mutex::new(None),
+            own: OwnStreams::default(),
         }
+    }
+
+    /// The same pool naming its streams' resources by `own` (a mark under the replica key).
+    pub fn with_own_streams(self, own: OwnStreams) -> Self {
+        Self { own, ..self }
+    }
+
+    /// How the pool's streams (and, with a replica key, every replica's) are known.
+    pub fn own_streams(&self) -> &OwnStreams {
+        &self.own
     }
 
     /// Whether `password` is the one the account last logged in with (whatever the state of
@@ -234,7 +248,7 @@ impl<L: Login> SessionPool<L> {
             .acquire()
             .await
             .map_err(|_| UpstreamError::Closed("the gateway is shutting down".into()))?;
-        let resource = format!("xrg-{:016x}", rand::random::<u64>());
+        let resource = self.own.resource(account);
         self.logins.fetch_add(1, Ordering::Relaxed);
         let logged_in = self.connector.login(account, password, &resource).await;
         crate::metrics::login(match &logged_in {

@@ -8,7 +8,7 @@
 //! `ejabberdctl register` does (SCRAM-SHA-1, 4096 iterations).
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// c2s shaper for non-admins, `max_user_sessions: 10`, stream management. It differs in: one
 /// loopback c2s listener with STARTTLS offered (not required) and backlog 128 (default 5 drops
 /// connections under load), no http/s2s/stun/mqtt listeners, no outgoing s2s, no ACME,
-/// `admin`, `admin2` and `admin3` as admins, and `mod_fail2ban` banning at 200 failed logins
+/// `admin`, `admin2`, `admin3` and `admin4` as admins, and `mod_fail2ban` banning at 200 failed logins
 /// per address, not 20: the e2e modules share this server, and together pass 20 in an hour.
 const CONFIG: &str = r#"# Written by the xmpp-rest-gateway e2e harness.
 loglevel: info
@@ -50,7 +50,7 @@ c2s_protocol_options: 'TLS_OPTIONS'
 listen:
   -
     port: @PORT@
-    ip: "127.0.0.1"
+    ip: "@IP@"
     module: ejabberd_c2s
     max_stanza_size: 262144
     shaper: c2s_shaper
@@ -70,6 +70,7 @@ acl:
       - "admin2@domain.com"
       - "admin3@domain.com"
       - "svcdel@domain.com"
+      - "admin4@domain.com"
   local:
     user_regexp: ""
   loopback:
@@ -122,21 +123,50 @@ modules:
   mod_version: {}
 "#;
 
+/// An Erlang node as the harness runs it: the loopback address its c2s listener and its
+/// distribution listen on, its node name, cookie and distribution port. Without epmd a node
+/// finds another at `dist_port` on the other's address, so the nodes of a cluster share the
+/// cookie and the port and differ in address ([`super::cluster`]).
+pub(super) struct Node {
+    pub ip: Ipv4Addr,
+    /// Short (`name@localhost`) or long (`name@127.0.0.2`: a host with a dot); ejabberdctl
+    /// passes `-sname` or `-name` accordingly.
+    pub name: String,
+    pub cookie: String,
+    pub dist_port: u16,
+}
+
+impl Node {
+    /// A node of its own on 127.0.0.1: a per-process name (with `-suffix` for a variant), a
+    /// random cookie, a free distribution port.
+    fn private(suffix: &str) -> Node {
+        Node {
+            ip: Ipv4Addr::LOCALHOST,
+            name: format!("xrgtest-{}{suffix}@localhost", std::process::id()),
+            cookie: procs::random_hex(16),
+            dist_port: procs::free_port(),
+        }
+    }
+}
+
 /// `ejabberdctl.cfg` (sourced by the ejabberdctl shell script): private node, cookie and
-/// distribution port, loopback-only distribution, and a pidfile for the `beam.smp` PID. The
-/// schedulers do not busy-wait (`+sbwt none` and its dirty-scheduler twins): on a shared
-/// machine their spinning takes cores from the gateway and the other servers, and it makes
-/// `beam.smp`'s CPU time (the benchmark's server column) overstate what the commands cost.
-fn ctl_config(dir: &Path, dist_port: u16, node_suffix: &str) -> String {
-    let node = format!("xrgtest-{}{node_suffix}@localhost", std::process::id());
-    let cookie = procs::random_hex(16);
+/// distribution port, distribution on the node's address only, and a pidfile for the
+/// `beam.smp` PID. The schedulers do not busy-wait (`+sbwt none` and its dirty-scheduler
+/// twins): on a shared machine their spinning takes cores from the gateway and the other
+/// servers, and it makes `beam.smp`'s CPU time (the benchmark's server column) overstate what
+/// the commands cost.
+fn ctl_config(dir: &Path, node: &Node) -> String {
+    let [a, b, c, d] = node.ip.octets();
     format!(
-        "ERLANG_NODE={node}\n\
-         ERL_OPTIONS=\"-env ERL_CRASH_DUMP_BYTES 0 -setcookie {cookie} \
-         -kernel inet_dist_use_interface {{127,0,0,1}} \
+        "ERLANG_NODE={}\n\
+         ERL_OPTIONS=\"-env ERL_CRASH_DUMP_BYTES 0 -setcookie {} \
+         -kernel inet_dist_use_interface {{{a},{b},{c},{d}}} \
          +sbwt none +sbwtdcpu none +sbwtdio none\"\n\
-         ERL_DIST_PORT={dist_port}\n\
+         ERL_DIST_PORT={}\n\
          EJABBERD_PID_PATH={}\n",
+        node.name,
+        node.cookie,
+        node.dist_port,
         pidfile(dir).display()
     )
 }
@@ -229,7 +259,7 @@ fn config_text(opts: &Options, http_port: Option<u16>) -> String {
 }
 
 /// Writes ejabberd.yml, ejabberdctl.cfg, inetrc, the CA and the key+certificate file.
-fn write_state(dir: &Path, port: u16, opts: &Options, http_port: Option<u16>) {
+fn write_state(dir: &Path, port: u16, opts: &Options, http_port: Option<u16>, node: &Node) {
     for sub in ["spool", "logs"] {
         fs::create_dir_all(dir.join(sub)).unwrap();
     }
@@ -237,14 +267,10 @@ fn write_state(dir: &Path, port: u16, opts: &Options, http_port: Option<u16>) {
     let dir_str = dir.to_str().expect("UTF-8 temp dir");
     let config = config_text(opts, http_port)
         .replace("@PORT@", &port.to_string())
+        .replace("@IP@", &node.ip.to_string())
         .replace("@DIR@", dir_str);
     fs::write(dir.join("ejabberd.yml"), config).unwrap();
-    let suffix = match opts.name {
-        n if n == DEFAULT.name => String::new(),
-        n => format!("-{n}"),
-    };
-    let ctl = ctl_config(dir, procs::free_port(), &suffix);
-    fs::write(dir.join("ejabberdctl.cfg"), ctl).unwrap();
+    fs::write(dir.join("ejabberdctl.cfg"), ctl_config(dir, node)).unwrap();
     fs::write(dir.join("inetrc"), INETRC).unwrap();
 }
 
@@ -306,20 +332,16 @@ pub(super) fn start() -> TestServer {
 /// [`start`] for a variant; the HTTP API (if any) is answering when it returns.
 pub(super) fn start_with(opts: &Options) -> TestServer {
     let begin = Instant::now();
-    let dir = procs::run_dir().join(opts.name);
-    let port = procs::free_port();
+    let suffix = match opts.name {
+        n if n == DEFAULT.name => String::new(),
+        n => format!("-{n}"),
+    };
     let http_port = opts.http_api.then(procs::free_port);
-    write_state(&dir, port, opts, http_port);
-    procs::chown_tree(&dir, ids());
-    let pid = spawn(&dir);
-    let logs = ["logs/ejabberd.log", "logs/error.log", "ejabberd.out"];
-    let server = TestServer::new(ServerKind::Ejabberd, port, dir.clone(), &logs);
-    let ready = xmpp::wait_ready(port, DOMAIN, READY_TIMEOUT, || procs::tracked_exit(pid))
-        .unwrap_or_else(|e| panic!("ejabberd did not get ready: {e}\n{}", server.log_tail(40)));
+    let booted = boot(opts, &Node::private(&suffix), http_port);
     let t = Instant::now();
-    import_accounts(&dir);
+    import_accounts(&booted.server.state_dir);
     let registration = t.elapsed();
-    let mut server = server;
+    let mut server = booted.server;
     if let Some(http_port) = http_port {
         let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
         wait_listening(addr, READY_TIMEOUT)
@@ -327,9 +349,46 @@ pub(super) fn start_with(opts: &Options) -> TestServer {
         server.http_api = Some(addr);
     }
     server.with_startup(Startup {
-        ready,
+        ready: booted.ready,
         registration,
         total: begin.elapsed(),
+    })
+}
+
+/// A node started by [`boot`], serving c2s, without accounts yet.
+pub(super) struct Booted {
+    pub server: TestServer,
+    /// The PID of its `ejabberdctl foreground` (see [`spawn`]).
+    pub ctl_pid: u32,
+    /// From spawning to c2s answering.
+    pub ready: Duration,
+}
+
+/// Writes the state directory `opts.name` of a node, starts it, and waits until its c2s
+/// listener (a free port on `node.ip`) answers a stream header with STARTTLS offered.
+pub(super) fn boot(opts: &Options, node: &Node, http_port: Option<u16>) -> Booted {
+    let dir = procs::run_dir().join(opts.name);
+    let port = procs::free_port_on(&[node.ip]);
+    write_state(&dir, port, opts, http_port, node);
+    procs::chown_tree(&dir, ids());
+    let ctl_pid = spawn(&dir);
+    let logs = ["logs/ejabberd.log", "logs/error.log", "ejabberd.out"];
+    let mut server = TestServer::new(ServerKind::Ejabberd, port, dir, &logs);
+    server.c2s_ip = node.ip;
+    let ready = wait_ready(&server, ctl_pid)
+        .unwrap_or_else(|e| panic!("ejabberd did not get ready: {e}\n{}", server.log_tail(40)));
+    Booted {
+        server,
+        ctl_pid,
+        ready,
+    }
+}
+
+/// Waits until the node answers c2s with STARTTLS offered, or its `ejabberdctl foreground`
+/// (`ctl_pid`) exits, or [`READY_TIMEOUT`] passes.
+pub(super) fn wait_ready(server: &TestServer, ctl_pid: u32) -> Result<Duration, String> {
+    xmpp::wait_ready_at(server.c2s_addr(), DOMAIN, READY_TIMEOUT, || {
+        procs::tracked_exit(ctl_pid)
     })
 }
 
@@ -359,6 +418,12 @@ pub(super) fn spawn(dir: &Path) -> u32 {
 /// Registers all of [`ACCOUNTS`] with one `ejabberdctl import_piefxis` (0.5 s, where 18
 /// `register` calls take about 4 s on 2 cores), then checks they all exist.
 fn import_accounts(dir: &Path) {
+    import_piefxis(dir);
+    check_accounts(dir);
+}
+
+/// The `import_piefxis` of [`import_accounts`], unchecked.
+pub(super) fn import_piefxis(dir: &Path) {
     let users: String = ACCOUNTS
         .iter()
         .map(|a| {
@@ -382,18 +447,33 @@ fn import_accounts(dir: &Path) {
         1,
         "ejabberdctl import_piefxis",
     );
-    let out = ctl(dir, &["registered_users", DOMAIN])
-        .output()
-        .expect("ejabberdctl");
-    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+}
+
+/// Asks the node of `dir` for its accounts and panics unless all of [`ACCOUNTS`] are there.
+pub(super) fn check_accounts(dir: &Path) {
+    let listed = ctl_output(dir, &["registered_users", DOMAIN]);
     let missing: Vec<_> = ACCOUNTS
         .iter()
         .filter(|a| !listed.lines().any(|l| l == **a))
         .collect();
     assert!(
         missing.is_empty(),
-        "ejabberd import missed {missing:?}; registered: {listed}"
+        "ejabberd in {} misses the accounts {missing:?}; registered: {listed}",
+        dir.display()
     );
+}
+
+/// The standard output of an `ejabberdctl` call that must succeed.
+pub(super) fn ctl_output(dir: &Path, args: &[&str]) -> String {
+    let out = ctl(dir, args).output().expect("ejabberdctl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ejabberdctl {args:?} failed ({}): {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 /// Polls a TCP connect until it succeeds or `timeout` passes.

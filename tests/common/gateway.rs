@@ -25,7 +25,8 @@ pub struct TestGateway {
 
 impl TestGateway {
     /// `--listen 127.0.0.1:<free> --upstream 127.0.0.1:<c2s> --upstream-ca <ca> --domain
-    /// domain.com` followed by `extra_args` (clap takes the last of a repeated flag).
+    /// domain.com` followed by `extra_args` (clap takes the last of a repeated flag; an
+    /// `--upstream` in them replaces the server's).
     pub fn start(server: &TestServer, extra_args: &[&str]) -> TestGateway {
         Self::start_with_env(server, extra_args, &[])
     }
@@ -229,7 +230,10 @@ fn command(
     }
     cmd.env("RUST_LOG", "info").envs(env.iter().copied());
     cmd.arg("--listen").arg(addr.to_string());
-    cmd.arg("--upstream").arg(server.c2s_addr().to_string());
+    // A test's own `--upstream` (a proxy, a list) stands alone: the flag takes a list.
+    if !extra.contains(&"--upstream") {
+        cmd.arg("--upstream").arg(server.c2s_addr().to_string());
+    }
     // A plaintext upstream (a test's reading proxy) takes no CA.
     if !extra.windows(2).any(|w| w == ["--upstream-tls", "none"]) {
         cmd.arg("--upstream-ca").arg(&server.ca_pem);

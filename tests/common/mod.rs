@@ -36,6 +36,7 @@ macro_rules! on_both_servers {
     )*};
 }
 
+pub mod cluster;
 pub mod doc;
 mod ejabberd;
 mod gateway;
@@ -53,7 +54,7 @@ pub mod victim;
 pub mod xmpp;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -65,7 +66,7 @@ pub use procs::{free_port, random_hex, track_pid, untrack_pid};
 /// The one XMPP domain both servers serve (the seed document's own).
 pub const DOMAIN: &str = "domain.com";
 
-/// Accounts registered at start. `admin`, `admin2` and `admin3` are the servers'
+/// Accounts registered at start. `admin`, `admin2`, `admin3` and `admin4` are the servers'
 /// administrators; every other one is an ordinary user. Passwords: see [`password_for`].
 ///
 /// Every e2e test runs in one process against the same two servers, so a test that ends an
@@ -73,7 +74,8 @@ pub const DOMAIN: &str = "domain.com";
 /// (e2e `seed`), `load1`…`load12` carry the concurrency test's resources (e2e `faults`), and
 /// `idle`, whom no test connects, is what the seed document names when a test only needs an
 /// answer (`rest::IDLE_SEED_XML`), so that it ends nobody's sessions; `audit1` and `audit2`
-/// are e2e `audit`'s (a session it ends, a password it gets wrong). `svcdel` is an
+/// are e2e `audit`'s (a session it ends, a password it gets wrong); `admin4` is the one two
+/// replicas of e2e `resources` both log in as, whose sessions it lists and ends. `svcdel` is an
 /// administrator too, registered by no one at start: e2e `tokens` creates it, has it delete
 /// itself and creates it again.
 #[rustfmt::skip]
@@ -82,7 +84,7 @@ pub const ACCOUNTS: &[&str] = &[
     "admin2", "admin3", "test", "user1", "user2", "user3", "user4", "user5", "user6", "user7",
     "user8", "user9", "user10", "user11", "user12", "nonadmin", "throttle1", "throttle2",
     "throttle3", "load1", "load2", "load3", "load4", "load5", "load6", "load7", "load8",
-    "load9", "load10", "load11", "load12", "idle", "audit1", "audit2",
+    "load9", "load10", "load11", "load12", "idle", "audit1", "audit2", "admin4",
 ];
 
 /// The password of a pre-registered account: `adminpass` for `admin`, `pass-<local>` otherwise
@@ -125,8 +127,10 @@ pub struct Startup {
 pub struct TestServer {
     pub kind: ServerKind,
     pub domain: String,
-    /// Its c2s port on 127.0.0.1 (plaintext, STARTTLS offered).
+    /// Its c2s port on `c2s_ip` (plaintext, STARTTLS offered).
     pub c2s_port: u16,
+    /// 127.0.0.1, but for a cluster's nodes ([`cluster`]), each on an address of its own.
+    pub c2s_ip: Ipv4Addr,
     /// The CA certificate that signed its certificate: the gateway's `--upstream-ca`.
     pub ca_pem: PathBuf,
     /// Its config, data and logs (owned by the server's system user).
@@ -145,6 +149,7 @@ impl TestServer {
             kind,
             domain: DOMAIN.to_owned(),
             c2s_port,
+            c2s_ip: Ipv4Addr::LOCALHOST,
             ca_pem: pki::shared().ca_pem.clone(),
             state_dir,
             startup: Startup::default(),
@@ -156,8 +161,12 @@ impl TestServer {
     fn with_startup(mut self, startup: Startup) -> Self {
         self.startup = startup;
         eprintln!(
-            "[harness] {} ready on 127.0.0.1:{} in {:?} (accounts {:?}, total {:?})",
-            self.kind, self.c2s_port, startup.ready, startup.registration, startup.total
+            "[harness] {} ready on {} in {:?} (accounts {:?}, total {:?})",
+            self.kind,
+            self.c2s_addr(),
+            startup.ready,
+            startup.registration,
+            startup.total
         );
         self
     }
@@ -173,7 +182,7 @@ impl TestServer {
     }
 
     pub fn c2s_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.c2s_port))
+        SocketAddr::from((self.c2s_ip, self.c2s_port))
     }
 
     /// The last `lines` lines of each of the server's logs, for assertion messages.

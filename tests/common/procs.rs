@@ -11,7 +11,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -192,9 +192,10 @@ fn cleanup() {
 /// is left, process groups included.
 fn stop_tracked(list: &mut Vec<Tracked>) {
     for t in list.iter_mut() {
-        // A server that already exited (a test stopped it) is not signalled: its PID may be
-        // someone else's by now. A group is still ended below, for what its leader left.
-        if !t.group && matches!(t.child.try_wait(), Ok(Some(_))) {
+        // A server that already exited (a test stopped or killed it) is not signalled, nor the
+        // PID its pidfile names: either may be someone else's by now. A group is still ended
+        // below, for what its leader left.
+        if matches!(t.child.try_wait(), Ok(Some(_))) {
             continue;
         }
         signal(term_target(t), libc::SIGTERM);
@@ -317,6 +318,25 @@ pub fn chown_tree(path: &Path, ids: Option<(u32, u32)>) {
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
     l.local_addr().unwrap().port()
+}
+
+/// A port that was free on each of `ips` a moment ago: one the first address gives for :0
+/// that the others can bind too (the nodes of a cluster share a distribution port number).
+pub fn free_port_on(ips: &[Ipv4Addr]) -> u16 {
+    let (first, others) = ips.split_first().expect("an address");
+    for _ in 0..50 {
+        let l = TcpListener::bind((*first, 0))
+            .unwrap_or_else(|e| panic!("binding {first}:0 (is it on lo?): {e}"));
+        let port = l.local_addr().unwrap().port();
+        let held: Result<Vec<_>, _> = others
+            .iter()
+            .map(|ip| TcpListener::bind((*ip, port)))
+            .collect();
+        if held.is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?} in 50 tries")
 }
 
 /// Random hex, for the Erlang cookie: nothing outside this process should guess it.

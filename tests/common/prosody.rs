@@ -19,7 +19,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// `unlimited_jids` exempts the admin from `limits` as a deployment guide would say to.
 const CONFIG: &str = r#"-- Written by the xmpp-rest-gateway e2e harness. Started with -F (foreground): 0.12
 -- deprecates the `daemonize` option in favour of the command-line flag.
-admins = { "admin@domain.com", "admin2@domain.com", "admin3@domain.com", "svcdel@domain.com" }
+admins = { "admin@domain.com", "admin2@domain.com", "admin3@domain.com", "svcdel@domain.com", "admin4@domain.com" }
 modules_enabled = {
 	"roster"; "saslauth"; "tls"; "disco"; "ping"; "admin_adhoc"; "smacks"; "limits";
 	"uptime"; "version"; "posix"; "announce";

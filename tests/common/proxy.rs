@@ -4,6 +4,9 @@
 //! its IQs were awaiting answers at once, and the JID the server bound. It can also cut every
 //! connection (what a server restart looks like from the gateway) and slip a forged stanza to
 //! the gateway just before its next command reaches the server (what another account can do).
+//! A test that puts a numbered mark in each request (e.g. the account a user-stats asks about)
+//! learns which of its requests reached this server, and how many times
+//! ([`XmppProxy::record_marks`]).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -35,6 +38,12 @@ pub struct Seen {
     pub forged: usize,
     /// Connections the gateway opened (one per login).
     pub connections: usize,
+    /// When each connection that became a login (the server bound a JID on it) was opened.
+    pub logins: Vec<Instant>,
+    /// When the server's side of a connection ended (closed, reset, or a node that died).
+    pub server_ended: Vec<Instant>,
+    /// The marks found in what the gateway sent, in order (see [`XmppProxy::record_marks`]).
+    pub marks: Vec<String>,
     /// Ids of the IQ answers (`result` or `error`) the gateway sent.
     pub answered: Vec<String>,
     /// Stream footers (`</stream:stream>`) the gateway sent: streams it closed properly.
@@ -51,6 +60,8 @@ type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
 
 struct Shared {
     seen: Mutex<Seen>,
+    /// The prefix of the marks to record, once a test asked.
+    mark_prefix: Mutex<Option<String>>,
     forger: Mutex<Option<Forger>>,
     cut: Notify,
     /// The gateway side of the newest connection, for injections.
@@ -91,6 +102,7 @@ impl XmppProxy {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             seen: Mutex::new(Seen::default()),
+            mark_prefix: Mutex::new(None),
             forger: Mutex::new(None),
             cut: Notify::new(),
             newest: Mutex::new(None),
@@ -138,6 +150,14 @@ impl XmppProxy {
     pub fn record_sent(&self) {
         use std::sync::atomic::Ordering;
         self.shared.recording.store(true, Ordering::Relaxed);
+    }
+
+    /// From now on, records in [`Seen::marks`] every `prefix` followed by digits (e.g.
+    /// `mark17`) in what the gateway sends the server: with a mark of its own in each request,
+    /// a test sees which requests reached this server and that none did twice.
+    pub fn record_marks(&self, prefix: &str) {
+        assert!(!prefix.is_empty() && !prefix.ends_with(|c: char| c.is_ascii_digit()));
+        *self.shared.mark_prefix.lock().unwrap() = Some(prefix.to_owned());
     }
 
     /// Connections the gateway opened so far: one per login, refused ones included.
@@ -204,6 +224,7 @@ impl Drop for XmppProxy {
 async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
+    let opened = Instant::now();
     let to_gateway = Arc::new(tokio::sync::Mutex::new(client_write));
     *shared.newest.lock().unwrap() = Some(to_gateway.clone());
     shared.writers.lock().unwrap().push(to_gateway.clone());
@@ -218,6 +239,7 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         })
     };
     let cut = shared.cut.notified();
+    let ours = to_gateway.clone();
     let up = upward(
         client_read,
         server_write,
@@ -227,9 +249,12 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     );
     let closed_by_gateway = tokio::select! {
         closed = up => closed,
-        _ = downward(server_read, to_gateway, shared.clone()) => false,
+        _ = downward(server_read, to_gateway, shared.clone(), opened) => false,
         _ = cut => false,
     };
+    // The gateway's side ends with the server's, as if the server's own socket closed: the
+    // write half is held for injections too, so dropping this task's would not close it.
+    let _ = ours.lock().await.shutdown().await;
     let mut seen = shared.seen.lock().unwrap();
     seen.live -= 1;
     seen.closed_by_gateway += usize::from(closed_by_gateway);
@@ -246,6 +271,7 @@ async fn upward(
 ) -> bool {
     let mut scan = TagScanner::default();
     let (mut commands_carry, mut ends_carry) = (String::new(), String::new());
+    let mut marks_carry = String::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -256,9 +282,12 @@ async fn upward(
         let iqs = scan.iq_tags(&text);
         let commands = count_new(&mut commands_carry, &text, &COMMANDS_NS);
         let stream_ends = count_new(&mut ends_carry, &text, &[STREAM_END]);
+        let prefix = shared.mark_prefix.lock().unwrap().clone();
+        let marks = prefix.map_or_else(Vec::new, |p| marks_new(&mut marks_carry, &text, &p));
         let mut forgery = None;
         {
             let mut seen = shared.seen.lock().unwrap();
+            seen.marks.extend(marks);
             seen.commands += commands;
             seen.stream_ends += stream_ends;
             if let Some(i) = record {
@@ -300,14 +329,28 @@ async fn upward(
     }
 }
 
-/// Server -> gateway: notes answers and the bound JID.
-async fn downward(mut from: OwnedReadHalf, to: GatewayWriter, shared: Arc<Shared>) {
+/// Server -> gateway: notes answers and the bound JID (and so a login, on a connection
+/// `opened` then).
+async fn downward(
+    mut from: OwnedReadHalf,
+    to: GatewayWriter,
+    shared: Arc<Shared>,
+    opened: Instant,
+) {
     let mut scan = TagScanner::default();
     let mut text_so_far = String::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                shared
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .server_ended
+                    .push(Instant::now());
+                return;
+            }
             Ok(n) => n,
         };
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -324,6 +367,7 @@ async fn downward(mut from: OwnedReadHalf, to: GatewayWriter, shared: Arc<Shared
                 text_so_far.push_str(&text);
                 if let Some(jid) = between(&text_so_far, "<jid>", "</jid>") {
                     seen.bound = Some(jid);
+                    seen.logins.push(opened);
                     text_so_far.clear();
                 }
             }
@@ -351,6 +395,38 @@ fn count_new(carry: &mut String, text: &str, needles: &[&str]) -> usize {
     }
     *carry = joined[start..].to_string();
     count
+}
+
+/// The marks (`prefix` and the digits after it) in a stream read in pieces that end in `text`,
+/// with `carry` what of the pieces before it may begin one.
+fn marks_new(carry: &mut String, text: &str, prefix: &str) -> Vec<String> {
+    let joined = format!("{carry}{text}");
+    let mut marks = Vec::new();
+    let mut from = 0;
+    while let Some(i) = joined[from..].find(prefix).map(|i| from + i) {
+        let digits = joined[i + prefix.len()..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map(|n| i + prefix.len() + n);
+        match digits {
+            // At the end of what was read so far, the mark may go on in the next piece.
+            None => {
+                *carry = joined[i..].to_string();
+                return marks;
+            }
+            Some(end) => {
+                if end > i + prefix.len() {
+                    marks.push(joined[i..end].to_string());
+                }
+                from = end;
+            }
+        }
+    }
+    let mut start = joined.len().saturating_sub(prefix.len() - 1).max(from);
+    while !joined.is_char_boundary(start) {
+        start += 1;
+    }
+    *carry = joined[start..].to_string();
+    marks
 }
 
 /// Finds whole `<iq …>` start tags in a stream read in pieces.
@@ -407,4 +483,23 @@ fn between(text: &str, open: &str, close: &str) -> Option<String> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)?;
     Some(text[start..start + end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::marks_new;
+
+    #[test]
+    fn marks_are_found_across_the_pieces_a_stream_is_read_in() {
+        let stream = "<value>mark12@d</value><value>mark3</value>marks mark<x>mark456";
+        let whole = marks_new(&mut String::new(), &format!("{stream}<"), "mark");
+        assert_eq!(whole, ["mark12", "mark3", "mark456"]);
+        for cut in 0..stream.len() {
+            let mut carry = String::new();
+            let mut found = marks_new(&mut carry, &stream[..cut], "mark");
+            found.extend(marks_new(&mut carry, &stream[cut..], "mark"));
+            found.extend(marks_new(&mut carry, "<", "mark"));
+            assert_eq!(found, whole, "cut at {cut}");
+        }
+    }
 }

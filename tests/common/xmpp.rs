@@ -36,7 +36,11 @@ fn features_done(text: &str) -> bool {
 /// One plaintext attempt: connect to 127.0.0.1:`port`, open a stream, and return everything
 /// the server said up to the end of its first `<stream:features>`.
 pub fn stream_features(port: u16, domain: &str, timeout: Duration) -> io::Result<String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    stream_features_at(SocketAddr::from(([127, 0, 0, 1], port)), domain, timeout)
+}
+
+/// [`stream_features`] at `addr` (a cluster node's own loopback address).
+pub fn stream_features_at(addr: SocketAddr, domain: &str, timeout: Duration) -> io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
@@ -64,6 +68,17 @@ pub fn wait_ready(
     port: u16,
     domain: &str,
     timeout: Duration,
+    exited: impl FnMut() -> Option<String>,
+) -> Result<Duration, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_ready_at(addr, domain, timeout, exited)
+}
+
+/// [`wait_ready`] at `addr`.
+pub fn wait_ready_at(
+    addr: SocketAddr,
+    domain: &str,
+    timeout: Duration,
     mut exited: impl FnMut() -> Option<String>,
 ) -> Result<Duration, String> {
     let start = Instant::now();
@@ -71,14 +86,14 @@ pub fn wait_ready(
         if let Some(status) = exited() {
             return Err(format!("the server exited during startup ({status})"));
         }
-        let last = match stream_features(port, domain, Duration::from_secs(2)) {
+        let last = match stream_features_at(addr, domain, Duration::from_secs(2)) {
             Ok(f) if f.contains("urn:ietf:params:xml:ns:xmpp-tls") => return Ok(start.elapsed()),
             Ok(f) => return Err(format!("stream features without STARTTLS (no cert?): {f}")),
             Err(e) => e.to_string(),
         };
         if start.elapsed() > timeout {
             return Err(format!(
-                "no stream features on port {port} within {timeout:?}: {last}"
+                "no stream features on {addr} within {timeout:?}: {last}"
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -133,7 +148,7 @@ pub async fn starttls(
     server: &TestServer,
     server_name: &str,
 ) -> io::Result<TlsStream<tokio::net::TcpStream>> {
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.c2s_port)).await?;
+    let mut tcp = tokio::net::TcpStream::connect(server.c2s_addr()).await?;
     tcp.write_all(stream_header(&server.domain).as_bytes())
         .await?;
     read_until(&mut tcp, &mut Vec::new(), features_done).await?;

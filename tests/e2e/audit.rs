@@ -20,7 +20,7 @@ on_both_servers!(
 );
 
 /// The keys of an audit line, in the order they are written.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "request_id",
     "client",
     "account",
@@ -32,6 +32,8 @@ const KEYS: [&str; 11] = [
     "status",
     "condition",
     "ms",
+    "forwarded_to",
+    "forwarded_from",
 ];
 
 /// One audit line's keys and values, `-` for "not applicable" in both formats.

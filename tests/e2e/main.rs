@@ -17,8 +17,11 @@ mod commands_list;
 mod connections;
 mod console;
 mod cross_site;
+mod drain;
 mod errors;
+mod failover;
 mod faults;
+mod forwarding;
 mod harness;
 mod hostile;
 mod observe;
@@ -33,6 +36,7 @@ mod stages;
 mod stream;
 mod tls;
 mod tokens;
+mod upstreams;
 
 use std::sync::OnceLock;
 

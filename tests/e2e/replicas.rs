@@ -236,7 +236,7 @@ struct Sent {
 }
 
 /// A steady load through HAProxy: `clients` clients, each sending one request after the other
-/// (a pause of 10 ms between), user-stats of an account that does not exist and is named by
+/// (a pause of 20 ms between), user-stats of an account that does not exist and is named by
 /// no other request: a cheap command, known at the server by its account.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -274,7 +274,7 @@ impl Load {
                             end,
                             answer,
                         });
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 })
             })

@@ -8,7 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crate::common::doc::parse_xml;
-use crate::common::rest::admin;
+use crate::common::proxy::proxied;
+use crate::common::rest::{self, admin};
 use crate::common::victim::Victim;
 use crate::common::{self, http, HttpResponse, ServerKind, TestGateway, TestServer};
 use crate::gateway;
@@ -18,6 +19,7 @@ const KICK_SEEN: Duration = Duration::from_secs(5);
 on_both_servers!(
     sessions_are_listed_and_ended_one_then_all,
     the_gateways_own_sessions_are_never_listed,
+    replicas_never_list_or_end_each_others_streams,
     an_unknown_account_has_no_sessions_to_list,
     an_account_is_created_refused_twice_changed_and_deleted,
     an_account_is_created_in_xml,
@@ -120,6 +122,72 @@ async fn the_gateways_own_sessions_are_never_listed(kind: ServerKind) {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(strings(&r.json()["resources"]), ["xrg-phone"]);
     phone.close().await;
+}
+
+/// Two replicas sharing a replica key, both logged in as the same administrator and as the
+/// same user (each then holds a stream of its own of each): through A, neither lists nor ends
+/// B's streams or its own, while the account's own clients, `xrg-phone` and a forged mark
+/// (`xrg-<nonce>-<wrong tag>`), are listed and ended. Every stream of the gateways' is still
+/// the one its next request runs on: no login at the server after the first four.
+async fn replicas_never_list_or_end_each_others_streams(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let key = common::scratch_dir(&format!("replica-key-{kind}")).join("key");
+    std::fs::write(&key, format!("{}\n", common::random_hex(32))).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = key.to_str().unwrap();
+    let (pa, a) = proxied(s, &["--replica-name", "a", "--replica-key-file", key]).await;
+    let (pb, b) = proxied(s, &["--replica-name", "b", "--replica-key-file", key]).await;
+    let admin4 = rest::auth(s, "admin4");
+    let (local, pw) = fresh(s, "rep");
+    let user = common::basic(&s.jid(&local), &pw);
+    let list = format!("/rest/adhoc/{}", common::DOMAIN);
+    let streams = [(&a, &admin4), (&b, &admin4), (&a, &user), (&b, &user)];
+    for (gw, who) in streams {
+        let r = call(gw.addr, "GET", &list, who, "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let logins = || (pa.connections(), pb.connections());
+    assert_eq!(logins(), (2, 2), "each replica logged in as each account");
+    let forged = format!("xrg-{}-{}", common::random_hex(8), "0".repeat(16));
+    for (local, pw) in [
+        ("admin4", s.password("admin4")),
+        (local.as_str(), pw.clone()),
+    ] {
+        let jid = s.jid(local);
+        let phone = Victim::connect_with(s, local, &pw, "xrg-phone").await;
+        let mimic = Victim::connect_with(s, local, &pw, &forged).await;
+        let path = format!("/rest/sessions/{jid}");
+        let mut theirs = vec![forged.clone(), "xrg-phone".to_string()];
+        theirs.sort();
+        let r = call(a.addr, "GET", &path, &admin4, "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(strings(&r.json()["resources"]), theirs, "{local}");
+        let r = call(a.addr, "DELETE", &path, &admin4, "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let ended: Vec<String> = theirs.iter().map(|r| format!("{jid}/{r}")).collect();
+        assert_eq!(strings(&r.json()["ended"]), ended, "{local}");
+        assert!(
+            phone.closed_within(KICK_SEEN).await,
+            "{local}/xrg-phone still open"
+        );
+        assert!(
+            mimic.closed_within(KICK_SEEN).await,
+            "{local}/{forged} still open"
+        );
+    }
+    for (gw, who) in streams {
+        let r = call(gw.addr, "GET", &list, who, "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(
+        logins(),
+        (2, 2),
+        "a replica's stream was ended: it logged in again"
+    );
+    assert_eq!(
+        pa.seen(|s| s.closed_by_gateway) + pb.seen(|s| s.closed_by_gateway),
+        0
+    );
 }
 
 /// The same answer on both servers: Prosody's user-stats says "User does not exist", ejabberd's
