@@ -330,3 +330,26 @@ fn the_stanza_limit_defaults_under_the_servers_and_has_a_floor() {
     let c = parse(&["--max-stanza-bytes", "4096"]).unwrap();
     assert_eq!(c.pool.max_stanza_bytes, 4096);
 }
+
+#[test]
+fn a_dns_server_is_an_address_with_port_53_by_default() {
+    assert_eq!(parse(&[]).unwrap().dns_server, None);
+    let at = |a: &str| parse(&["--dns-server", a]).map(|c| c.dns_server);
+    assert_eq!(at("127.0.0.53"), Ok(Some("127.0.0.53:53".parse().unwrap())));
+    assert_eq!(
+        at("127.0.0.1:5300"),
+        Ok(Some("127.0.0.1:5300".parse().unwrap()))
+    );
+    assert_eq!(at("::1"), Ok(Some("[::1]:53".parse().unwrap())));
+    assert_eq!(at("[::1]:5300"), Ok(Some("[::1]:5300".parse().unwrap())));
+    for (bad, why) in [
+        ("dns.example:53", "not an IP address"),
+        ("127.0.0.1:0", "port 0"),
+        ("nonsense", "expected IP"),
+    ] {
+        let e = at(bad).unwrap_err();
+        assert!(e.contains("--dns-server") && e.contains(why), "{bad}: {e}");
+    }
+    let e = with_env(&[("XRG_DNS_SERVER", "dns.example")], || parse_here(&[])).unwrap_err();
+    assert!(e.contains("XRG_DNS_SERVER"), "{e}");
+}
