@@ -36,6 +36,7 @@ macro_rules! on_both_servers {
     )*};
 }
 
+pub mod dns;
 pub mod doc;
 mod ejabberd;
 mod gateway;

@@ -293,6 +293,13 @@ fn domains_and_addresses_are_read_once() {
 
 // The whole lookup against the loopback responder.
 
+#[test]
+fn a_lookup_can_be_awaited_on_any_task() {
+    fn send<T: Send>(_: &T) {}
+    let resolver = Resolver::new(Some("127.0.0.1:53".parse().expect("addr"))).expect("resolver");
+    send(&resolver.lookup("example.test"));
+}
+
 fn responder(answer: Answer) -> (DnsResponder, Resolver) {
     let dns = DnsResponder::start([(SERVICE.to_string(), answer)]);
     let resolver = Resolver::new(Some(dns.addr())).expect("a resolver");
