@@ -83,12 +83,75 @@ pub struct Config {
 /// Where and how to reach the XMPP server.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// Host (name or IP literal) and port, as given.
-    pub host: String,
-    pub port: u16,
+    /// `--upstream`: where a login goes, in the order to try (never empty, at most
+    /// [`MAX_UPSTREAMS`]).
+    pub entries: Vec<UpstreamEntry>,
     pub tls: UpstreamTls,
     pub ca: Option<PathBuf>,
     pub connect_timeout: Duration,
+}
+
+impl UpstreamConfig {
+    /// One `host:port`, the rest as given (tools and tests that aim at one server).
+    pub fn single(
+        host: &str,
+        port: u16,
+        tls: UpstreamTls,
+        ca: Option<PathBuf>,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            entries: vec![UpstreamEntry::Addr {
+                host: host.to_string(),
+                port,
+            }],
+            tls,
+            ca,
+            connect_timeout,
+        }
+    }
+}
+
+/// The most entries `--upstream` takes (each is a value of the metrics' `upstream` label).
+pub const MAX_UPSTREAMS: usize = 16;
+
+/// One entry of `--upstream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamEntry {
+    /// `HOST:PORT`: a host name or IP literal and its port, connected to as given.
+    Addr { host: String, port: u16 },
+    /// `DOMAIN` without a port: the targets of its `_xmpp-client._tcp` SRV records, else
+    /// `DOMAIN:5222` (RFC 6120 §3.2).
+    Srv { domain: String },
+}
+
+impl UpstreamEntry {
+    /// The entry as configured: the value of the metrics' `upstream` label and the name
+    /// `/readyz` gives it (`[v6]:port` for an IPv6 literal).
+    pub fn label(&self) -> String {
+        match self {
+            UpstreamEntry::Addr { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            UpstreamEntry::Addr { host, port } => format!("{host}:{port}"),
+            UpstreamEntry::Srv { domain } => domain.clone(),
+        }
+    }
+
+    /// Reads one entry: `HOST:PORT`, `[v6]:PORT`, or a `DOMAIN` without a port (SRV).
+    fn parse(written: &str) -> Result<Self, String> {
+        if !written.contains(':') {
+            if written.parse::<IpAddr>().is_ok() {
+                return Err("an IP address needs its port (HOST:PORT)".into());
+            }
+            let domain = jid::BareJid::new(written)
+                .ok()
+                .filter(|j| j.node().is_none() && j.resource().is_none())
+                .map(|j| j.domain().to_string())
+                .ok_or("expected HOST:PORT, or a DOMAIN (without a port) to look up by SRV")?;
+            return Ok(UpstreamEntry::Srv { domain });
+        }
+        let (host, port) = split_host_port(written)?;
+        Ok(UpstreamEntry::Addr { host, port })
+    }
 }
 
 /// The smallest `--max-stanza-bytes`: a command IQ with a filled form must fit.
@@ -130,7 +193,7 @@ impl Cli {
         let bad = |m: String| Err(ConfigError(m));
         // Each message names what the operator wrote: the flag, or its variable.
         let name = |flag: &str| self.name(flag);
-        let (host, port) = split_host_port(&self.upstream)
+        let upstreams = upstream_list(&self.upstream)
             .map_err(|e| ConfigError(format!("{} {:?}: {e}", name("--upstream"), self.upstream)))?;
         let listen = listen_addr(&self.listen)
             .map_err(|e| ConfigError(format!("{} {:?}: {e}", name("--listen"), self.listen)))?;
@@ -142,11 +205,17 @@ impl Cli {
                 name("--listen")
             ));
         }
-        if self.upstream_tls == UpstreamTls::None && !is_loopback_host(&host) {
-            return bad(format!(
-                "{} none is only allowed for a loopback upstream, not {host}",
-                name("--upstream-tls")
-            ));
+        // An SRV entry's targets are known only once looked up: each is checked at connect
+        // time (`upstream::list`), and one that is not loopback is refused there.
+        for entry in &upstreams {
+            if let UpstreamEntry::Addr { host, .. } = entry {
+                if self.upstream_tls == UpstreamTls::None && !is_loopback_host(host) {
+                    return bad(format!(
+                        "{} none is only allowed for a loopback upstream, not {host}",
+                        name("--upstream-tls")
+                    ));
+                }
+            }
         }
         if self.upstream_ca.is_some() && self.upstream_tls == UpstreamTls::None {
             return bad(format!(
@@ -302,8 +371,7 @@ impl Cli {
             admin_listen,
             tls: self.tls_cert.zip(self.tls_key),
             upstream: UpstreamConfig {
-                host,
-                port,
+                entries: upstreams,
                 tls: self.upstream_tls,
                 ca: self.upstream_ca,
                 connect_timeout: Duration::from_secs(self.connect_timeout),
@@ -349,6 +417,25 @@ impl Cli {
             stream_iq_allow,
         })
     }
+}
+
+/// `--upstream`'s list: entries separated by commas, in the order to try, none twice.
+fn upstream_list(written: &str) -> Result<Vec<UpstreamEntry>, String> {
+    let mut entries = Vec::new();
+    for one in written.split(',').map(str::trim) {
+        if one.is_empty() {
+            return Err("an empty entry (expected HOST:PORT or DOMAIN, comma-separated)".into());
+        }
+        let entry = UpstreamEntry::parse(one).map_err(|e| format!("{one:?}: {e}"))?;
+        if entries.contains(&entry) {
+            return Err(format!("{one:?} is given twice"));
+        }
+        entries.push(entry);
+    }
+    if entries.len() > MAX_UPSTREAMS {
+        return Err(format!("more than {MAX_UPSTREAMS} entries"));
+    }
+    Ok(entries)
 }
 
 /// Splits `host:port`, `[v6]:port`, saying what is wrong in words an operator can act on.
@@ -403,7 +490,7 @@ fn dns_server_addr(written: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<IpAddr>()

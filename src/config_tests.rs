@@ -61,7 +61,11 @@ fn a_port_out_of_range_says_so() {
         ("--upstream", "host:99999", "out of range"),
         ("--upstream", "host:0", "port 0"),
         ("--upstream", "host:x", "not a number"),
-        ("--upstream", "host", "HOST:PORT"),
+        ("--upstream", "host:", "not a number"),
+        ("--upstream", "a@host", "HOST:PORT"),
+        ("--upstream", "127.0.0.1", "needs its port"),
+        ("--upstream", "a:5222,,b:5222", "empty entry"),
+        ("--upstream", "a:5222,a:5222", "twice"),
         ("--listen", "127.0.0.1:70000", "out of range"),
         ("--admin-listen", "127.0.0.1:65536", "out of range"),
     ] {
@@ -143,8 +147,11 @@ fn defaults_are_the_documented_ones() {
     let c = parse(&[]).unwrap();
     assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(
-        (c.upstream.host.as_str(), c.upstream.port),
-        ("127.0.0.1", 5222)
+        c.upstream.entries,
+        vec![UpstreamEntry::Addr {
+            host: "127.0.0.1".into(),
+            port: 5222
+        }]
     );
     assert_eq!(c.upstream.tls, UpstreamTls::Starttls);
     assert_eq!(c.aliases, vec!["sess-man"]);
@@ -175,7 +182,7 @@ fn plaintext_upstream_only_on_loopback() {
 
 #[test]
 fn invalid_values_are_refused() {
-    assert!(parse(&["--upstream", "nohostport"]).is_err());
+    assert!(parse(&["--upstream", "no host port"]).is_err());
     assert!(parse(&["--connect-timeout", "0"]).is_err());
     assert!(parse(&["--tls-cert", "a.pem"]).is_err());
     assert!(parse(&["--domain", "user@example.org"]).is_err());
@@ -352,4 +359,56 @@ fn a_dns_server_is_an_address_with_port_53_by_default() {
     }
     let e = with_env(&[("XRG_DNS_SERVER", "dns.example")], || parse_here(&[])).unwrap_err();
     assert!(e.contains("XRG_DNS_SERVER"), "{e}");
+}
+
+#[test]
+fn the_upstream_list_keeps_its_order_and_its_kinds() {
+    let c = parse(&["--upstream", " b.example:5223, [::1]:5222,example.org "]).unwrap();
+    assert_eq!(
+        c.upstream.entries,
+        vec![
+            UpstreamEntry::Addr {
+                host: "b.example".into(),
+                port: 5223
+            },
+            UpstreamEntry::Addr {
+                host: "::1".into(),
+                port: 5222
+            },
+            UpstreamEntry::Srv {
+                domain: "example.org".into()
+            },
+        ]
+    );
+    let labels: Vec<String> = c.upstream.entries.iter().map(|e| e.label()).collect();
+    assert_eq!(labels, ["b.example:5223", "[::1]:5222", "example.org"]);
+}
+
+#[test]
+fn the_upstream_list_is_bounded() {
+    let at_most: Vec<String> = (1..=MAX_UPSTREAMS).map(|p| format!("h:{p}")).collect();
+    assert!(parse(&["--upstream", &at_most.join(",")]).is_ok());
+    let over: Vec<String> = (1..=MAX_UPSTREAMS + 1).map(|p| format!("h:{p}")).collect();
+    let e = parse(&["--upstream", &over.join(",")]).unwrap_err();
+    assert!(e.contains("more than 16"), "{e}");
+}
+
+#[test]
+fn plaintext_upstream_list_refuses_any_literal_non_loopback_entry() {
+    let e = parse(&[
+        "--upstream",
+        "127.0.0.1:5222,192.0.2.1:5222",
+        "--upstream-tls",
+        "none",
+    ])
+    .unwrap_err();
+    assert!(e.contains("192.0.2.1"), "{e}");
+    // A domain's targets are known only when looked up: checked at connect time.
+    assert!(parse(&[
+        "--upstream",
+        "127.0.0.1:5222,example.org",
+        "--upstream-tls",
+        "none"
+    ])
+    .is_ok());
 }

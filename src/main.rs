@@ -116,7 +116,13 @@ async fn run(mut cfg: Config) -> ExitCode {
     tracing::info!(
         listen = %cfg.listen,
         https = tls.is_some(),
-        upstream = %format!("{}:{}", cfg.upstream.host, cfg.upstream.port),
+        upstream = %cfg
+            .upstream
+            .entries
+            .iter()
+            .map(|e| e.label())
+            .collect::<Vec<_>>()
+            .join(","),
         "xmpp-rest-gateway listening"
     );
     // Upstream streams: a warm one per account, and logins under way (two per account while a

@@ -77,6 +77,20 @@ struct LoginLabels {
     outcome: &'static str,
 }
 
+/// The `upstream` label: an entry of `--upstream` as configured (at most
+/// [`MAX_UPSTREAMS`](crate::config::MAX_UPSTREAMS) values; an SRV entry's targets are counted
+/// under its domain, never under what DNS named).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLoginLabels {
+    upstream: String,
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DroppedLabels {
     reason: &'static str,
@@ -88,6 +102,9 @@ struct Metrics {
     request_duration: Histogram,
     iq_duration: Histogram,
     logins: Family<LoginLabels, Counter>,
+    upstream_logins: Family<UpstreamLoginLabels, Counter>,
+    upstream_failovers: Family<UpstreamLabels, Counter>,
+    upstream_streams: Family<UpstreamLabels, Gauge>,
     dropped: Family<DroppedLabels, Counter>,
     throttled: Counter,
     log_lines_dropped: Counter,
@@ -109,6 +126,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         request_duration: Histogram::new(duration_buckets()),
         iq_duration: Histogram::new(duration_buckets()),
         logins: Family::default(),
+        upstream_logins: Family::default(),
+        upstream_failovers: Family::default(),
+        upstream_streams: Family::default(),
         dropped: Family::default(),
         throttled: Counter::default(),
         log_lines_dropped: Counter::default(),
@@ -138,6 +158,23 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "xrg_upstream_logins",
         "Logins to the XMPP server, by outcome (ok, refused, error)",
         m.logins.clone(),
+    );
+    registry.register(
+        "xrg_upstream_entry_logins",
+        "Logins tried on each --upstream entry, by outcome: ok, refused (the server refused \
+         the credentials), error (its connect, TLS or stream header failed or timed out, or \
+         the login failed otherwise)",
+        m.upstream_logins.clone(),
+    );
+    registry.register(
+        "xrg_upstream_failovers",
+        "Logins that went on to the next target after this --upstream entry's failed",
+        m.upstream_failovers.clone(),
+    );
+    registry.register(
+        "xrg_upstream_streams",
+        "Open c2s streams (warm or closing) on each --upstream entry",
+        m.upstream_streams.clone(),
     );
     registry.register(
         "xrg_upstream_dropped_stanzas",
@@ -200,6 +237,42 @@ pub fn login(outcome: LoginOutcome) {
         LoginOutcome::Error => "error",
     };
     METRICS.logins.get_or_create(&LoginLabels { outcome }).inc();
+}
+
+/// Counts one login tried on the `--upstream` entry `upstream` by how it ended there.
+pub fn upstream_login(upstream: &str, outcome: LoginOutcome) {
+    let outcome = match outcome {
+        LoginOutcome::Ok => "ok",
+        LoginOutcome::Refused => "refused",
+        LoginOutcome::Error => "error",
+    };
+    METRICS
+        .upstream_logins
+        .get_or_create(&UpstreamLoginLabels {
+            upstream: upstream.to_string(),
+            outcome,
+        })
+        .inc();
+}
+
+/// Counts one login that went on past the entry `upstream` after it failed.
+pub fn failover(upstream: &str) {
+    METRICS
+        .upstream_failovers
+        .get_or_create(&UpstreamLabels {
+            upstream: upstream.to_string(),
+        })
+        .inc();
+}
+
+/// One stream opened (`1`) or ended (`-1`) on the entry `upstream`.
+pub fn upstream_streams(upstream: &str, by: i64) {
+    METRICS
+        .upstream_streams
+        .get_or_create(&UpstreamLabels {
+            upstream: upstream.to_string(),
+        })
+        .inc_by(by);
 }
 
 /// Counts one stanza a warm stream dropped unread.
@@ -330,6 +403,9 @@ mod tests {
     fn render_names_every_metric() {
         request(200, "end-user-session", Duration::from_millis(3));
         login(LoginOutcome::Refused);
+        upstream_login("b.example:5222", LoginOutcome::Error);
+        failover("b.example:5222");
+        upstream_streams("example.org", 1);
         let text = render(Gauges {
             warm_sessions: 2,
             requests_in_flight: 1,
@@ -338,6 +414,9 @@ mod tests {
         for line in [
             "xrg_http_requests_total{status=\"200\",node=\"end-user-session\"} ",
             "xrg_upstream_logins_total{outcome=\"refused\"} ",
+            "xrg_upstream_entry_logins_total{upstream=\"b.example:5222\",outcome=\"error\"} ",
+            "xrg_upstream_failovers_total{upstream=\"b.example:5222\"} ",
+            "xrg_upstream_streams{upstream=\"example.org\"} ",
             "xrg_warm_sessions 2\n",
             "xrg_requests_in_flight 1\n",
             "xrg_http_connections 7\n",

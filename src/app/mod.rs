@@ -26,6 +26,37 @@ pub use failure::{condition_name, DefinedCondition, ErrorType, Failure};
 /// How long a readiness answer is kept (the `Retry-After` of a 503 from `/readyz`).
 pub const READINESS_FRESH_FOR: Duration = FRESH_FOR;
 
+/// The upstream list's readiness: every entry that does not serve, with the reason, in the
+/// list's order (empty when all of them do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub down: Vec<(String, String)>,
+}
+
+impl Ready {
+    /// `Ok` when any entry serves; else `NotReady` with the reason (a single entry's alone, as
+    /// before the list; with several, each entry's after its label).
+    fn from_probes(probes: Vec<(String, Result<(), UpstreamError>)>) -> Result<Ready, Failure> {
+        let serving = probes.iter().any(|(_, r)| r.is_ok());
+        let down: Vec<(String, String)> = probes
+            .into_iter()
+            .filter_map(|(label, r)| r.err().map(|e| (label, e.to_string())))
+            .collect();
+        if serving {
+            return Ok(Ready { down });
+        }
+        let reason = match down.as_slice() {
+            [(_, only)] => only.clone(),
+            all => all
+                .iter()
+                .map(|(label, why)| format!("{label}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        Err(Failure::NotReady(reason))
+    }
+}
+
 /// Whether a command that failed with `error` did its work: a delete-user naming only the
 /// caller's own account, after which the server ended the caller's stream with the stream
 /// error it ends a deleted account's streams with (Prosody `not-authorized`, "Account deleted";
@@ -88,7 +119,7 @@ pub struct App {
     /// The IQ payloads `POST /rest/stream/` relays.
     stream_iq_allow: stanza::IqAllowList,
     /// The last readiness probe's answer (`GET /readyz`).
-    readiness: Readiness,
+    readiness: Readiness<Result<Ready, Failure>>,
 }
 
 impl App {
@@ -179,14 +210,13 @@ impl App {
         Ok(items)
     }
 
-    /// Whether the XMPP server answers a stream (cached for [`READINESS_FRESH_FOR`]); the
-    /// reason when it does not.
-    pub async fn ready(&self) -> Result<(), Failure> {
+    /// Whether the XMPP server answers a stream on any entry of the upstream list (cached for
+    /// [`READINESS_FRESH_FOR`]), and which entries do not; the reasons when none does.
+    pub async fn ready(&self) -> Result<Ready, Failure> {
         let domain = self.cfg.domain.as_deref();
         self.readiness
-            .check(|| self.access.probe(domain))
+            .check(|| async { Ready::from_probes(self.access.probe(domain).await) })
             .await
-            .map_err(Failure::NotReady)
     }
 
     /// Accounts whose warm stream is alive.
@@ -235,6 +265,42 @@ mod tests {
                 )),
             }],
             ..CommandRequest::default()
+        }
+    }
+
+    #[test]
+    fn readiness_is_any_entry_serving_and_names_those_that_do_not() {
+        let down = |e: &str| Err(UpstreamError::Unreachable(e.into()));
+        let probes = vec![
+            ("a:5222".to_string(), down("refused")),
+            ("b:5222".to_string(), Ok(())),
+        ];
+        let ready = Ready::from_probes(probes).expect("b serves");
+        assert_eq!(
+            ready.down,
+            [(
+                "a:5222".to_string(),
+                "the XMPP server is unreachable: refused".to_string()
+            )]
+        );
+        let all_down = vec![
+            ("a:5222".to_string(), down("refused")),
+            ("b:5222".to_string(), down("timed out")),
+        ];
+        match Ready::from_probes(all_down) {
+            Err(Failure::NotReady(why)) => assert_eq!(
+                why,
+                "a:5222: the XMPP server is unreachable: refused; \
+                 b:5222: the XMPP server is unreachable: timed out"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // One entry: its reason alone, as before the list.
+        match Ready::from_probes(vec![("a:5222".to_string(), down("refused"))]) {
+            Err(Failure::NotReady(why)) => {
+                assert_eq!(why, "the XMPP server is unreachable: refused")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

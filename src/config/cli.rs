@@ -53,7 +53,9 @@ pub struct Cli {
     #[arg(long, env = "XRG_INSECURE_HTTP", default_value_t = false)]
     pub insecure_http: bool,
 
-    /// The XMPP server's c2s address (HOST:PORT).
+    /// The XMPP server's c2s addresses, comma-separated, in the order a login tries them:
+    /// HOST:PORT, or a DOMAIN without a port, whose _xmpp-client._tcp SRV records are looked up
+    /// (else DOMAIN:5222). At most 16 entries.
     #[arg(long, env = "XRG_UPSTREAM", default_value = "127.0.0.1:5222")]
     pub upstream: String,
 

@@ -35,15 +35,28 @@ pub(super) async fn healthz() -> Response {
     plain("ok\n")
 }
 
-/// `GET /readyz`: 200 when the XMPP server answered a stream within the last few seconds,
-/// else 503 with the reason.
+/// `GET /readyz`: 200 when an entry of the upstream list answered a stream within the last
+/// few seconds (`ready`, then a line for each entry that did not: `down LABEL: REASON`), else
+/// 503 with the reason.
 pub(super) async fn readyz(
     State(gw): State<Arc<Gateway>>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     match gw.app.ready().await {
-        Ok(()) => plain("ready\n"),
+        Ok(ready) if ready.down.is_empty() => plain("ready\n"),
+        Ok(ready) => {
+            let mut text = String::from("ready\n");
+            for (upstream, reason) in &ready.down {
+                // One line each, whatever a reason holds.
+                let reason: String = reason
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                text.push_str(&format!("down {upstream}: {reason}\n"));
+            }
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
         Err(failure) => ApiError::from(failure).into_response_in(format_of(&uri, &headers)),
     }
 }

@@ -193,19 +193,31 @@ impl<L: Login> Access<L> {
 }
 
 impl Access<Connector> {
-    /// Whether the server answers a stream (never a login), for (and its TLS verified
-    /// against) `--domain` (`domain`), else the domain of the account last logged in: the
-    /// domain the gateway uses. Before any login without `--domain`, the upstream's host
-    /// stands in for it: a guess, so a server that answers it `host-unknown` is still serving
-    /// ([`probed`]).
-    pub async fn probe(&self, domain: Option<&str>) -> Result<(), UpstreamError> {
+    /// Whether each entry of the upstream list answers a stream (never a login), for (and its
+    /// TLS verified against) `--domain` (`domain`), else the domain of the account last
+    /// logged in: the domain the gateway uses. Before any login without `--domain`, each
+    /// entry's host (an SRV entry's domain) stands in for it: a guess, so a server that
+    /// answers it `host-unknown` is still serving ([`probed`]). The entries are probed at
+    /// once; each answer comes with the entry's label, in the list's order.
+    pub async fn probe(&self, domain: Option<&str>) -> Vec<(String, Result<(), UpstreamError>)> {
         let connector = self.pool.connector();
         let known = domain
             .map(str::to_string)
             .or_else(|| self.pool.last_domain());
-        let guessed = known.is_none();
-        let name = known.unwrap_or_else(|| connector.config().host.clone());
-        probed(connector.probe(&name).await, guessed)
+        let probes = connector
+            .upstreams()
+            .guesses()
+            .enumerate()
+            .map(|(i, (label, guess))| {
+                let name = known.clone().unwrap_or_else(|| guess.to_string());
+                let guessed = known.is_none();
+                let label = label.to_string();
+                async move {
+                    let answer = probed(connector.probe(i, &name).await, guessed);
+                    (label, answer)
+                }
+            });
+        futures_util::future::join_all(probes).await
     }
 }
 

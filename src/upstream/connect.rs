@@ -21,6 +21,7 @@ use tokio_xmpp::parsers::bind::{BindQuery, BindResponse};
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, FullJid};
 use tokio_xmpp::parsers::stream_error::{DefinedCondition as StreamCondition, StreamError};
+use tokio_xmpp::parsers::stream_features::StreamFeatures;
 use tokio_xmpp::parsers::{ns, starttls};
 use tokio_xmpp::xmlstream::{
     initiate_stream, FallibleStreamElement, ReadError, RecvFeaturesError, StreamHeader, Timeouts,
@@ -28,8 +29,10 @@ use tokio_xmpp::xmlstream::{
 };
 use tokio_xmpp::Stanza;
 
+use super::list::{StreamOn, Target, Upstreams};
 use super::UpstreamError;
 use crate::config::{UpstreamConfig, UpstreamTls};
+use crate::metrics::LoginOutcome;
 pub use transport::{LoggedIn, Transport};
 
 /// An authenticated, bound c2s stream, boxed so that TLS and plain streams share one type.
@@ -43,11 +46,13 @@ pub fn stream_timeouts() -> Timeouts {
     }
 }
 
-/// What the gateway needs to open streams: where, how, and whom to trust.
+/// What the gateway needs to open streams: where (the upstream list and its back-offs,
+/// shared by the clones), how, and whom to trust.
 #[derive(Clone)]
 pub struct Connector {
     cfg: UpstreamConfig,
     tls: Option<TlsConnector>,
+    upstreams: Arc<Upstreams>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -63,7 +68,12 @@ impl Connector {
             UpstreamTls::None => None,
             _ => Some(TlsConnector::from(Arc::new(client_config(&cfg)?))),
         };
-        Ok(Self { cfg, tls })
+        let upstreams = Arc::new(Upstreams::new(&cfg.entries, cfg.tls));
+        Ok(Self {
+            cfg,
+            tls,
+            upstreams,
+        })
     }
 
     /// The upstream settings this connector was built from.
@@ -71,20 +81,83 @@ impl Connector {
         &self.cfg
     }
 
-    /// Connects, secures, authenticates as `account` and binds `resource`, all within the
-    /// connect timeout.
+    /// The upstream list and its back-offs.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+
+    /// Connects to the first target of the upstream list that answers a stream (each within
+    /// the connect timeout), then authenticates as `account` and binds `resource` there,
+    /// within the connect timeout again. A login the server refuses, or that fails past the
+    /// stream header, is not tried on another target: a refused password would be one failed
+    /// login on every node.
     pub async fn login(
         &self,
         account: &BareJid,
         password: &str,
         resource: &str,
     ) -> Result<LoggedIn, UpstreamError> {
-        self.within_timeout(async {
-            let mut stream = self.authenticate_inner(account, password).await?;
-            let jid = bind(&mut stream, resource).await?;
-            LoggedIn::new(stream, jid, stream_timeouts())
-        })
-        .await
+        let (target, features, stream) = self.open_any(account.domain().as_str()).await?;
+        let logged_in = self
+            .within_timeout(async {
+                let mut stream = self
+                    .authenticate_on(features, stream, account, password)
+                    .await?;
+                let jid = bind(&mut stream, resource).await?;
+                LoggedIn::new(stream, jid, stream_timeouts())
+            })
+            .await;
+        crate::metrics::upstream_login(
+            &target.label,
+            match &logged_in {
+                Ok(_) => LoginOutcome::Ok,
+                Err(UpstreamError::AuthFailed(_)) => LoginOutcome::Refused,
+                Err(_) => LoginOutcome::Error,
+            },
+        );
+        let mut logged_in = logged_in?;
+        logged_in.on = Some(StreamOn::new(target));
+        Ok(logged_in)
+    }
+
+    /// The first target, in the list's order less those in back-off, that answers a stream
+    /// (TCP, TLS verified against `domain`, the stream header and its features), each within
+    /// the connect timeout; one that fails is put in back-off and the next tried. A server
+    /// that says it does not serve `domain` (`host-unknown`) has answered: no other is tried.
+    async fn open_any(
+        &self,
+        domain: &str,
+    ) -> Result<(Arc<Target>, StreamFeatures, Stream), UpstreamError> {
+        let plan = self.upstreams.plan().await;
+        let mut last = None;
+        let count = plan.len();
+        for (i, target) in plan.into_iter().enumerate() {
+            match self.within_timeout(self.open_at(&target, domain)).await {
+                Ok((features, stream)) => {
+                    target.succeeded();
+                    return Ok((target, features, stream));
+                }
+                Err(e @ UpstreamError::HostUnknown(_)) => {
+                    target.succeeded();
+                    crate::metrics::upstream_login(&target.label, LoginOutcome::Error);
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.upstreams.failed(&target);
+                    crate::metrics::upstream_login(&target.label, LoginOutcome::Error);
+                    if i + 1 < count {
+                        crate::metrics::failover(&target.label);
+                        tracing::warn!(upstream = %target.addr(), error = %e, "upstream failed; trying the next");
+                    } else {
+                        tracing::warn!(upstream = %target.addr(), error = %e, "upstream failed");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            UpstreamError::Unreachable("no upstream target to connect to".into())
+        }))
     }
 
     /// Connects, secures and authenticates as `account`, without binding a resource (what a
@@ -96,7 +169,8 @@ impl Connector {
         account: &BareJid,
         password: &str,
     ) -> Result<Stream, UpstreamError> {
-        self.within_timeout(self.authenticate_inner(account, password))
+        let (_, features, stream) = self.open_any(account.domain().as_str()).await?;
+        self.within_timeout(self.authenticate_on(features, stream, account, password))
             .await
     }
 
@@ -114,13 +188,16 @@ impl Connector {
             })
     }
 
-    async fn authenticate_inner(
+    /// SASL as `account` on a stream opened as far as its features, and the stream restarted
+    /// after it.
+    pub(super) async fn authenticate_on(
         &self,
+        features: StreamFeatures,
+        stream: Stream,
         account: &BareJid,
         password: &str,
     ) -> Result<Stream, UpstreamError> {
         let domain = account.domain().as_str();
-        let (features, stream) = self.open(domain).await?;
         let mechanisms = choose_mechanisms(&features.sasl_mechanisms)?;
         let creds = Credentials::default()
             .with_username(account.node().map(|n| n.as_str()).unwrap_or_default())
@@ -139,17 +216,18 @@ impl Connector {
         Ok(stream)
     }
 
-    /// TCP, TLS as configured (verified against `domain`) and the stream header: a stream
-    /// as far as its features, nobody logged in yet.
-    pub(super) async fn open(
+    /// TCP to `target`, TLS as configured (verified against `domain`, whatever the target's
+    /// host name: RFC 6120 §13.7.2.1) and the stream header: a stream as far as its features,
+    /// nobody logged in yet.
+    pub(super) async fn open_at(
         &self,
+        target: &Target,
         domain: &str,
-    ) -> Result<(tokio_xmpp::parsers::stream_features::StreamFeatures, Stream), UpstreamError> {
-        let tcp = TcpStream::connect((self.cfg.host.as_str(), self.cfg.port))
+    ) -> Result<(StreamFeatures, Stream), UpstreamError> {
+        self.upstreams.check_plaintext(target).await?;
+        let tcp = TcpStream::connect((target.host.as_str(), target.port))
             .await
-            .map_err(|e| {
-                UpstreamError::Unreachable(format!("{}:{}: {e}", self.cfg.host, self.cfg.port))
-            })?;
+            .map_err(|e| UpstreamError::Unreachable(format!("{}: {e}", target.addr())))?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn AsyncReadAndWrite + Send> = match self.cfg.tls {
             UpstreamTls::None => Box::new(BufStream::new(tcp)),

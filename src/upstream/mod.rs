@@ -1,5 +1,6 @@
-//! The XMPP side, and the only code that speaks to the XMPP server: opening and securing c2s
-//! streams and logging in (`connect`), one stream with many IQs in flight (`session`), and the
+//! The XMPP side, and the only code that speaks to the XMPP server: the upstream list, its
+//! targets and their back-offs (`list`), opening and securing c2s streams and logging in
+//! (`connect`), one stream with many IQs in flight (`session`), and the
 //! warm sessions of the accounts that use the gateway (`pool`), and the entry point that hands a
 //! request its stream within the failed-login budgets (`access`, `throttle`); where a domain's
 //! c2s service is, from its SRV records (`srv`).
@@ -8,6 +9,7 @@ pub mod access;
 pub mod connect;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod list;
 pub mod pool;
 pub mod probe;
 pub mod session;

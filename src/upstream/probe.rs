@@ -1,6 +1,6 @@
 //! Readiness: whether the XMPP server answers a stream, probed at most once per freshness
 //! period whatever the number of callers, the answer cached in between. The probe itself is
-//! [`Connector::probe`] (never a login).
+//! [`Connector::probe`] (never a login), one per entry of the upstream list.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -14,15 +14,15 @@ use super::{Connector, UpstreamError};
 pub const FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// The last probe's answer and the turn that keeps probes one at a time.
-pub struct Readiness {
+pub struct Readiness<T = Result<(), String>> {
     fresh_for: Duration,
-    last: Mutex<Option<(Instant, Result<(), String>)>>,
+    last: Mutex<Option<(Instant, T)>>,
     /// Callers that find the answer stale queue here; the first probes, the others read its
     /// answer, so a burst of health checks costs the server one connection.
     turn: tokio::sync::Mutex<()>,
 }
 
-impl Readiness {
+impl<T: Clone> Readiness<T> {
     pub fn new(fresh_for: Duration) -> Self {
         Self {
             fresh_for,
@@ -32,11 +32,11 @@ impl Readiness {
     }
 
     /// The cached answer while fresh, else `probe`'s (awaited by one caller at a time, and
-    /// bounded by the probe's own timeout): `Err` says why the server is not ready.
-    pub async fn check<F, Fut>(&self, probe: F) -> Result<(), String>
+    /// bounded by the probe's own timeout).
+    pub async fn check<F, Fut>(&self, probe: F) -> T
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), UpstreamError>>,
+        Fut: Future<Output = T>,
     {
         if let Some(answer) = self.fresh() {
             return answer;
@@ -45,14 +45,14 @@ impl Readiness {
         if let Some(answer) = self.fresh() {
             return answer;
         }
-        let answer = probe().await.map_err(|e| e.to_string());
+        let answer = probe().await;
         if let Ok(mut last) = self.last.lock() {
             *last = Some((Instant::now(), answer.clone()));
         }
         answer
     }
 
-    fn fresh(&self) -> Option<Result<(), String>> {
+    fn fresh(&self) -> Option<T> {
         let last = self.last.lock().ok()?;
         let (at, answer) = last.as_ref()?;
         (at.elapsed() < self.fresh_for).then(|| answer.clone())
@@ -60,17 +60,30 @@ impl Readiness {
 }
 
 impl Connector {
-    /// Whether the server answers a stream for `domain` (TCP, TLS as configured and verified
-    /// against `domain`, the stream header and its features), within the connect timeout.
-    /// Never a login: the readiness probe costs the server no SASL and no failed-login budget.
-    pub async fn probe(&self, domain: &str) -> Result<(), UpstreamError> {
-        self.within_timeout(async {
-            let (_, mut stream) = self.open(domain).await?;
-            // The footer is a courtesy: the answer is already in.
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-            Ok(())
-        })
-        .await
+    /// Whether entry `entry` of the upstream list answers a stream for `domain` (TCP, TLS as
+    /// configured and verified against `domain`, the stream header and its features): its
+    /// targets in order, each within the connect timeout, until one does; back-offs neither
+    /// skipped nor changed. Never a login: the readiness probe costs the server no SASL and
+    /// no failed-login budget.
+    pub async fn probe(&self, entry: usize, domain: &str) -> Result<(), UpstreamError> {
+        let mut last = UpstreamError::Unreachable("no target to connect to".into());
+        for target in self.upstreams().targets(entry).await {
+            let probed = self
+                .within_timeout(async {
+                    let (_, mut stream) = self.open_at(&target, domain).await?;
+                    // The footer is a courtesy: the answer is already in.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+                    Ok(())
+                })
+                .await;
+            match probed {
+                Ok(()) => return Ok(()),
+                // It answered the stream: it serves, if not that name (see `Access::probe`).
+                Err(e @ UpstreamError::HostUnknown(_)) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 }
 
@@ -84,11 +97,11 @@ mod tests {
     fn counting(
         probes: &Arc<AtomicUsize>,
         answer: Result<(), UpstreamError>,
-    ) -> impl FnOnce() -> std::future::Ready<Result<(), UpstreamError>> {
+    ) -> impl FnOnce() -> std::future::Ready<Result<(), String>> {
         let probes = probes.clone();
         move || {
             probes.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(answer)
+            std::future::ready(answer.map_err(|e| e.to_string()))
         }
     }
 
@@ -136,7 +149,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn callers_at_once_share_one_probe() {
-        let r = Arc::new(Readiness::new(Duration::from_secs(3600)));
+        let r: Arc<Readiness> = Arc::new(Readiness::new(Duration::from_secs(3600)));
         let probes = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..20 {

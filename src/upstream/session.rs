@@ -160,6 +160,21 @@ impl std::fmt::Debug for AdminSession {
     }
 }
 
+/// Whether a stream that died of `e` died with its server (rather than for its account: a
+/// stream error such as `conflict` or `not-authorized` is the server, alive, ending one stream).
+fn server_gone(e: &UpstreamError) -> bool {
+    match e {
+        UpstreamError::Closed(_) | UpstreamError::Stream(_) | UpstreamError::Unreachable(_) => true,
+        UpstreamError::StreamError { condition, .. } => {
+            matches!(
+                condition.as_str(),
+                "system-shutdown" | "remote-connection-failed"
+            )
+        }
+        _ => false,
+    }
+}
+
 impl AdminSession {
     /// Takes over a logged-in stream and starts the task that drives it; at most
     /// `max_in_flight` IQs await answers at once, later ones wait their turn.
@@ -180,10 +195,18 @@ impl AdminSession {
         #[cfg(feature = "test-client")]
         let inbox = driver.inbox.clone();
         let own = own::Own::register(&logged_in.jid);
+        let on = logged_in.on;
         let task = tokio::spawn(async move {
             // Known as the gateway's own until the driver has let the stream go.
             let _own = own;
-            driver.run().await;
+            let died = driver.run().await;
+            if let (Some(on), Some(e)) = (&on, died) {
+                if server_gone(&e) {
+                    on.lost();
+                }
+            }
+            // Counted among its upstream's streams until here.
+            drop(on);
             let _ = closed_tx.send(true);
         });
         Self {

@@ -161,13 +161,13 @@ pub struct Hibernated {
 
 /// The gateway's own upstream connector, aimed at `server` and trusting only its CA.
 pub fn connector(server: &TestServer) -> Connector {
-    Connector::new(UpstreamConfig {
-        host: "127.0.0.1".into(),
-        port: server.c2s_port,
-        tls: UpstreamTls::Starttls,
-        ca: Some(server.ca_pem.clone()),
-        connect_timeout: Duration::from_secs(10),
-    })
+    Connector::new(UpstreamConfig::single(
+        "127.0.0.1",
+        server.c2s_port,
+        UpstreamTls::Starttls,
+        Some(server.ca_pem.clone()),
+        Duration::from_secs(10),
+    ))
     .expect("connector")
 }
 

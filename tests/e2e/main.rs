@@ -32,6 +32,7 @@ mod stages;
 mod stream;
 mod tls;
 mod tokens;
+mod upstreams;
 
 use std::sync::OnceLock;
 

@@ -19,6 +19,8 @@ pub struct LoggedIn {
     pub io: Transport,
     pub jid: FullJid,
     pub timeouts: Timeouts,
+    /// The upstream target the stream is on (none in tests' fakes).
+    pub on: Option<crate::upstream::list::StreamOn>,
 }
 
 impl LoggedIn {
@@ -34,7 +36,12 @@ impl LoggedIn {
     ) -> Result<Self, UpstreamError> {
         let io = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.into_inner()))
             .map_err(|_| UpstreamError::Stream("the stream was mid-element after bind".into()))?;
-        Ok(Self { io, jid, timeouts })
+        Ok(Self {
+            io,
+            jid,
+            timeouts,
+            on: None,
+        })
     }
 }
 
@@ -49,11 +56,10 @@ impl super::Connector {
         password: &str,
         resource: &str,
     ) -> Result<(Stream, FullJid), UpstreamError> {
-        self.within_timeout(async {
-            let mut stream = self.authenticate_inner(account, password).await?;
-            let jid = super::bind(&mut stream, resource).await?;
-            Ok((stream, jid))
-        })
-        .await
+        let mut stream = self.authenticate(account, password).await?;
+        let jid = self
+            .within_timeout(super::bind(&mut stream, resource))
+            .await?;
+        Ok((stream, jid))
     }
 }

@@ -143,7 +143,8 @@ impl Driver {
         }
     }
 
-    pub(super) async fn run(mut self) {
+    /// Drives the stream to its end: `None` when the gateway closed it, else what it died of.
+    pub(super) async fn run(mut self) -> Option<UpstreamError> {
         let end = self.drive().await;
         self.alive.store(false, Ordering::Release);
         match end {
@@ -153,10 +154,12 @@ impl Driver {
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
+                None
             }
             End::Dead(e) => {
                 tracing::info!(account = %self.jid.to_bare(), error = %e, "upstream stream ended");
                 self.fail_all(|| e.clone());
+                Some(e)
             }
         }
     }
