@@ -67,7 +67,7 @@ impl Connector {
     /// no failed-login budget.
     pub async fn probe(&self, entry: usize, domain: &str) -> Result<(), UpstreamError> {
         let mut last = UpstreamError::Unreachable("no target to connect to".into());
-        for target in self.upstreams().targets(entry).await {
+        for target in self.upstreams().targets(entry).await? {
             let probed = self
                 .within_timeout(async {
                     let (_, mut stream) = self.open_at(&target, domain).await?;
