@@ -138,6 +138,22 @@ async fn a_refused_password_reaches_one_server_and_a_dead_one_fails_over(kind: S
         ),
         1.0
     );
+    // The stream that died with its server put the entry in back-off: the login did not
+    // even try it.
+    let first_tried = value(
+        &m,
+        "xrg_upstream_entry_logins_total",
+        &[("upstream", &first_label), ("outcome", "error")],
+    );
+    assert_eq!(first_tried, 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "xrg_upstream_failovers_total",
+            &[("upstream", &first_label)]
+        ),
+        0.0
+    );
 }
 
 /// `--upstream domain.com`, its SRV records served by a DNS responder of the test's own: the
