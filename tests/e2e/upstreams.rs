@@ -210,3 +210,51 @@ async fn a_domain_entry_tries_its_srv_targets_in_order(kind: ServerKind) {
         1.0
     );
 }
+
+/// However many targets stay silent, a login walks them only until `--request-timeout`: 504,
+/// not a wait of a connect timeout per target; `/readyz` answers 503 within about one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_targets_are_walked_only_within_the_request_timeout() {
+    let s = common::started(ServerKind::Prosody).await;
+    let mut silent = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..5 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(l.local_addr().unwrap().to_string());
+        // Accepts and holds every connection, never writing a byte.
+        silent.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                held.push(c);
+            }
+        }));
+    }
+    let list = addrs.join(",");
+    let gw = TestGateway::start(
+        s,
+        &[
+            "--upstream",
+            &list,
+            "--upstream-tls",
+            "none",
+            "--connect-timeout",
+            "1",
+            "--request-timeout",
+            "2",
+        ],
+    );
+    let started = Instant::now();
+    let r = idle_seed_as_admin(gw.addr).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // Readiness probes the entries at once, each within one connect timeout.
+    let started = Instant::now();
+    let r = get(gw.addr, "/readyz").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    for task in silent {
+        task.abort();
+    }
+}
