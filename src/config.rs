@@ -45,6 +45,8 @@ pub struct Config {
     pub admin_listen: AdminListen,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub upstream: UpstreamConfig,
+    /// `--dns-server`: the DNS server for SRV lookups instead of the system's configuration.
+    pub dns_server: Option<SocketAddr>,
     pub domain: Option<String>,
     pub aliases: Vec<String>,
     pub request_timeout: Duration,
@@ -351,6 +353,13 @@ impl Cli {
             ),
             None => None,
         };
+        let dns_server = match self.dns_server.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => Some(
+                dns_server_addr(a)
+                    .map_err(|e| ConfigError(format!("{} {a:?}: {e}", name("--dns-server"))))?,
+            ),
+        };
         let admin_listen = match self.admin_listen.as_deref().map(str::trim) {
             None => AdminListen::Default(DEFAULT_ADMIN_LISTEN),
             Some("off") => AdminListen::Off,
@@ -397,6 +406,7 @@ impl Cli {
                 ca: self.upstream_ca,
                 connect_timeout: Duration::from_secs(self.connect_timeout),
             },
+            dns_server,
             domain,
             aliases,
             request_timeout: Duration::from_secs(self.request_timeout),
@@ -538,6 +548,22 @@ pub fn listen_addr(written: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| format!("the name {host} resolves to no address"))
+}
+
+/// A DNS server: `IP`, `IP:PORT` or `[IPv6]:PORT` (no name: there is nothing yet to resolve it
+/// with), port 53 when not given.
+fn dns_server_addr(written: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = written.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    let (host, port) = split_host_port(written).map_err(|e| match e.starts_with("expected") {
+        true => "expected IP or IP:PORT ([::1]:53 for IPv6)".to_string(),
+        false => e,
+    })?;
+    let ip = host
+        .parse::<IpAddr>()
+        .map_err(|_| format!("{host} is not an IP address (a DNS server is given by address)"))?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 pub(crate) fn is_loopback_host(host: &str) -> bool {

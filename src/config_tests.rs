@@ -424,6 +424,29 @@ fn replica_flags_go_together_and_name_each_replica_once() {
 }
 
 #[test]
+fn a_dns_server_is_an_address_with_port_53_by_default() {
+    assert_eq!(parse(&[]).unwrap().dns_server, None);
+    let at = |a: &str| parse(&["--dns-server", a]).map(|c| c.dns_server);
+    assert_eq!(at("127.0.0.53"), Ok(Some("127.0.0.53:53".parse().unwrap())));
+    assert_eq!(
+        at("127.0.0.1:5300"),
+        Ok(Some("127.0.0.1:5300".parse().unwrap()))
+    );
+    assert_eq!(at("::1"), Ok(Some("[::1]:53".parse().unwrap())));
+    assert_eq!(at("[::1]:5300"), Ok(Some("[::1]:5300".parse().unwrap())));
+    for (bad, why) in [
+        ("dns.example:53", "not an IP address"),
+        ("127.0.0.1:0", "port 0"),
+        ("nonsense", "expected IP"),
+    ] {
+        let e = at(bad).unwrap_err();
+        assert!(e.contains("--dns-server") && e.contains(why), "{bad}: {e}");
+    }
+    let e = with_env(&[("XRG_DNS_SERVER", "dns.example")], || parse_here(&[])).unwrap_err();
+    assert!(e.contains("XRG_DNS_SERVER"), "{e}");
+}
+
+#[test]
 fn the_upstream_list_keeps_its_order_and_its_kinds() {
     let c = parse(&["--upstream", " b.example:5223, [::1]:5222,example.org "]).unwrap();
     assert_eq!(

@@ -102,6 +102,18 @@ async fn run(mut cfg: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A resolver only for a list that names a domain: one of addresses needs no DNS.
+    let connector = if connector.upstreams().has_domains() {
+        match xmpp_rest_gateway::upstream::srv::Resolver::new(cfg.dns_server) {
+            Ok(r) => connector.with_resolver(r),
+            Err(e) => {
+                eprintln!("error: the DNS resolver for --upstream's domains: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        connector
+    };
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
         Err(e) => {

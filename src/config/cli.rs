@@ -67,6 +67,11 @@ pub struct Cli {
     #[arg(long, env = "XRG_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
 
+    /// DNS server for the upstream domain's SRV records (IP or IP:PORT, port 53 by default),
+    /// instead of the system's resolver configuration (/etc/resolv.conf).
+    #[arg(long, env = "XRG_DNS_SERVER")]
+    pub dns_server: Option<String>,
+
     /// Default domain for Basic user names given as a bare localpart.
     #[arg(long, env = "XRG_DOMAIN")]
     pub domain: Option<String>,

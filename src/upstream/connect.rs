@@ -81,6 +81,13 @@ impl Connector {
         &self.cfg
     }
 
+    /// The same connector, its `DOMAIN` entries looked up with `resolver` (SRV).
+    pub fn with_resolver(mut self, resolver: super::srv::Resolver) -> Self {
+        self.upstreams =
+            Arc::new(Upstreams::new(&self.cfg.entries, self.cfg.tls).with_resolver(resolver));
+        self
+    }
+
     /// The upstream list and its back-offs.
     pub fn upstreams(&self) -> &Upstreams {
         &self.upstreams

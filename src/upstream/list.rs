@@ -17,21 +17,24 @@ use tokio::time::Instant;
 
 use crate::config::{UpstreamEntry, UpstreamTls};
 
+use super::srv::{self, Resolver};
 use super::UpstreamError;
 
 /// How long a target that failed once is skipped.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// The longest back-off, however often a target failed in a row.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// The most targets kept of one SRV entry's records (a DNS answer may name any number).
-pub const MAX_TARGETS: usize = 16;
-/// How long a lookup may take before the entry falls back as if it had no records.
-const LOOKUP_BOUND: Duration = Duration::from_secs(5);
+/// The most targets kept of one SRV entry's records (a DNS answer may name any number; the
+/// resolver keeps no more either).
+pub const MAX_TARGETS: usize = srv::MAX_TARGETS;
 
 /// Every entry of `--upstream`, in order, with its targets and their back-offs.
 pub struct Upstreams {
     entries: Vec<Entry>,
     tls: UpstreamTls,
+    /// How SRV entries are looked up; without one (tools and tests that name no domain) a
+    /// `DOMAIN` entry is `DOMAIN:5222`.
+    resolver: Option<Resolver>,
 }
 
 /// One entry of the list.
@@ -146,7 +149,26 @@ impl Upstreams {
                     Entry { label, kind }
                 })
                 .collect();
-        Self { entries, tls }
+        Self {
+            entries,
+            tls,
+            resolver: None,
+        }
+    }
+
+    /// The same list, its `DOMAIN` entries looked up with `resolver`.
+    pub fn with_resolver(self, resolver: Resolver) -> Self {
+        Self {
+            resolver: Some(resolver),
+            ..self
+        }
+    }
+
+    /// Whether any entry is a `DOMAIN` (looked up by SRV).
+    pub fn has_domains(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e.kind, Kind::Srv { .. }))
     }
 
     /// The entries' labels, in order.
@@ -171,7 +193,8 @@ impl Upstreams {
     pub async fn plan(&self) -> Vec<Arc<Target>> {
         let mut all = Vec::new();
         for i in 0..self.entries.len() {
-            all.extend(self.targets(i).await);
+            // An entry whose records say it serves nothing has nothing to try.
+            all.extend(self.targets(i).await.unwrap_or_default());
         }
         let ready: Vec<Arc<Target>> = all.iter().filter(|t| !t.in_backoff()).cloned().collect();
         if ready.is_empty() {
@@ -181,50 +204,54 @@ impl Upstreams {
         }
     }
 
-    /// Entry `i`'s targets in their order (an SRV entry's looked up when stale).
-    pub async fn targets(&self, i: usize) -> Vec<Arc<Target>> {
+    /// Entry `i`'s targets in their order (an SRV entry's looked up when stale); `Err` when
+    /// its SRV records say the domain offers no c2s service.
+    pub async fn targets(&self, i: usize) -> Result<Vec<Arc<Target>>, UpstreamError> {
         let Some(entry) = self.entries.get(i) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        match &entry.kind {
-            Kind::Fixed(t) => vec![t.clone()],
+        let (domain, cached, turn) = match &entry.kind {
+            Kind::Fixed(t) => return Ok(vec![t.clone()]),
             Kind::Srv {
                 domain,
                 cached,
                 turn,
-            } => {
-                if let Some(fresh) = fresh(cached) {
-                    return fresh;
-                }
-                let _turn = turn.lock().await;
-                if let Some(fresh) = fresh(cached) {
-                    return fresh;
-                }
-                let (found, expires) = self.look_up(domain).await;
-                let old = cached
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .map(|(t, _)| t)
-                    .unwrap_or_default();
-                // A target seen before keeps its back-off across lookups.
-                let targets: Vec<Arc<Target>> = found
-                    .into_iter()
-                    .take(MAX_TARGETS)
-                    .map(|(host, port)| {
-                        old.iter()
-                            .find(|t| t.host == host && t.port == port)
-                            .cloned()
-                            .unwrap_or_else(|| {
-                                Arc::new(Target::new(host, port, entry.label.clone(), true))
-                            })
-                    })
-                    .collect();
-                *cached.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((targets.clone(), expires));
-                targets
-            }
+            } => (domain, cached, turn),
+        };
+        if let Some(fresh) = fresh(cached) {
+            return fresh;
         }
+        let _turn = turn.lock().await;
+        if let Some(fresh) = fresh(cached) {
+            return fresh;
+        }
+        let looked_up = self.look_up(domain).await;
+        let mut c = cached.lock().unwrap_or_else(|e| e.into_inner());
+        let old = c.take().map(|c| c.targets).unwrap_or_default();
+        let (found, expires, refused) = match looked_up {
+            Ok((found, expires)) => (found, expires, None),
+            Err((why, expires)) => (Vec::new(), expires, Some(why)),
+        };
+        // A target seen before keeps its back-off across lookups.
+        let targets: Vec<Arc<Target>> = found
+            .into_iter()
+            .take(MAX_TARGETS)
+            .map(|(host, port)| {
+                old.iter()
+                    .find(|t| t.host == host && t.port == port)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Target::new(host, port, entry.label.clone(), true)))
+            })
+            .collect();
+        let now = Cached {
+            targets,
+            expires,
+            refused,
+            looked_up: Instant::now(),
+        };
+        let answer = now.answer();
+        *c = Some(now);
+        answer
     }
 
     /// How many entries the list has.
@@ -238,7 +265,8 @@ impl Upstreams {
     }
 
     /// `target` failed: its back-off, and when every target of its SRV entry is in back-off,
-    /// the entry's records are looked up again at the next login.
+    /// the entry's records are looked up again at the next login (once they are
+    /// [`srv::MIN_TTL`] old).
     pub fn failed(&self, target: &Target) {
         target.failed();
         if !target.from_dns {
@@ -247,13 +275,14 @@ impl Upstreams {
         for entry in &self.entries {
             if let Kind::Srv { cached, .. } = &entry.kind {
                 let mut c = cached.lock().unwrap_or_else(|e| e.into_inner());
-                let stale = c.as_ref().is_some_and(|(targets, _)| {
-                    targets.iter().any(|t| std::ptr::eq(&**t, target))
-                        && targets.iter().all(|t| t.in_backoff())
-                });
-                if stale {
-                    if let Some((_, expires)) = c.as_mut() {
-                        *expires = Instant::now();
+                if let Some(c) = c.as_mut() {
+                    let all_failed = c.targets.iter().any(|t| std::ptr::eq(&**t, target))
+                        && c.targets.iter().all(|t| t.in_backoff());
+                    if all_failed {
+                        // Looked up again at the next login, but not more often than the
+                        // shortest TTL the resolver keeps: a dead service is not a DNS query
+                        // per login.
+                        c.expires = c.expires.min(c.looked_up + srv::MIN_TTL);
                     }
                 }
             }
@@ -290,25 +319,59 @@ impl Upstreams {
         Ok(())
     }
 
-    /// The targets of `domain`'s SRV records in the order to try and until when they stand;
-    /// without records, `domain:5222`.
-    async fn look_up(&self, domain: &str) -> (Vec<(String, u16)>, Instant) {
-        let _ = LOOKUP_BOUND;
-        (
-            vec![(domain.to_string(), 5222)],
-            Instant::now() + Duration::from_secs(300),
-        )
+    /// The targets of `domain`'s SRV records in the order to try and until when they stand
+    /// (without records, or when the lookup fails, `domain:5222`: `srv::Resolver::lookup`);
+    /// `Err` with the reason when the records say the domain offers no c2s service, which
+    /// stands as long as a fallback would.
+    async fn look_up(
+        &self,
+        domain: &str,
+    ) -> Result<(Vec<(String, u16)>, Instant), (String, Instant)> {
+        let Some(resolver) = &self.resolver else {
+            let expires = Instant::now() + srv::FALLBACK_TTL;
+            return Ok((vec![(domain.to_string(), srv::XMPP_CLIENT_PORT)], expires));
+        };
+        match resolver.lookup(domain).await {
+            Ok(resolved) => {
+                let found = resolved
+                    .targets
+                    .into_iter()
+                    .map(|t| (t.host, t.port))
+                    .collect();
+                Ok((found, resolved.expires))
+            }
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "upstream entry has no target");
+                Err((e.to_string(), Instant::now() + srv::FALLBACK_TTL))
+            }
+        }
     }
 }
 
 /// An SRV entry's targets as last looked up, and until when they stand.
-type Cached = (Vec<Arc<Target>>, Instant);
+struct Cached {
+    targets: Vec<Arc<Target>>,
+    expires: Instant,
+    /// Why there are none: the records say the domain offers no c2s service.
+    refused: Option<String>,
+    /// When they were looked up.
+    looked_up: Instant,
+}
 
-fn fresh(cached: &Mutex<Option<Cached>>) -> Option<Vec<Arc<Target>>> {
+impl Cached {
+    fn answer(&self) -> Result<Vec<Arc<Target>>, UpstreamError> {
+        match &self.refused {
+            Some(why) => Err(UpstreamError::Unreachable(why.clone())),
+            None => Ok(self.targets.clone()),
+        }
+    }
+}
+
+fn fresh(cached: &Mutex<Option<Cached>>) -> Option<Result<Vec<Arc<Target>>, UpstreamError>> {
     let c = cached.lock().unwrap_or_else(|e| e.into_inner());
     c.as_ref()
-        .filter(|(_, expires)| Instant::now() < *expires)
-        .map(|(t, _)| t.clone())
+        .filter(|c| Instant::now() < c.expires)
+        .map(Cached::answer)
 }
 
 #[cfg(test)]

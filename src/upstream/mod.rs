@@ -2,7 +2,8 @@
 //! targets and their back-offs (`list`), opening and securing c2s streams and logging in
 //! (`connect`), one stream with many IQs in flight (`session`), and the
 //! warm sessions of the accounts that use the gateway (`pool`), and the entry point that hands a
-//! request its stream within the failed-login budgets (`access`, `throttle`).
+//! request its stream within the failed-login budgets (`access`, `throttle`); where a domain's
+//! c2s service is, from its SRV records (`srv`).
 
 pub mod access;
 pub mod connect;
@@ -12,6 +13,7 @@ pub mod list;
 pub mod pool;
 pub mod probe;
 pub mod session;
+pub mod srv;
 pub mod throttle;
 
 pub use access::{Access, AccessError, Admitted};

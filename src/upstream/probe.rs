@@ -62,28 +62,40 @@ impl<T: Clone> Readiness<T> {
 impl Connector {
     /// Whether entry `entry` of the upstream list answers a stream for `domain` (TCP, TLS as
     /// configured and verified against `domain`, the stream header and its features): its
-    /// targets in order, each within the connect timeout, until one does; back-offs neither
-    /// skipped nor changed. Never a login: the readiness probe costs the server no SASL and
-    /// no failed-login budget.
+    /// targets in order until one does, all of them within one connect timeout (a probe of
+    /// a domain with many silent targets takes no longer than one of an address); back-offs
+    /// neither skipped nor changed. Never a login: the readiness probe costs the server no
+    /// SASL and no failed-login budget.
     pub async fn probe(&self, entry: usize, domain: &str) -> Result<(), UpstreamError> {
-        let mut last = UpstreamError::Unreachable("no target to connect to".into());
-        for target in self.upstreams().targets(entry).await {
-            let probed = self
-                .within_timeout(async {
-                    let (_, mut stream) = self.open_at(&target, domain).await?;
-                    // The footer is a courtesy: the answer is already in.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-                    Ok(())
-                })
-                .await;
-            match probed {
-                Ok(()) => return Ok(()),
-                // It answered the stream: it serves, if not that name (see `Access::probe`).
-                Err(e @ UpstreamError::HostUnknown(_)) => return Err(e),
-                Err(e) => last = e,
+        let targets = self.upstreams().targets(entry).await?;
+        let bound = self.config().connect_timeout;
+        let mut last = None;
+        let walk = async {
+            for target in &targets {
+                match self.open_at(target, domain).await {
+                    Ok((_, mut stream)) => {
+                        // The footer is a courtesy: the answer is already in.
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+                        return Ok(());
+                    }
+                    // It answered the stream: it serves, if not that name (`Access::probe`).
+                    Err(e @ UpstreamError::HostUnknown(_)) => return Err(e),
+                    Err(e) => last = Some(e),
+                }
             }
+            Err(last
+                .clone()
+                .unwrap_or_else(|| UpstreamError::Unreachable("no target to connect to".into())))
+        };
+        match tokio::time::timeout(bound, walk).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(UpstreamError::Unreachable(match last {
+                Some(e) => format!("no stream within {bound:?} (before: {e})"),
+                None => format!("no stream within {bound:?}"),
+            })),
         }
-        Err(last)
     }
 }
 

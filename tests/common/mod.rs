@@ -37,6 +37,7 @@ macro_rules! on_both_servers {
 }
 
 pub mod cluster;
+pub mod dns;
 pub mod doc;
 mod ejabberd;
 mod gateway;

@@ -18,7 +18,7 @@ async fn order(u: &Upstreams) -> Vec<String> {
 }
 
 async fn target(u: &Upstreams, i: usize) -> Arc<Target> {
-    u.targets(i).await.remove(0)
+    u.targets(i).await.expect("targets").remove(0)
 }
 
 #[tokio::test(start_paused = true)]
@@ -95,4 +95,85 @@ async fn plaintext_to_a_looked_up_target_needs_a_loopback_address() {
     // An operator's literal entry was checked at start.
     let literal = Target::new("192.0.2.1".into(), 5222, "192.0.2.1:5222".into(), false);
     assert!(u.check_plaintext(&literal).await.is_ok());
+}
+
+// The same responder `upstream::srv`'s tests load: a file of the e2e harness, so a module
+// of each test module that uses it.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../tests/common/dns.rs"]
+mod dns;
+
+/// The loopback responder's records for `example.test`: `a` first, then `b`, for 10 minutes.
+fn srv_list() -> (dns::DnsResponder, Upstreams) {
+    let records = vec![
+        dns::Srv::new(0, 0, 5222, "a.example.test."),
+        dns::Srv::new(1, 0, 5222, "b.example.test."),
+    ];
+    let responder = dns::DnsResponder::start([(
+        "_xmpp-client._tcp.example.test".to_string(),
+        dns::Answer::Srv { ttl: 600, records },
+    )]);
+    let resolver = Resolver::new(Some(responder.addr())).expect("a resolver");
+    let entries = [UpstreamEntry::Srv {
+        domain: "example.test".into(),
+    }];
+    let u = Upstreams::new(&entries, UpstreamTls::Starttls).with_resolver(resolver);
+    (responder, u)
+}
+
+// The lookups run on the real clock (the responder answers in real time); the clock is paused
+// only to pass the time a re-lookup waits for.
+#[tokio::test]
+async fn a_domains_targets_are_kept_then_looked_up_again_once_every_one_failed() {
+    let (responder, u) = srv_list();
+    let both = ["a.example.test:5222", "b.example.test:5222"];
+    assert_eq!(order(&u).await, both);
+    assert_eq!(order(&u).await, both);
+    assert_eq!(responder.queries(), 1, "kept for the records' TTL");
+    let targets = u.targets(0).await.expect("targets");
+    assert!(targets.iter().all(|t| &*t.label == "example.test"));
+    u.failed(&targets[0]);
+    assert_eq!(order(&u).await, ["b.example.test:5222"]);
+    assert_eq!(responder.queries(), 1, "one target left: no lookup");
+
+    tokio::time::pause();
+    u.failed(&targets[1]);
+    // Every target failed: tried all the same, and looked up again once the answer is
+    // `MIN_TTL` old, not at every login.
+    assert_eq!(order(&u).await, both);
+    assert_eq!(responder.queries(), 1);
+    tokio::time::advance(srv::MIN_TTL).await;
+    tokio::time::resume();
+    assert_eq!(order(&u).await, both);
+    assert_eq!(responder.queries(), 2);
+    // The same targets kept their state across the lookup.
+    let again = u.targets(0).await.expect("targets");
+    assert!(Arc::ptr_eq(&again[0], &targets[0]));
+}
+
+#[tokio::test]
+async fn a_domain_whose_records_say_no_service_has_no_target() {
+    let responder = dns::DnsResponder::start([(
+        "_xmpp-client._tcp.example.test".to_string(),
+        dns::Answer::Srv {
+            ttl: 600,
+            records: vec![dns::Srv::new(0, 0, 0, ".")],
+        },
+    )]);
+    let resolver = Resolver::new(Some(responder.addr())).expect("a resolver");
+    let entries = [
+        UpstreamEntry::Srv {
+            domain: "example.test".into(),
+        },
+        UpstreamEntry::Addr {
+            host: "127.0.0.1".into(),
+            port: 5222,
+        },
+    ];
+    let u = Upstreams::new(&entries, UpstreamTls::Starttls).with_resolver(resolver);
+    assert!(matches!(
+        u.targets(0).await,
+        Err(UpstreamError::Unreachable(_))
+    ));
+    assert_eq!(order(&u).await, ["127.0.0.1:5222"]);
 }
