@@ -75,20 +75,27 @@ fn sessionid(r: &HttpResponse) -> String {
         .to_string()
 }
 
-async fn forwards(admin: SocketAddr, direction: &str, result: &str) -> f64 {
+/// A gateway's `xrg_forwarded_requests_total{direction, result}`, read from its admin listener.
+pub(crate) async fn forwards(admin: SocketAddr, direction: &str, result: &str) -> f64 {
     let r = http(admin, "GET", "/metrics", &[], b"").await;
     let samples = parse_exposition(&r.text());
     let labels = [("direction", direction), ("result", result)];
     value(&samples, "xrg_forwarded_requests_total", &labels)
 }
 
-async fn a_kept_command_goes_on_through_either_replica(kind: ServerKind) {
-    let s = common::started(kind).await;
-    let dir = common::scratch_dir(&format!("forwarding-{kind}"));
+/// A fresh replica key in a scratch directory named after `tag`, readable by its owner only
+/// (the gateway refuses a key file others can read); returns its path.
+pub(crate) fn replica_key_file(tag: &str) -> String {
+    let dir = common::scratch_dir(tag);
     let key = dir.join("replica.key");
     std::fs::write(&key, format!("{}\n", common::random_hex(32))).expect("key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let key = key.to_string_lossy().into_owned();
+    key.to_string_lossy().into_owned()
+}
+
+async fn a_kept_command_goes_on_through_either_replica(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let key = replica_key_file(&format!("forwarding-{kind}"));
     let proxy = XmppProxy::start(s.c2s_addr()).await;
     let (a_at, b_at, a_admin, b_admin) = (loopback(), loopback(), loopback(), loopback());
     let a = replica(s, &proxy, &key, ("gw-a", a_at), ("gw-b", b_at), a_admin);
