@@ -230,10 +230,11 @@ fn json_headers() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// One request of the load: the account it asked about (its own, so that the server's copy
-/// of its command is found by it), when it was sent and answered, and the answer.
+/// One request of the load: its mark, the local part of the account it asked about (its own,
+/// so that the server's copy of its command is found by it), when it was sent and answered,
+/// and the answer.
 struct Sent {
-    jid: String,
+    mark: String,
     start: Instant,
     end: Instant,
     answer: Result<HttpResponse, String>,
@@ -241,39 +242,39 @@ struct Sent {
 
 /// A steady load through HAProxy: `clients` clients, each sending one request after the other
 /// (a pause of 20 ms between), user-stats of an account that does not exist and is named by
-/// no other request: a cheap command, known at the server by its account.
+/// no other request (`what-HEX-N@domain.com`, N counting the load's requests): a cheap
+/// command, known at the server by its account, the mark the reading proxy records.
 struct Load {
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicUsize>,
     sent: Arc<Mutex<Vec<Sent>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Accounts start with this.
-    tag: String,
 }
 
 impl Load {
-    fn start(addr: SocketAddr, clients: usize, what: &str) -> Load {
-        let tag = format!("{what}-{}", common::random_hex(3));
+    /// Starts the load through `addr`, once `proxy` records its marks.
+    fn start(addr: SocketAddr, clients: usize, what: &str, proxy: &XmppProxy) -> Load {
+        let prefix = format!("{what}-{}-", common::random_hex(3));
+        proxy.record_marks(&prefix);
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicUsize::new(0));
+        let numbered = Arc::new(AtomicUsize::new(0));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let tasks = (0..clients)
-            .map(|c| {
+            .map(|_| {
                 let (stop, answered, sent) = (stop.clone(), answered.clone(), sent.clone());
-                let tag = tag.clone();
+                let (numbered, prefix) = (numbered.clone(), prefix.clone());
                 tokio::spawn(async move {
-                    let mut k = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        k += 1;
-                        let jid = format!("{tag}-{c}-{k}@{}", common::DOMAIN);
-                        let body = user_stats(&jid).to_string();
+                        let mark = format!("{prefix}{}", numbered.fetch_add(1, Ordering::Relaxed));
+                        let body = user_stats(&format!("{mark}@{}", common::DOMAIN)).to_string();
                         let start = Instant::now();
                         let answer =
                             try_http(addr, "POST", PATH, &json_headers(), body.as_bytes()).await;
                         let end = Instant::now();
                         answered.fetch_add(1, Ordering::Relaxed);
                         sent.lock().unwrap().push(Sent {
-                            jid,
+                            mark,
                             start,
                             end,
                             answer,
@@ -288,7 +289,6 @@ impl Load {
             answered,
             sent,
             tasks,
-            tag,
         }
     }
 
@@ -312,21 +312,6 @@ impl Load {
     }
 }
 
-/// How many times each account of the load (`tag-...@domain.com`) appears in what the
-/// gateways sent the server: once per command that carried it.
-fn named_at_server(proxy: &XmppProxy, tag: &str) -> HashMap<String, usize> {
-    let needle = format!(">{tag}-");
-    let mut counts = HashMap::new();
-    for text in proxy.seen(|s| s.sent.clone()) {
-        for (i, _) in text.match_indices(&needle) {
-            let value = &text[i + 1..];
-            let end = value.find('<').unwrap_or(value.len());
-            *counts.entry(value[..end].to_string()).or_default() += 1;
-        }
-    }
-    counts
-}
-
 /// The status a gateway answers the load's command with: Prosody reports the unknown account
 /// in an error note (422), ejabberd answers empty statistics (200) (docs/api.md §9).
 fn answered_status(kind: ServerKind) -> u16 {
@@ -336,12 +321,11 @@ fn answered_status(kind: ServerKind) -> u16 {
     }
 }
 
-/// Gateways with `extra` flags through a reading proxy that keeps what they send, behind
+/// Gateways with `extra` flags through a reading proxy (which counts what they send), behind
 /// HAProxy balancing round-robin (every gateway carries the load's one account).
 async fn replicas_counted(kind: ServerKind, extra: &[&str]) -> (XmppProxy, Replicas) {
     let s = common::started(kind).await;
     let proxy = XmppProxy::start(s.c2s_addr()).await;
-    proxy.record_sent();
     let upstream = proxy.addr.to_string();
     let r = Replicas::start(s, 2, Balance::RoundRobin, |_, _| {
         let mut args = vec!["--upstream", &upstream, "--upstream-tls", "none"];
@@ -355,7 +339,7 @@ async fn replicas_counted(kind: ServerKind, extra: &[&str]) -> (XmppProxy, Repli
 async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerKind) {
     let (proxy, mut r) = replicas_counted(kind, &[]).await;
     let commands_before = proxy.commands();
-    let load = Load::start(r.haproxy.addr, 4, "kill");
+    let load = Load::start(r.haproxy.addr, 4, "kill", &proxy);
     load.wait_more(40).await;
     let before = r.haproxy.servers();
     assert!(before.iter().all(|s| s.sessions > 0), "{before:?}");
@@ -380,7 +364,6 @@ async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerK
     let survivor_before = r.haproxy.servers()[survivor].sessions;
     load.wait_more(40).await;
     // Of those 40, at most one per client was sent before `survivor_before` was read.
-    let tag = load.tag.clone();
     let sent = load.finish().await;
     let after = r.haproxy.servers();
     assert!(
@@ -396,29 +379,29 @@ async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerK
         let a = q
             .answer
             .as_ref()
-            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.jid));
+            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.mark));
         if a.status == expected {
             continue;
         }
         // HAProxy's 502: the gateway died with the request; it may have run.
-        assert_eq!(a.status, 502, "{kind}: {}: {}", q.jid, a.text());
+        assert_eq!(a.status, 502, "{kind}: {}: {}", q.mark, a.text());
         assert_eq!(a.text(), errorfile(502).1, "{kind}");
         assert!(
             at_kill(q),
             "{kind}: {} failed but was not in flight at the kill",
-            q.jid
+            q.mark
         );
-        failed.push(q.jid.clone());
+        failed.push(q.mark.clone());
     }
 
     // At the server: each answered request's command once, a failed one's at most once.
-    let named = named_at_server(&proxy, &tag);
+    let named = proxy.mark_counts();
     for q in &sent {
-        let n = named.get(&q.jid).copied().unwrap_or(0);
-        if failed.contains(&q.jid) {
-            assert!(n <= 1, "{kind}: {} reached the server {n} times", q.jid);
+        let n = named.get(&q.mark).copied().unwrap_or(0);
+        if failed.contains(&q.mark) {
+            assert!(n <= 1, "{kind}: {} reached the server {n} times", q.mark);
         } else {
-            assert_eq!(n, 1, "{kind}: {} reached the server {n} times", q.jid);
+            assert_eq!(n, 1, "{kind}: {} reached the server {n} times", q.mark);
         }
     }
     assert_eq!(
@@ -459,7 +442,7 @@ async fn a_rolling_restart_fails_no_request(kind: ServerKind) {
     // The default delay (the harness's gateways drain for 0 s unless told).
     let (proxy, mut r) = replicas_counted(kind, &["--drain-delay", "5"]).await;
     let commands_before = proxy.commands();
-    let load = Load::start(r.haproxy.addr, 4, "roll");
+    let load = Load::start(r.haproxy.addr, 4, "roll", &proxy);
     load.wait_more(40).await;
     let mut took = Vec::new();
     for i in 0..2 {
@@ -484,19 +467,18 @@ async fn a_rolling_restart_fails_no_request(kind: ServerKind) {
         took.push(up);
         load.wait_more(20).await;
     }
-    let tag = load.tag.clone();
     let sent = load.finish().await;
     let expected = answered_status(kind);
     for q in &sent {
         let a = q
             .answer
             .as_ref()
-            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.jid));
-        assert_eq!(a.status, expected, "{kind}: {}: {}", q.jid, a.text());
+            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.mark));
+        assert_eq!(a.status, expected, "{kind}: {}: {}", q.mark, a.text());
     }
-    let named = named_at_server(&proxy, &tag);
+    let named = proxy.mark_counts();
     for q in &sent {
-        assert_eq!(named.get(&q.jid), Some(&1), "{kind}: {}", q.jid);
+        assert_eq!(named.get(&q.mark), Some(&1), "{kind}: {}", q.mark);
     }
     assert_eq!(named.len(), sent.len());
     let commands = proxy.commands() - commands_before;
