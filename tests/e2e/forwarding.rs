@@ -21,16 +21,15 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
-/// A replica `name` listening on `at`, with `peer` as its other replica, upstream through the
-/// proxy, its admin listener on `admin`.
-fn replica(
-    s: &common::TestServer,
+/// The flags of a replica `name` with `peer` (at `peer_at`) as its other replica, sharing the
+/// key file `key`, upstream through the proxy in plain text, its admin listener on `admin`.
+pub(crate) fn replica_args(
     proxy: &XmppProxy,
     key: &str,
-    (name, at): (&str, SocketAddr),
+    name: &str,
     (peer, peer_at): (&str, SocketAddr),
     admin: SocketAddr,
-) -> TestGateway {
+) -> Vec<String> {
     let upstream = proxy.addr.to_string();
     let peer = format!("{peer}=http://{peer_at}");
     let admin = admin.to_string();
@@ -48,6 +47,20 @@ fn replica(
         "--admin-listen",
         &admin,
     ];
+    args.into_iter().map(String::from).collect()
+}
+
+/// A replica `name` listening on `at` ([`replica_args`]).
+fn replica(
+    s: &common::TestServer,
+    proxy: &XmppProxy,
+    key: &str,
+    (name, at): (&str, SocketAddr),
+    peer: (&str, SocketAddr),
+    admin: SocketAddr,
+) -> TestGateway {
+    let args = replica_args(proxy, key, name, peer, admin);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     TestGateway::start_at(s, at, &args)
 }
 

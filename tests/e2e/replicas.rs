@@ -18,7 +18,7 @@ use crate::common::haproxy::{self, Balance, Replicas};
 use crate::common::proxy::XmppProxy;
 use crate::common::rest::*;
 use crate::common::{self, free_port, http, http_from, try_http, HttpResponse, ServerKind};
-use crate::forwarding::{forwards, replica_key_file};
+use crate::forwarding::{forwards, replica_args, replica_key_file};
 
 on_both_servers!(
     a_command_through_haproxy_names_the_client_and_keeps_to_one_gateway,
@@ -503,28 +503,12 @@ async fn a_kept_command_goes_on_through_haproxy_round_robin(kind: ServerKind) {
     let s = common::started(kind).await;
     let key = replica_key_file(&format!("rr-forwarding-{kind}"));
     let proxy = XmppProxy::start(s.c2s_addr()).await;
-    let upstream = proxy.addr.to_string();
     let admins: Vec<SocketAddr> = (0..2)
         .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
         .collect();
     let r = Replicas::start(s, 2, Balance::RoundRobin, |i, addrs| {
-        let peer = format!("{}=http://{}", NAMES[1 - i], addrs[1 - i]);
-        let admin = admins[i].to_string();
-        let args = [
-            "--upstream",
-            &upstream,
-            "--upstream-tls",
-            "none",
-            "--replica-name",
-            NAMES[i],
-            "--peer",
-            &peer,
-            "--replica-key-file",
-            &key,
-            "--admin-listen",
-            &admin,
-        ];
-        args.into_iter().map(String::from).collect()
+        let peer = (NAMES[1 - i], addrs[1 - i]);
+        replica_args(&proxy, &key, NAMES[i], peer, admins[i])
     })
     .await;
     let commands_before = proxy.commands();
