@@ -6,9 +6,9 @@
 //! the gateway just before its next command reaches the server (what another account can do).
 //! A test that puts a numbered mark in each request (e.g. the account a user-stats asks about)
 //! learns which of its requests reached this server, and how many times
-//! ([`XmppProxy::record_marks`]).
+//! ([`XmppProxy::record_marks`], [`XmppProxy::mark_counts`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,7 +42,8 @@ pub struct Seen {
     pub logins: Vec<Instant>,
     /// When the server's side of a connection ended (closed, reset, or a node that died).
     pub server_ended: Vec<Instant>,
-    /// The marks found in what the gateway sent, in order (see [`XmppProxy::record_marks`]).
+    /// The marks found in what the gateway sent, in order (see [`XmppProxy::record_marks`]):
+    /// only the marks are kept, never the stream.
     pub marks: Vec<String>,
     /// Ids of the IQ answers (`result` or `error`) the gateway sent.
     pub answered: Vec<String>,
@@ -51,9 +52,6 @@ pub struct Seen {
     /// Connections relayed now, and those the gateway closed (its socket, read to the end).
     live: usize,
     pub closed_by_gateway: usize,
-    /// With [`XmppProxy::record_sent`]: everything the gateway sent, one text per connection
-    /// opened after the call (a value split between two reads is whole here).
-    pub sent: Vec<String>,
 }
 
 type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
@@ -68,8 +66,6 @@ struct Shared {
     newest: Mutex<Option<GatewayWriter>>,
     /// The gateway side of every connection so far (writes to closed ones fail, unheeded).
     writers: Mutex<Vec<GatewayWriter>>,
-    /// Whether new connections keep what the gateway sent (`Seen::sent`).
-    recording: std::sync::atomic::AtomicBool,
 }
 
 /// The running proxy; dropping it stops accepting (connections in progress end with it).
@@ -107,7 +103,6 @@ impl XmppProxy {
             cut: Notify::new(),
             newest: Mutex::new(None),
             writers: Mutex::new(Vec::new()),
-            recording: std::sync::atomic::AtomicBool::new(false),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -145,19 +140,26 @@ impl XmppProxy {
         }
     }
 
-    /// Keeps, from now on, everything gateways send on new connections (`Seen::sent`): for a
-    /// test that finds each of its requests' commands at the server by a value of its own.
-    pub fn record_sent(&self) {
-        use std::sync::atomic::Ordering;
-        self.shared.recording.store(true, Ordering::Relaxed);
-    }
-
     /// From now on, records in [`Seen::marks`] every `prefix` followed by digits (e.g.
-    /// `mark17`) in what the gateway sends the server: with a mark of its own in each request,
-    /// a test sees which requests reached this server and that none did twice.
+    /// `mark17`) in what the gateways send the server, found whole when a stanza arrives in
+    /// pieces: with a mark of its own in each request, a test sees which requests reached this
+    /// server and that none did twice. Call it before the first such request is sent.
     pub fn record_marks(&self, prefix: &str) {
         assert!(!prefix.is_empty() && !prefix.ends_with(|c: char| c.is_ascii_digit()));
         *self.shared.mark_prefix.lock().unwrap() = Some(prefix.to_owned());
+    }
+
+    /// How many times each mark recorded so far reached the server (see [`record_marks`]).
+    ///
+    /// [`record_marks`]: Self::record_marks
+    pub fn mark_counts(&self) -> HashMap<String, usize> {
+        self.seen(|s| {
+            let mut counts = HashMap::new();
+            for m in &s.marks {
+                *counts.entry(m.clone()).or_default() += 1;
+            }
+            counts
+        })
     }
 
     /// Connections the gateway opened so far: one per login, refused ones included.
@@ -228,16 +230,11 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let to_gateway = Arc::new(tokio::sync::Mutex::new(client_write));
     *shared.newest.lock().unwrap() = Some(to_gateway.clone());
     shared.writers.lock().unwrap().push(to_gateway.clone());
-    let record = {
+    {
         let mut seen = shared.seen.lock().unwrap();
         seen.connections += 1;
         seen.live += 1;
-        let recording = shared.recording.load(std::sync::atomic::Ordering::Relaxed);
-        recording.then(|| {
-            seen.sent.push(String::new());
-            seen.sent.len() - 1
-        })
-    };
+    }
     let cut = shared.cut.notified();
     let ours = to_gateway.clone();
     let up = upward(
@@ -245,7 +242,6 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         server_write,
         to_gateway.clone(),
         shared.clone(),
-        record,
     );
     let closed_by_gateway = tokio::select! {
         closed = up => closed,
@@ -260,14 +256,13 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     seen.closed_by_gateway += usize::from(closed_by_gateway);
 }
 
-/// Gateway -> server: counts commands and IQ requests, and slips in forgeries. Returns
+/// Gateway -> server: counts commands and IQ requests, records marks, and slips in forgeries. Returns
 /// whether the gateway closed the connection (rather than the server side failing).
 async fn upward(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     to_gateway: GatewayWriter,
     shared: Arc<Shared>,
-    record: Option<usize>,
 ) -> bool {
     let mut scan = TagScanner::default();
     let (mut commands_carry, mut ends_carry) = (String::new(), String::new());
@@ -290,9 +285,6 @@ async fn upward(
             seen.marks.extend(marks);
             seen.commands += commands;
             seen.stream_ends += stream_ends;
-            if let Some(i) = record {
-                seen.sent[i].push_str(&text);
-            }
             for tag in &iqs {
                 let Some(id) = attr(tag, "id") else { continue };
                 match attr(tag, "type").as_deref() {

@@ -85,15 +85,7 @@ async fn a_killed_node_fails_only_the_requests_in_flight_and_the_next_ones_run_o
     .await;
     let requests = load.stop().await;
 
-    let [marks1, marks2] = proxies.each_ref().map(|p| p.seen(|s| s.marks.clone()));
-    let on = |marks: &[String]| {
-        let mut count: HashMap<String, usize> = HashMap::new();
-        for m in marks {
-            *count.entry(m.clone()).or_default() += 1;
-        }
-        count
-    };
-    let (on1, on2) = (on(&marks1), on(&marks2));
+    let [on1, on2] = proxies.each_ref().map(XmppProxy::mark_counts);
     let login2 = proxies[1]
         .seen(|s| s.logins.first().copied())
         .expect("no login on node 2");
@@ -191,8 +183,8 @@ async fn a_killed_node_fails_only_the_requests_in_flight_and_the_next_ones_run_o
         first_on_node2 - killed,
         after.len(),
         slowest_after.unwrap_or_default(),
-        marks1.len(),
-        marks2.len(),
+        on1.values().sum::<usize>(),
+        on2.values().sum::<usize>(),
     );
     // Well before a connect timeout could have been waited out.
     assert!(

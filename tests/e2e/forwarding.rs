@@ -21,16 +21,15 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
-/// A replica `name` listening on `at`, with `peer` as its other replica, upstream through the
-/// proxy, its admin listener on `admin`.
-fn replica(
-    s: &common::TestServer,
+/// The flags of a replica `name` with `peer` (at `peer_at`) as its other replica, sharing the
+/// key file `key`, upstream through the proxy in plain text, its admin listener on `admin`.
+pub(crate) fn replica_args(
     proxy: &XmppProxy,
     key: &str,
-    (name, at): (&str, SocketAddr),
+    name: &str,
     (peer, peer_at): (&str, SocketAddr),
     admin: SocketAddr,
-) -> TestGateway {
+) -> Vec<String> {
     let upstream = proxy.addr.to_string();
     let peer = format!("{peer}=http://{peer_at}");
     let admin = admin.to_string();
@@ -48,6 +47,20 @@ fn replica(
         "--admin-listen",
         &admin,
     ];
+    args.into_iter().map(String::from).collect()
+}
+
+/// A replica `name` listening on `at` ([`replica_args`]).
+fn replica(
+    s: &common::TestServer,
+    proxy: &XmppProxy,
+    key: &str,
+    (name, at): (&str, SocketAddr),
+    peer: (&str, SocketAddr),
+    admin: SocketAddr,
+) -> TestGateway {
+    let args = replica_args(proxy, key, name, peer, admin);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     TestGateway::start_at(s, at, &args)
 }
 
@@ -75,20 +88,27 @@ fn sessionid(r: &HttpResponse) -> String {
         .to_string()
 }
 
-async fn forwards(admin: SocketAddr, direction: &str, result: &str) -> f64 {
+/// A gateway's `xrg_forwarded_requests_total{direction, result}`, read from its admin listener.
+pub(crate) async fn forwards(admin: SocketAddr, direction: &str, result: &str) -> f64 {
     let r = http(admin, "GET", "/metrics", &[], b"").await;
     let samples = parse_exposition(&r.text());
     let labels = [("direction", direction), ("result", result)];
     value(&samples, "xrg_forwarded_requests_total", &labels)
 }
 
-async fn a_kept_command_goes_on_through_either_replica(kind: ServerKind) {
-    let s = common::started(kind).await;
-    let dir = common::scratch_dir(&format!("forwarding-{kind}"));
+/// A fresh replica key in a scratch directory named after `tag`, readable by its owner only
+/// (the gateway refuses a key file others can read); returns its path.
+pub(crate) fn replica_key_file(tag: &str) -> String {
+    let dir = common::scratch_dir(tag);
     let key = dir.join("replica.key");
     std::fs::write(&key, format!("{}\n", common::random_hex(32))).expect("key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let key = key.to_string_lossy().into_owned();
+    key.to_string_lossy().into_owned()
+}
+
+async fn a_kept_command_goes_on_through_either_replica(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let key = replica_key_file(&format!("forwarding-{kind}"));
     let proxy = XmppProxy::start(s.c2s_addr()).await;
     let (a_at, b_at, a_admin, b_admin) = (loopback(), loopback(), loopback(), loopback());
     let a = replica(s, &proxy, &key, ("gw-a", a_at), ("gw-b", b_at), a_admin);

@@ -2,8 +2,10 @@
 //! `common::haproxy`): a command through it, the client's address through `X-Forwarded-For`,
 //! one account's requests on one gateway, HAProxy's own answers in the error format; under a
 //! steady load, a gateway killed with SIGKILL fails only the requests it had in flight, and a
-//! rolling restart (SIGTERM, the drain, start again, the other) fails none. Commands are counted where the
-//! server receives them (`common::proxy`): none reaches it twice.
+//! rolling restart (SIGTERM, the drain, start again, the other) fails none; with round-robin
+//! and no affinity, kept commands go on stage by stage through whichever gateway HAProxy picks
+//! (forwarded to the replica that started them). Commands are counted where the server
+//! receives them (`common::proxy`): none reaches it twice.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,12 +17,14 @@ use std::time::{Duration, Instant};
 use crate::common::haproxy::{self, Balance, Replicas};
 use crate::common::proxy::XmppProxy;
 use crate::common::rest::*;
-use crate::common::{self, http_from, try_http, HttpResponse, ServerKind};
+use crate::common::{self, free_port, http, http_from, try_http, HttpResponse, ServerKind};
+use crate::forwarding::{forwards, replica_args, replica_key_file};
 
 on_both_servers!(
     a_command_through_haproxy_names_the_client_and_keeps_to_one_gateway,
     a_killed_gateway_fails_only_the_requests_it_had_in_flight,
     a_rolling_restart_fails_no_request,
+    a_kept_command_goes_on_through_haproxy_round_robin,
 );
 
 /// The statuses HAProxy 2.6 may answer itself (its `errorfile` codes).
@@ -226,10 +230,11 @@ fn json_headers() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// One request of the load: the account it asked about (its own, so that the server's copy
-/// of its command is found by it), when it was sent and answered, and the answer.
+/// One request of the load: its mark, the local part of the account it asked about (its own,
+/// so that the server's copy of its command is found by it), when it was sent and answered,
+/// and the answer.
 struct Sent {
-    jid: String,
+    mark: String,
     start: Instant,
     end: Instant,
     answer: Result<HttpResponse, String>,
@@ -237,39 +242,39 @@ struct Sent {
 
 /// A steady load through HAProxy: `clients` clients, each sending one request after the other
 /// (a pause of 20 ms between), user-stats of an account that does not exist and is named by
-/// no other request: a cheap command, known at the server by its account.
+/// no other request (`what-HEX-N@domain.com`, N counting the load's requests): a cheap
+/// command, known at the server by its account, the mark the reading proxy records.
 struct Load {
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicUsize>,
     sent: Arc<Mutex<Vec<Sent>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Accounts start with this.
-    tag: String,
 }
 
 impl Load {
-    fn start(addr: SocketAddr, clients: usize, what: &str) -> Load {
-        let tag = format!("{what}-{}", common::random_hex(3));
+    /// Starts the load through `addr`, once `proxy` records its marks.
+    fn start(addr: SocketAddr, clients: usize, what: &str, proxy: &XmppProxy) -> Load {
+        let prefix = format!("{what}-{}-", common::random_hex(3));
+        proxy.record_marks(&prefix);
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicUsize::new(0));
+        let numbered = Arc::new(AtomicUsize::new(0));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let tasks = (0..clients)
-            .map(|c| {
+            .map(|_| {
                 let (stop, answered, sent) = (stop.clone(), answered.clone(), sent.clone());
-                let tag = tag.clone();
+                let (numbered, prefix) = (numbered.clone(), prefix.clone());
                 tokio::spawn(async move {
-                    let mut k = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        k += 1;
-                        let jid = format!("{tag}-{c}-{k}@{}", common::DOMAIN);
-                        let body = user_stats(&jid).to_string();
+                        let mark = format!("{prefix}{}", numbered.fetch_add(1, Ordering::Relaxed));
+                        let body = user_stats(&format!("{mark}@{}", common::DOMAIN)).to_string();
                         let start = Instant::now();
                         let answer =
                             try_http(addr, "POST", PATH, &json_headers(), body.as_bytes()).await;
                         let end = Instant::now();
                         answered.fetch_add(1, Ordering::Relaxed);
                         sent.lock().unwrap().push(Sent {
-                            jid,
+                            mark,
                             start,
                             end,
                             answer,
@@ -284,7 +289,6 @@ impl Load {
             answered,
             sent,
             tasks,
-            tag,
         }
     }
 
@@ -308,21 +312,6 @@ impl Load {
     }
 }
 
-/// How many times each account of the load (`tag-...@domain.com`) appears in what the
-/// gateways sent the server: once per command that carried it.
-fn named_at_server(proxy: &XmppProxy, tag: &str) -> HashMap<String, usize> {
-    let needle = format!(">{tag}-");
-    let mut counts = HashMap::new();
-    for text in proxy.seen(|s| s.sent.clone()) {
-        for (i, _) in text.match_indices(&needle) {
-            let value = &text[i + 1..];
-            let end = value.find('<').unwrap_or(value.len());
-            *counts.entry(value[..end].to_string()).or_default() += 1;
-        }
-    }
-    counts
-}
-
 /// The status a gateway answers the load's command with: Prosody reports the unknown account
 /// in an error note (422), ejabberd answers empty statistics (200) (docs/api.md §9).
 fn answered_status(kind: ServerKind) -> u16 {
@@ -332,12 +321,11 @@ fn answered_status(kind: ServerKind) -> u16 {
     }
 }
 
-/// Gateways with `extra` flags through a reading proxy that keeps what they send, behind
+/// Gateways with `extra` flags through a reading proxy (which counts what they send), behind
 /// HAProxy balancing round-robin (every gateway carries the load's one account).
 async fn replicas_counted(kind: ServerKind, extra: &[&str]) -> (XmppProxy, Replicas) {
     let s = common::started(kind).await;
     let proxy = XmppProxy::start(s.c2s_addr()).await;
-    proxy.record_sent();
     let upstream = proxy.addr.to_string();
     let r = Replicas::start(s, 2, Balance::RoundRobin, |_, _| {
         let mut args = vec!["--upstream", &upstream, "--upstream-tls", "none"];
@@ -351,7 +339,7 @@ async fn replicas_counted(kind: ServerKind, extra: &[&str]) -> (XmppProxy, Repli
 async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerKind) {
     let (proxy, mut r) = replicas_counted(kind, &[]).await;
     let commands_before = proxy.commands();
-    let load = Load::start(r.haproxy.addr, 4, "kill");
+    let load = Load::start(r.haproxy.addr, 4, "kill", &proxy);
     load.wait_more(40).await;
     let before = r.haproxy.servers();
     assert!(before.iter().all(|s| s.sessions > 0), "{before:?}");
@@ -376,7 +364,6 @@ async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerK
     let survivor_before = r.haproxy.servers()[survivor].sessions;
     load.wait_more(40).await;
     // Of those 40, at most one per client was sent before `survivor_before` was read.
-    let tag = load.tag.clone();
     let sent = load.finish().await;
     let after = r.haproxy.servers();
     assert!(
@@ -392,29 +379,29 @@ async fn a_killed_gateway_fails_only_the_requests_it_had_in_flight(kind: ServerK
         let a = q
             .answer
             .as_ref()
-            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.jid));
+            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.mark));
         if a.status == expected {
             continue;
         }
         // HAProxy's 502: the gateway died with the request; it may have run.
-        assert_eq!(a.status, 502, "{kind}: {}: {}", q.jid, a.text());
+        assert_eq!(a.status, 502, "{kind}: {}: {}", q.mark, a.text());
         assert_eq!(a.text(), errorfile(502).1, "{kind}");
         assert!(
             at_kill(q),
             "{kind}: {} failed but was not in flight at the kill",
-            q.jid
+            q.mark
         );
-        failed.push(q.jid.clone());
+        failed.push(q.mark.clone());
     }
 
     // At the server: each answered request's command once, a failed one's at most once.
-    let named = named_at_server(&proxy, &tag);
+    let named = proxy.mark_counts();
     for q in &sent {
-        let n = named.get(&q.jid).copied().unwrap_or(0);
-        if failed.contains(&q.jid) {
-            assert!(n <= 1, "{kind}: {} reached the server {n} times", q.jid);
+        let n = named.get(&q.mark).copied().unwrap_or(0);
+        if failed.contains(&q.mark) {
+            assert!(n <= 1, "{kind}: {} reached the server {n} times", q.mark);
         } else {
-            assert_eq!(n, 1, "{kind}: {} reached the server {n} times", q.jid);
+            assert_eq!(n, 1, "{kind}: {} reached the server {n} times", q.mark);
         }
     }
     assert_eq!(
@@ -455,7 +442,7 @@ async fn a_rolling_restart_fails_no_request(kind: ServerKind) {
     // The default delay (the harness's gateways drain for 0 s unless told).
     let (proxy, mut r) = replicas_counted(kind, &["--drain-delay", "5"]).await;
     let commands_before = proxy.commands();
-    let load = Load::start(r.haproxy.addr, 4, "roll");
+    let load = Load::start(r.haproxy.addr, 4, "roll", &proxy);
     load.wait_more(40).await;
     let mut took = Vec::new();
     for i in 0..2 {
@@ -480,19 +467,18 @@ async fn a_rolling_restart_fails_no_request(kind: ServerKind) {
         took.push(up);
         load.wait_more(20).await;
     }
-    let tag = load.tag.clone();
     let sent = load.finish().await;
     let expected = answered_status(kind);
     for q in &sent {
         let a = q
             .answer
             .as_ref()
-            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.jid));
-        assert_eq!(a.status, expected, "{kind}: {}: {}", q.jid, a.text());
+            .unwrap_or_else(|e| panic!("{kind}: {}: {e}", q.mark));
+        assert_eq!(a.status, expected, "{kind}: {}: {}", q.mark, a.text());
     }
-    let named = named_at_server(&proxy, &tag);
+    let named = proxy.mark_counts();
     for q in &sent {
-        assert_eq!(named.get(&q.jid), Some(&1), "{kind}: {}", q.jid);
+        assert_eq!(named.get(&q.mark), Some(&1), "{kind}: {}", q.mark);
     }
     assert_eq!(named.len(), sent.len());
     let commands = proxy.commands() - commands_before;
@@ -505,4 +491,171 @@ async fn a_rolling_restart_fails_no_request(kind: ServerKind) {
         named.values().sum::<usize>(),
         retried(&servers),
     );
+}
+
+/// Issue 21, part 2 through the balancer itself: two replicas, peers of each other with one
+/// key, behind HAProxy balancing round-robin (no affinity), both through one reading proxy.
+/// One client's requests alternate between the gateways, so every other stage reaches the
+/// replica that did not start the command and is forwarded to the one that did; each stage
+/// succeeds, and each command reaches the server once.
+async fn a_kept_command_goes_on_through_haproxy_round_robin(kind: ServerKind) {
+    const NAMES: [&str; 2] = ["gw-a", "gw-b"];
+    let s = common::started(kind).await;
+    let key = replica_key_file(&format!("rr-forwarding-{kind}"));
+    let proxy = XmppProxy::start(s.c2s_addr()).await;
+    let admins: Vec<SocketAddr> = (0..2)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect();
+    let r = Replicas::start(s, 2, Balance::RoundRobin, |i, addrs| {
+        let peer = (NAMES[1 - i], addrs[1 - i]);
+        replica_args(&proxy, &key, NAMES[i], peer, admins[i])
+    })
+    .await;
+    let commands_before = proxy.commands();
+    let rid = format!("rr-{}", common::random_hex(4));
+    let auth = admin();
+    // The requests in the order sent, by their ids: which replica owned the command each
+    // continued, to find where HAProxy sent it (below).
+    let mut sent: Vec<(String, usize)> = Vec::new();
+    let send = async |step: &str, path: &str, body: serde_json::Value| {
+        let id = format!("{rid}-{step}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("x-request-id", id.as_str()),
+        ];
+        let resp = http(
+            r.haproxy.addr,
+            "POST",
+            path,
+            &headers,
+            body.to_string().as_bytes(),
+        )
+        .await;
+        (id, resp)
+    };
+    let owner = |sid: &str| {
+        NAMES
+            .iter()
+            .position(|n| sid.starts_with(&format!("{n}.")))
+            .unwrap_or_else(|| panic!("{kind}: {sid} names no replica"))
+    };
+    let at_server = || proxy.commands() - commands_before;
+    let keep = format!("{PATH}?keep=1");
+    let me = s.jid("admin");
+    let ask = serde_json::json!({"command": {"node": USER_STATS}});
+    let complete = |sid: &str| {
+        serde_json::json!({"command": {"sessionid": sid, "action": "complete",
+            "fields": [{"var": "accountjid", "value": me}]}})
+    };
+
+    // Two commands, started through whichever gateway HAProxy picked first and then the
+    // other: each id names the gateway that started it.
+    let sid_of = |resp: &HttpResponse| {
+        assert_eq!(resp.status, 200, "{kind}: {}", resp.text());
+        let sid = resp.json()["command"]["sessionid"]
+            .as_str()
+            .map(String::from);
+        sid.unwrap_or_else(|| panic!("{kind}: no sessionid: {}", resp.text()))
+    };
+    let (id, resp) = send("start1", &keep, ask.clone()).await;
+    let sid1 = sid_of(&resp);
+    let first = owner(&sid1);
+    sent.push((id, first));
+    assert_eq!(at_server(), 1, "{kind}");
+    let (id, resp) = send("start2", &keep, ask).await;
+    let sid2 = sid_of(&resp);
+    assert_eq!(
+        owner(&sid2),
+        1 - first,
+        "{kind}: round-robin alternates: {sid1} then {sid2}"
+    );
+    sent.push((id, 1 - first));
+    assert_eq!(at_server(), 2, "{kind}");
+    // From here each request reaches the gateway that did not start its command.
+    // The second's stage checks run where it is kept: a typo costs a retry, sends nothing.
+    let typo = serde_json::json!({"command": {"sessionid": sid2,
+        "fields": [{"var": "acountjid", "value": me}]}});
+    let (id, resp) = send("typo2", PATH, typo).await;
+    assert_eq!(resp.status, 400, "{kind}: {}", resp.text());
+    assert_eq!(error_of(&resp)["field"], "acountjid", "{kind}");
+    sent.push((id, 1 - first));
+    assert_eq!(at_server(), 2, "{kind}");
+    // The first completes.
+    let (id, resp) = send("complete1", PATH, complete(&sid1)).await;
+    assert_eq!(resp.status, 200, "{kind}: {}", resp.text());
+    let doc = resp.json();
+    assert!(doc["command"].get("sessionid").is_none(), "{kind}: {doc}");
+    assert!(field(&doc, "onlineresources").is_object(), "{kind}: {doc}");
+    sent.push((id, first));
+    assert_eq!(at_server(), 3, "{kind}");
+    // The second is cancelled.
+    let cancel = serde_json::json!({"command": {"sessionid": sid2, "action": "cancel"}});
+    let (id, resp) = send("cancel2", PATH, cancel.clone()).await;
+    assert_eq!(resp.status, 200, "{kind}: {}", resp.text());
+    assert_eq!(resp.json()["command"]["status"], "canceled", "{kind}");
+    sent.push((id, 1 - first));
+    assert_eq!(at_server(), 4, "{kind}");
+    // Both gone: 404, and nothing more reaches the server.
+    let (id, resp) = send("complete1-again", PATH, complete(&sid1)).await;
+    assert_eq!(resp.status, 404, "{kind}: {}", resp.text());
+    assert_eq!(error_of(&resp)["condition"], "item-not-found", "{kind}");
+    sent.push((id, first));
+    let (id, resp) = send("cancel2-again", PATH, cancel).await;
+    assert_eq!(resp.status, 404, "{kind}: {}", resp.text());
+    assert_eq!(error_of(&resp)["condition"], "item-not-found", "{kind}");
+    sent.push((id, 1 - first));
+    assert_eq!(
+        at_server(),
+        4,
+        "{kind}: each command reached the server once"
+    );
+
+    // Request k went to gateway (first + k) % 2, and was forwarded to the command's owner
+    // where that is the other one: its audit line there says so, and the owner's says whence.
+    let mut forwarded = [0.0, 0.0];
+    for (k, (id, owner)) in sent.iter().enumerate() {
+        let entry = (first + k) % 2;
+        let marker = format!("request_id={id} ");
+        let lines = r.gateway(entry).log_lines(&marker, 1).await;
+        let line = lines
+            .lines()
+            .find(|l| l.contains(&marker))
+            .unwrap_or_default();
+        let to = if entry == *owner { "-" } else { NAMES[*owner] };
+        assert!(
+            line.contains(&format!(" forwarded_to={to} forwarded_from=-")),
+            "{kind}: request {k} at {}: {line}",
+            NAMES[entry]
+        );
+        if entry != *owner {
+            forwarded[entry] += 1.0;
+            let lines = r.gateway(*owner).log_lines(&marker, 1).await;
+            let line = lines
+                .lines()
+                .find(|l| l.contains(&marker))
+                .unwrap_or_default();
+            let from = format!(" forwarded_to=- forwarded_from={}", NAMES[entry]);
+            assert!(line.contains(&from), "{kind}: request {k}: {line}");
+        }
+    }
+    // Typo, cancel and cancel again went from the first gateway to the second; complete and
+    // complete again the other way.
+    assert_eq!(forwarded[first], 3.0, "{kind}");
+    assert_eq!(forwarded[1 - first], 2.0, "{kind}");
+    for i in 0..2 {
+        let sent = forwards(admins[i], "sent", "answered").await;
+        let received = forwards(admins[i], "received", "accepted").await;
+        assert_eq!(
+            (sent, received),
+            (forwarded[i], forwarded[1 - i]),
+            "{kind}: {}",
+            NAMES[i]
+        );
+        assert_eq!(
+            forwards(admins[i], "sent", "unreachable").await,
+            0.0,
+            "{kind}"
+        );
+    }
 }
