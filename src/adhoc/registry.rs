@@ -312,62 +312,59 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_sessions_submission_ends_full_jids_sparing_every_gateway_stream() {
-        let (own, theirs) = replica("u@x.test");
-        let online = vec![
-            ("u@x.test", vec!["phone".into(), theirs.clone()]),
-            ("v@x.test", vec!["desk".into(), "laptop".into()]),
-        ];
-        let fake = kicking_server(true, online);
-        let ctx = Ctx::new(&fake);
-        let mut call = ctx.call(true);
-        call.own = &own;
-        let commands = Commands::new(Duration::from_secs(60));
-        let id = kept(&commands, &call).await;
-        let named: &[&str] = &["u@x.test", "v@x.test/desk"];
-        let done = commands
-            .run(
-                &call,
-                &step(&id, Some("complete"), &[("accountjids", named)]),
-            )
-            .await
-            .expect("completed");
-        assert!(done.doc.status.is_none() && done.doc.sessionid.is_none());
-        let ended = ["u@x.test/phone", "v@x.test/desk"];
-        let lines: Vec<String> = ended
-            .iter()
-            .map(|j| format!("Operation successful for user {j}"))
-            .collect();
-        assert_eq!(done.doc.fields[0].values, lines);
-        let full = |j: &str| j.parse::<FullJid>().expect("full");
-        assert_eq!(
-            done.outcome,
-            Outcome::Ended(ended.iter().map(|j| full(j)).collect())
-        );
-        assert_eq!(
-            kicks(&fake),
-            [
-                (None, vec!["u@x.test/phone".to_string()]),
-                (None, vec!["v@x.test/desk".to_string()])
-            ],
-            "one full JID at a time outside the kept session; never u@x.test, never {theirs}"
-        );
-        settle().await;
-        let cancel = fake.sent().pop().expect("a cancel");
-        assert_eq!(
-            (cancel.1.action.as_deref(), cancel.1.sessionid.as_deref()),
-            (Some("cancel"), Some("up-1")),
-            "the kept session is cancelled upstream"
-        );
-        let again = commands
-            .run(
-                &call,
-                &step(&id, Some("complete"), &[("accountjids", named)]),
-            )
-            .await;
-        assert!(
-            matches!(again, Err(CommandError::UnknownSession)),
-            "{again:?}"
-        );
+        // Whichever action submits it: Prosody offers next and complete, execute is the default.
+        for action in [None, Some("next"), Some("complete"), Some("execute")] {
+            let (own, theirs) = replica("u@x.test");
+            let online = vec![
+                ("u@x.test", vec!["phone".into(), theirs.clone()]),
+                ("v@x.test", vec!["desk".into(), "laptop".into()]),
+            ];
+            let fake = kicking_server(true, online);
+            let ctx = Ctx::new(&fake);
+            let mut call = ctx.call(true);
+            call.own = &own;
+            let commands = Commands::new(Duration::from_secs(60));
+            let id = kept(&commands, &call).await;
+            let named: &[&str] = &["u@x.test", "v@x.test/desk"];
+            let done = commands
+                .run(&call, &step(&id, action, &[("accountjids", named)]))
+                .await
+                .expect("completed");
+            assert!(done.doc.status.is_none() && done.doc.sessionid.is_none());
+            let ended = ["u@x.test/phone", "v@x.test/desk"];
+            let lines: Vec<String> = ended
+                .iter()
+                .map(|j| format!("Operation successful for user {j}"))
+                .collect();
+            assert_eq!(done.doc.fields[0].values, lines);
+            let full = |j: &str| j.parse::<FullJid>().expect("full");
+            assert_eq!(
+                done.outcome,
+                Outcome::Ended(ended.iter().map(|j| full(j)).collect())
+            );
+            assert_eq!(
+                kicks(&fake),
+                [
+                    (None, vec!["u@x.test/phone".to_string()]),
+                    (None, vec!["v@x.test/desk".to_string()])
+                ],
+                "{action:?}: one full JID at a time outside the kept session; never u@x.test, never {theirs}"
+            );
+            settle().await;
+            let cancel = fake.sent().pop().expect("a cancel");
+            assert_eq!(
+                (cancel.1.action.as_deref(), cancel.1.sessionid.as_deref()),
+                (Some("cancel"), Some("up-1")),
+                "the kept session is cancelled upstream"
+            );
+            let again = commands
+                .run(&call, &step(&id, action, &[("accountjids", named)]))
+                .await;
+            assert!(
+                matches!(again, Err(CommandError::UnknownSession)),
+                "{again:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -330,3 +330,135 @@ async fn a_stage_allows_what_it_offers_and_execute_and_cancel() {
     reply.actions.clear();
     assert_eq!(allowed_actions(&reply), ["execute", "cancel"]);
 }
+
+/// A handler that takes submissions: it records the fields it was given and answers `answer`,
+/// or never answers (`None`).
+struct Taker {
+    given: std::sync::Mutex<Vec<Vec<crate::rest::RequestField>>>,
+    answer: Option<fn() -> Result<Answered, CommandError>>,
+}
+
+impl Handler for Taker {
+    fn takes(&self, _: &Call<'_>, _: &CommandRequest) -> bool {
+        true
+    }
+    fn run<'a>(
+        &'a self,
+        _: &'a Call<'_>,
+        req: &'a CommandRequest,
+    ) -> super::super::stream::StreamFuture<'a, Result<Answered, CommandError>> {
+        self.given.lock().unwrap().push(req.fields.clone());
+        Box::pin(async move {
+            match self.answer {
+                Some(answer) => answer(),
+                None => std::future::pending().await,
+            }
+        })
+    }
+    fn takes_submission(&self) -> bool {
+        true
+    }
+}
+
+fn taker(answer: Option<fn() -> Result<Answered, CommandError>>) -> Taker {
+    Taker {
+        given: Default::default(),
+        answer,
+    }
+}
+
+fn sent_actions(fake: &Fake) -> Vec<Option<String>> {
+    fake.sent().into_iter().map(|(_, c)| c.action).collect()
+}
+
+#[tokio::test]
+async fn a_handler_that_takes_submissions_answers_the_step_and_the_session_is_cancelled() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let done = taker(Some(|| {
+        Ok(Answered {
+            doc: crate::rest::CommandResponse::default(),
+            outcome: crate::adhoc::Outcome::Ended(vec![]),
+        })
+    }));
+    let to = |_: &str| Some(&done as &dyn Handler);
+    let id = open(&stages, &ctx);
+    let r = stages
+        .resume(&ctx.call(true), &resume_req(&id, Some("complete")), &to)
+        .await;
+    assert_eq!(
+        r.expect("answered").outcome,
+        crate::adhoc::Outcome::Ended(vec![])
+    );
+    // The filled form: the client's field, as the stage's form has it.
+    let given = done.given.lock().unwrap().clone();
+    assert_eq!(given.len(), 1);
+    let jid = given[0]
+        .iter()
+        .find(|f| f.var == "accountjid")
+        .expect("the field");
+    assert_eq!(
+        jid.value.as_ref().map(|v| v.as_slice().to_vec()),
+        Some(vec!["new@x.test".to_string()])
+    );
+    fake::settle().await;
+    assert_eq!(
+        sent_actions(&fake),
+        [Some("cancel".into())],
+        "nothing submitted, the session cancelled"
+    );
+    let again = stages
+        .resume(&ctx.call(true), &resume_req(&id, None), &to)
+        .await;
+    assert!(
+        matches!(again, Err(CommandError::UnknownSession)),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_handlers_field_error_keeps_the_session_and_a_cancel_still_reaches_the_server() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let refuses = taker(Some(|| {
+        Err(crate::adhoc::form::FieldError {
+            field: "accountjid".into(),
+            text: "not an account JID".into(),
+        }
+        .into())
+    }));
+    let to = |_: &str| Some(&refuses as &dyn Handler);
+    let id = open(&stages, &ctx);
+    let r = stages
+        .resume(&ctx.call(true), &resume_req(&id, None), &to)
+        .await;
+    assert!(matches!(r, Err(CommandError::Field(_))), "{r:?}");
+    fake::settle().await;
+    assert!(fake.sent().is_empty(), "{:?}", fake.sent());
+    // Still open: a cancel goes to the server, not to the handler.
+    let r = stages
+        .resume(&ctx.call(true), &resume_req(&id, Some("cancel")), &to)
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(refuses.given.lock().unwrap().len(), 1);
+    assert_eq!(sent_actions(&fake), [Some("cancel".into())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_while_the_handler_works_cancels_the_session() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let stuck = taker(None);
+    let to = |_: &str| Some(&stuck as &dyn Handler);
+    let id = open(&stages, &ctx);
+    let (call, req) = (ctx.call(true), resume_req(&id, None));
+    let step = stages.resume(&call, &req, &to);
+    let cut = tokio::time::timeout(Duration::from_secs(1), step).await;
+    assert!(cut.is_err(), "the handler never answers");
+    fake::settle().await;
+    assert_eq!(sent_actions(&fake), [Some("cancel".into())]);
+    assert_eq!(stages.open.len(), 0);
+}
