@@ -8,7 +8,9 @@
 //! field), one account per command. The gateway's own streams are never ended (the one the
 //! command runs on, this process's others, and under a replica key every replica's, known by
 //! their mark: `upstream::session::own`): for an account that may hold one, it ends the other
-//! resources one by one.
+//! resources one by one. That holds whichever way the JIDs come: a request with fields (with
+//! or without `?keep=1`), or the submission of a kept session's form (`Stages` hands it here
+//! and cancels the upstream session), so no client's JID reaches the server unplanned.
 //!
 //! A session the server is still closing stays listed for a few milliseconds after the
 //! command's answer (until its client's TCP closes; Prosody waits up to 5 s for a silent one).
@@ -96,16 +98,23 @@ impl RecentKicks {
     }
 }
 
-/// end-user-session's handler: with fields and not kept, the seed's semantics; otherwise
-/// (a form request, `?keep=1`) the generic path.
+/// end-user-session's handler: with fields (kept or not), the seed's semantics; a form
+/// request takes the generic path (and may be kept), and the kept session's submission comes
+/// back here (`takes_submission`), so no JID a client submits reaches the server unplanned.
 #[derive(Default)]
 pub struct EndUserSession {
     recent: RecentKicks,
 }
 
 impl Handler for EndUserSession {
-    fn takes(&self, call: &Call<'_>, req: &CommandRequest) -> bool {
-        !req.fields.is_empty() && !call.keep
+    fn takes(&self, _: &Call<'_>, req: &CommandRequest) -> bool {
+        // `?keep=1` too: the command has one stage, so a request with its fields completes
+        // whichever path it takes, and only this one spares the gateways' streams.
+        !req.fields.is_empty()
+    }
+
+    fn takes_submission(&self) -> bool {
+        true
     }
 
     fn run<'a>(

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 
+use super::registry::Handler;
 use super::reply::to_response;
 use super::stream::{run_one, CommandStream};
 use super::xep0050::{Command, CommandReply, Form, Status};
@@ -26,7 +27,7 @@ use super::Answered;
 use super::{cancel_in_background, form, Call, CommandError};
 use crate::expiring::ExpiringMap;
 use crate::replica::SessionIds;
-use crate::rest::CommandRequest;
+use crate::rest::{CommandRequest, FieldValue, RequestField};
 
 /// Open sessions a single account may hold, so that a client cannot grow the map without end.
 const PER_ACCOUNT: usize = 64;
@@ -123,10 +124,13 @@ impl Stages {
     }
 
     /// Goes on with the session `req.sessionid`: the next stage, the result, or `canceled`.
-    pub(super) async fn resume(
+    /// A submission to a session whose node has a handler that takes submissions
+    /// (`submission_to`) goes to that handler, not to the server (`hand_over`).
+    pub(super) async fn resume<'h>(
         &self,
         call: &Call<'_>,
         req: &CommandRequest,
+        submission_to: &(dyn Fn(&str) -> Option<&'h dyn Handler> + Sync),
     ) -> Result<Answered, CommandError> {
         let id = req.sessionid.as_deref().unwrap_or_default();
         let action = req.action.as_deref().filter(|a| !a.is_empty());
@@ -170,6 +174,11 @@ impl Stages {
                 None => None,
             },
         };
+        if !matches!(action.as_str(), "cancel" | "prev") {
+            if let Some(handler) = submission_to(&stage.node) {
+                return self.hand_over(handler, call, id, stage, submission).await;
+            }
+        }
         let cmd = Command::step(&stage.node, &action, &stage.upstream_sid, submission);
         // Taken out and not yet answered: if the step fails or the request is dropped (its
         // timeout), the upstream session is cancelled rather than left open on the server.
@@ -194,6 +203,39 @@ impl Stages {
         };
         self.put_back(id.to_string(), next);
         Ok(answered)
+    }
+
+    /// Answers a kept session's submission with the node's handler, which acts on what the
+    /// stage would have sent (the filled form, else the client's fields) under its own rules
+    /// (end-user-session spares every gateway stream), then cancels the upstream session:
+    /// nothing the client submitted reaches the server as written. A `Field` error (nothing
+    /// sent) leaves the session open, as a typo does on the generic path.
+    async fn hand_over(
+        &self,
+        handler: &dyn Handler,
+        call: &Call<'_>,
+        id: &str,
+        stage: Stage,
+        submission: Option<Form>,
+    ) -> Result<Answered, CommandError> {
+        let submitted = CommandRequest {
+            node: Some(stage.node.clone()),
+            fields: match submission {
+                Some(form) => as_request_fields(form),
+                None => Vec::new(),
+            },
+            ..CommandRequest::default()
+        };
+        // Cancelled upstream if the request is dropped before the handler answers.
+        let abandoned = Abandoned(Some(&stage));
+        let answered = handler.run(call, &submitted).await;
+        abandoned.answered();
+        if let Err(CommandError::Field(_)) = answered {
+            self.put_back(id.to_string(), stage);
+        } else {
+            cancel(&stage);
+        }
+        answered
     }
 
     /// Forgets sessions that expired (cancelling them upstream) or whose stream is gone.
@@ -280,6 +322,20 @@ fn cancel(stage: &Stage) {
         tracing::debug!(node = %stage.node, "command session let go: cancelled upstream");
         cancel_in_background(&stream, &stage.to, &stage.node, &stage.upstream_sid);
     }
+}
+
+/// A filled submit form as a request's fields (a handler reads requests, not forms).
+fn as_request_fields(form: Form) -> Vec<RequestField> {
+    form.fields
+        .into_iter()
+        .filter_map(|f| {
+            let var = f.var?;
+            Some(RequestField {
+                var,
+                value: Some(FieldValue::List(f.values)),
+            })
+        })
+        .collect()
 }
 
 /// The actions a client may take next: the server's list, or `execute` when it gave none.

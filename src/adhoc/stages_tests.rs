@@ -3,6 +3,11 @@ use crate::adhoc::fake::{self, completed, executing, field, request, Ctx, Fake};
 
 const NODE: &str = "http://jabber.org/protocol/admin#add-user";
 
+/// No node has a handler that takes submissions: every step goes to the server.
+fn no_handler(_: &str) -> Option<&'static dyn Handler> {
+    None
+}
+
 /// A server with a two-stage command: a form, then completion (or cancellation).
 fn server(jid: &str) -> Arc<Fake> {
     Fake::new(jid, |_, cmd| match cmd.action.as_deref() {
@@ -52,7 +57,7 @@ async fn a_kept_session_continues_to_its_result_once() {
     let stages = Stages::new(Duration::from_secs(60));
     let id = open(&stages, &ctx);
     let doc = stages
-        .resume(&ctx.call(true), &resume_req(&id, None))
+        .resume(&ctx.call(true), &resume_req(&id, None), &no_handler)
         .await
         .unwrap()
         .doc;
@@ -60,7 +65,9 @@ async fn a_kept_session_continues_to_its_result_once() {
     let (_, cmd) = fake.sent().pop().unwrap();
     assert_eq!(cmd.sessionid.as_deref(), Some("upstream-7"));
     assert_eq!(cmd.action.as_deref(), Some("complete"));
-    let again = stages.resume(&ctx.call(true), &resume_req(&id, None)).await;
+    let again = stages
+        .resume(&ctx.call(true), &resume_req(&id, None), &no_handler)
+        .await;
     assert!(
         matches!(again, Err(CommandError::UnknownSession)),
         "{again:?}"
@@ -74,19 +81,19 @@ async fn unknown_and_foreign_ids_are_alike() {
     let stages = Stages::new(Duration::from_secs(60));
     let id = open(&stages, &ctx);
     let unknown = stages
-        .resume(&ctx.call(true), &resume_req("0123", None))
+        .resume(&ctx.call(true), &resume_req("0123", None), &no_handler)
         .await;
     assert!(matches!(unknown, Err(CommandError::UnknownSession)));
     let mut other = Ctx::new(&fake);
     other.account = "mallory@x.test".parse().unwrap();
     let foreign = stages
-        .resume(&other.call(true), &resume_req(&id, None))
+        .resume(&other.call(true), &resume_req(&id, None), &no_handler)
         .await;
     assert!(matches!(foreign, Err(CommandError::UnknownSession)));
     assert!(fake.sent().is_empty(), "nothing reached the server");
     // The owner still has it.
     assert!(stages
-        .resume(&ctx.call(true), &resume_req(&id, None))
+        .resume(&ctx.call(true), &resume_req(&id, None), &no_handler)
         .await
         .is_ok());
 }
@@ -98,7 +105,11 @@ async fn cancel_ends_the_session_upstream() {
     let stages = Stages::new(Duration::from_secs(60));
     let id = open(&stages, &ctx);
     let doc = stages
-        .resume(&ctx.call(true), &resume_req(&id, Some("cancel")))
+        .resume(
+            &ctx.call(true),
+            &resume_req(&id, Some("cancel")),
+            &no_handler,
+        )
         .await
         .unwrap()
         .doc;
@@ -131,7 +142,9 @@ async fn an_expired_session_is_cancelled_by_the_sweeper_and_forgotten() {
     assert!(fake.sent().is_empty(), "still live");
     tokio::time::advance(Duration::from_secs(1)).await;
     // Seen expired by a lookup first: a 404, and it stays for the sweeper to cancel.
-    let late = stages.resume(&ctx.call(true), &resume_req(&id, None)).await;
+    let late = stages
+        .resume(&ctx.call(true), &resume_req(&id, None), &no_handler)
+        .await;
     assert!(matches!(late, Err(CommandError::UnknownSession)));
     stages.sweep();
     fake::settle().await;
@@ -161,11 +174,11 @@ async fn a_session_displaced_at_the_bound_is_cancelled_upstream() {
     );
     assert_eq!(stages.open.len(), 1);
     let gone = stages
-        .resume(&ctx.call(true), &resume_req(&first, None))
+        .resume(&ctx.call(true), &resume_req(&first, None), &no_handler)
         .await;
     assert!(matches!(gone, Err(CommandError::UnknownSession)));
     assert!(stages
-        .resume(&ctx.call(true), &resume_req(&third, None))
+        .resume(&ctx.call(true), &resume_req(&third, None), &no_handler)
         .await
         .is_ok());
     // Each session came and went through the count.
@@ -196,7 +209,7 @@ async fn an_account_holds_its_share_and_gets_it_back_as_sessions_end() {
     assert!(stages.keep(&other.call(true), &reply).is_ok());
     // One completes: a place is free again.
     stages
-        .resume(&ctx.call(true), &resume_req(&ids[0], None))
+        .resume(&ctx.call(true), &resume_req(&ids[0], None), &no_handler)
         .await
         .unwrap();
     open(&stages, &ctx);
@@ -218,7 +231,7 @@ async fn a_stage_does_not_keep_its_stream_and_dies_with_it() {
     let new = server("admin@x.test/xrg-new");
     let next = Ctx::new(&new);
     let moved = stages
-        .resume(&next.call(true), &resume_req(&id, None))
+        .resume(&next.call(true), &resume_req(&id, None), &no_handler)
         .await;
     assert!(matches!(moved, Err(CommandError::UnknownSession)));
     drop(ctx);
@@ -240,12 +253,12 @@ async fn a_typo_costs_one_retry_not_the_session() {
     let id = open(&stages, &ctx);
     let mut typo = resume_req(&id, None);
     typo.fields[0].var = "acountjid".into();
-    match stages.resume(&ctx.call(true), &typo).await {
+    match stages.resume(&ctx.call(true), &typo, &no_handler).await {
         Err(CommandError::Field(e)) => assert_eq!(e.field, "acountjid"),
         other => panic!("{other:?}"),
     }
     assert!(stages
-        .resume(&ctx.call(true), &resume_req(&id, None))
+        .resume(&ctx.call(true), &resume_req(&id, None), &no_handler)
         .await
         .is_ok());
 }
@@ -263,7 +276,9 @@ async fn a_step_that_fails_cancels_its_session_upstream() {
     let ctx = Ctx::new(&fake);
     let stages = Stages::new(Duration::from_secs(60));
     let id = open(&stages, &ctx);
-    let failed = stages.resume(&ctx.call(true), &resume_req(&id, None)).await;
+    let failed = stages
+        .resume(&ctx.call(true), &resume_req(&id, None), &no_handler)
+        .await;
     assert!(
         matches!(failed, Err(CommandError::Xmpp { .. })),
         "{failed:?}"
@@ -282,7 +297,7 @@ async fn an_action_the_stage_does_not_offer_is_refused_without_sending_it() {
     let id = open(&stages, &ctx);
     for action in ["prev", "next"] {
         match stages
-            .resume(&ctx.call(true), &resume_req(&id, Some(action)))
+            .resume(&ctx.call(true), &resume_req(&id, Some(action)), &no_handler)
             .await
         {
             Err(CommandError::BadRequest(text)) => {
@@ -294,7 +309,11 @@ async fn an_action_the_stage_does_not_offer_is_refused_without_sending_it() {
     assert!(fake.sent().is_empty(), "sent: {:?}", fake.sent());
     // The session is kept for an action it offers.
     let done = stages
-        .resume(&ctx.call(true), &resume_req(&id, Some("complete")))
+        .resume(
+            &ctx.call(true),
+            &resume_req(&id, Some("complete")),
+            &no_handler,
+        )
         .await;
     assert!(done.is_ok(), "{done:?}");
     assert_eq!(fake.sent().len(), 1);
@@ -310,4 +329,136 @@ async fn a_stage_allows_what_it_offers_and_execute_and_cancel() {
     );
     reply.actions.clear();
     assert_eq!(allowed_actions(&reply), ["execute", "cancel"]);
+}
+
+/// A handler that takes submissions: it records the fields it was given and answers `answer`,
+/// or never answers (`None`).
+struct Taker {
+    given: std::sync::Mutex<Vec<Vec<crate::rest::RequestField>>>,
+    answer: Option<fn() -> Result<Answered, CommandError>>,
+}
+
+impl Handler for Taker {
+    fn takes(&self, _: &Call<'_>, _: &CommandRequest) -> bool {
+        true
+    }
+    fn run<'a>(
+        &'a self,
+        _: &'a Call<'_>,
+        req: &'a CommandRequest,
+    ) -> super::super::stream::StreamFuture<'a, Result<Answered, CommandError>> {
+        self.given.lock().unwrap().push(req.fields.clone());
+        Box::pin(async move {
+            match self.answer {
+                Some(answer) => answer(),
+                None => std::future::pending().await,
+            }
+        })
+    }
+    fn takes_submission(&self) -> bool {
+        true
+    }
+}
+
+fn taker(answer: Option<fn() -> Result<Answered, CommandError>>) -> Taker {
+    Taker {
+        given: Default::default(),
+        answer,
+    }
+}
+
+fn sent_actions(fake: &Fake) -> Vec<Option<String>> {
+    fake.sent().into_iter().map(|(_, c)| c.action).collect()
+}
+
+#[tokio::test]
+async fn a_handler_that_takes_submissions_answers_the_step_and_the_session_is_cancelled() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let done = taker(Some(|| {
+        Ok(Answered {
+            doc: crate::rest::CommandResponse::default(),
+            outcome: crate::adhoc::Outcome::Ended(vec![]),
+        })
+    }));
+    let to = |_: &str| Some(&done as &dyn Handler);
+    let id = open(&stages, &ctx);
+    let r = stages
+        .resume(&ctx.call(true), &resume_req(&id, Some("complete")), &to)
+        .await;
+    assert_eq!(
+        r.expect("answered").outcome,
+        crate::adhoc::Outcome::Ended(vec![])
+    );
+    // The filled form: the client's field, as the stage's form has it.
+    let given = done.given.lock().unwrap().clone();
+    assert_eq!(given.len(), 1);
+    let jid = given[0]
+        .iter()
+        .find(|f| f.var == "accountjid")
+        .expect("the field");
+    assert_eq!(
+        jid.value.as_ref().map(|v| v.as_slice().to_vec()),
+        Some(vec!["new@x.test".to_string()])
+    );
+    fake::settle().await;
+    assert_eq!(
+        sent_actions(&fake),
+        [Some("cancel".into())],
+        "nothing submitted, the session cancelled"
+    );
+    let again = stages
+        .resume(&ctx.call(true), &resume_req(&id, None), &to)
+        .await;
+    assert!(
+        matches!(again, Err(CommandError::UnknownSession)),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_handlers_field_error_keeps_the_session_and_a_cancel_still_reaches_the_server() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let refuses = taker(Some(|| {
+        Err(crate::adhoc::form::FieldError {
+            field: "accountjid".into(),
+            text: "not an account JID".into(),
+        }
+        .into())
+    }));
+    let to = |_: &str| Some(&refuses as &dyn Handler);
+    let id = open(&stages, &ctx);
+    let r = stages
+        .resume(&ctx.call(true), &resume_req(&id, None), &to)
+        .await;
+    assert!(matches!(r, Err(CommandError::Field(_))), "{r:?}");
+    fake::settle().await;
+    assert!(fake.sent().is_empty(), "{:?}", fake.sent());
+    // Still open: a cancel goes to the server, not to the handler.
+    let r = stages
+        .resume(&ctx.call(true), &resume_req(&id, Some("cancel")), &to)
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(refuses.given.lock().unwrap().len(), 1);
+    assert_eq!(sent_actions(&fake), [Some("cancel".into())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_while_the_handler_works_cancels_the_session() {
+    let fake = server("admin@x.test/xrg-1");
+    let ctx = Ctx::new(&fake);
+    let stages = Stages::new(Duration::from_secs(60));
+    let stuck = taker(None);
+    let to = |_: &str| Some(&stuck as &dyn Handler);
+    let id = open(&stages, &ctx);
+    let (call, req) = (ctx.call(true), resume_req(&id, None));
+    let step = stages.resume(&call, &req, &to);
+    let cut = tokio::time::timeout(Duration::from_secs(1), step).await;
+    assert!(cut.is_err(), "the handler never answers");
+    fake::settle().await;
+    assert_eq!(sent_actions(&fake), [Some("cancel".into())]);
+    assert_eq!(stages.open.len(), 0);
 }

@@ -20,7 +20,7 @@ pub use rates::StreamRates;
 
 use super::{App, Caller, Failure};
 use crate::adhoc::xep0050::{NS_COMMANDS as COMMANDS, NS_DATA};
-use crate::adhoc::CommandError;
+use crate::adhoc::{CommandError, END_USER_SESSION};
 use crate::rest;
 use crate::upstream::{IqKind, IqReply, OneWay};
 
@@ -165,6 +165,15 @@ fn command_node(payload: &Element) -> Result<Option<&str>, Failure> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
     {
+        // Sent as written, its JIDs would reach the server unplanned: a bare JID or a marked
+        // full JID would end a gateway's stream (this one's, or another replica's).
+        Some(END_USER_SESSION) if payload.children().any(|x| x.is("x", NS_DATA)) => {
+            Err(Failure::BadRequest(
+                "end-user-session with a form is not relayed: use /rest/adhoc or \
+                 /rest/sessions, which spare the gateways' own streams"
+                    .into(),
+            ))
+        }
         Some(node) => Ok(Some(node)),
         None => Err(Failure::BadRequest("a <command> needs a node".into())),
     }

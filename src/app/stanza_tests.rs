@@ -170,6 +170,25 @@ fn a_command_payload_names_its_node() {
 }
 
 #[test]
+fn end_user_session_with_a_form_is_not_relayed_and_its_form_request_is() {
+    let ask =
+        format!("<command xmlns='http://jabber.org/protocol/commands' node='{END_USER_SESSION}'/>");
+    let el: Element = ask.parse().unwrap();
+    assert_eq!(command_node(&el).unwrap(), Some(END_USER_SESSION));
+    // A bare JID of an account a gateway is logged in as would end its stream.
+    let submit = format!(
+        "<command xmlns='http://jabber.org/protocol/commands' node=' {END_USER_SESSION}'>\
+         <x xmlns='jabber:x:data' type='submit'>\
+         <field var='accountjids'><value>admin@a.org</value></field></x></command>"
+    );
+    let el: Element = submit.parse().unwrap();
+    match command_node(&el) {
+        Err(Failure::BadRequest(text)) => assert!(text.contains("/rest/adhoc"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_submitted_forms_jids_are_targets() {
     let el: Element = "<command xmlns='http://jabber.org/protocol/commands' node='n'>\
         <x xmlns='jabber:x:data' type='submit'>\

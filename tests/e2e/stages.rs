@@ -2,9 +2,11 @@
 //! cancelled by default, kept commands run stage by stage or cancelled, and the session ids
 //! (foreign, unknown, expired) that are 404.
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use crate::common::rest::{admin, error_of, field, post, END_USER_SESSION, PATH, USER_STATS};
+use crate::common::proxy::proxied;
+use crate::common::rest::{self, admin, error_of, field, post, END_USER_SESSION, PATH, USER_STATS};
 use crate::common::victim::Victim;
 use crate::common::{self, basic, HttpResponse, ServerKind, TestGateway};
 use crate::gateway;
@@ -16,6 +18,7 @@ on_both_servers!(
     an_action_the_stage_does_not_offer_is_refused_at_once,
     a_kept_command_can_be_cancelled,
     foreign_unknown_and_expired_sessionids_are_404,
+    a_kept_end_user_session_spares_another_replicas_stream,
 );
 
 /// POSTs the JSON document `body` to `path` on `gw`.
@@ -208,4 +211,63 @@ async fn foreign_unknown_and_expired_sessionids_are_404(kind: ServerKind) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let r = post_json(&gw, PATH, &admin2, go(&sid2)).await;
     assert_eq!(r.status, 404, "{}", r.text());
+}
+
+/// Two replicas sharing a replica key; B is logged in as a user who also has a client online.
+/// A kept end-user-session of that user, completed through A (the web console's flow), ends
+/// the client and leaves B's stream up: B's next request runs on it, with no new login.
+async fn a_kept_end_user_session_spares_another_replicas_stream(kind: ServerKind) {
+    let s = common::started(kind).await;
+    let key = common::scratch_dir(&format!("kept-eus-key-{kind}")).join("key");
+    std::fs::write(&key, format!("{}\n", common::random_hex(32))).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = key.to_str().unwrap();
+    let (_pa, a) = proxied(s, &["--replica-name", "a", "--replica-key-file", key]).await;
+    let (pb, b) = proxied(s, &["--replica-name", "b", "--replica-key-file", key]).await;
+    let (local, pw) = (
+        format!("kepteus{}", common::random_hex(4)),
+        common::random_hex(8),
+    );
+    s.register(&local, &pw);
+    let jid = s.jid(&local);
+    let user = basic(&jid, &pw);
+    let list = format!("/rest/adhoc/{}", common::DOMAIN);
+    let r = common::http(b.addr, "GET", &list, &[("authorization", &user)], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(pb.connections(), 1);
+    let desk = Victim::connect_with(s, &local, &pw, "desk").await;
+    let admin4 = rest::auth(s, "admin4");
+    let ask = serde_json::json!({"command": {"node": END_USER_SESSION}});
+    let r = post_json(&a, &format!("{PATH}?keep=1"), &admin4, ask).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sid = r.json()["command"]["sessionid"]
+        .as_str()
+        .expect("a sessionid")
+        .to_string();
+    let var = if kind == ServerKind::Prosody {
+        "accountjids"
+    } else {
+        "accountjid"
+    };
+    let done = serde_json::json!({"command": {"sessionid": sid, "action": "complete",
+        "fields": [{"var": var, "value": [jid]}]}});
+    let r = post_json(&a, PATH, &admin4, done).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert!(doc["command"].get("status").is_none(), "{doc}");
+    assert_eq!(
+        field(&doc, "Notes")["value"],
+        serde_json::json!([format!("Operation successful for user {jid}/desk")])
+    );
+    assert!(
+        desk.closed_within(Duration::from_secs(5)).await,
+        "the client's session is still open"
+    );
+    let r = common::http(b.addr, "GET", &list, &[("authorization", &user)], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        pb.connections(),
+        1,
+        "B's stream was ended: it logged in again"
+    );
 }
