@@ -9,9 +9,8 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -64,7 +63,7 @@ pub enum Answer {
 pub struct DnsResponder {
     addr: SocketAddr,
     table: Arc<Mutex<HashMap<String, Answer>>>,
-    queries: Arc<AtomicUsize>,
+    queries: Queries,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -83,7 +82,7 @@ impl DnsResponder {
     pub fn start(table: impl IntoIterator<Item = (String, Answer)>) -> DnsResponder {
         let table: HashMap<String, Answer> = table.into_iter().map(|(n, a)| (key(&n), a)).collect();
         let table = Arc::new(Mutex::new(table));
-        let queries = Arc::new(AtomicUsize::new(0));
+        let queries = Queries::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, addr) = std::sync::mpsc::channel();
         let (t, q) = (table.clone(), queries.clone());
@@ -120,9 +119,11 @@ impl DnsResponder {
         self.addr
     }
 
-    /// Queries received so far (UDP and TCP).
+    /// Queries received so far, over UDP and TCP: a query the client sent again over the
+    /// same transport (hickory repeats a UDP query unanswered after 333 ms, which a loaded
+    /// machine can make happen) counts once.
     pub fn queries(&self) -> usize {
-        self.queries.load(Ordering::SeqCst)
+        self.queries.lock().map_or(0, |q| q.len())
     }
 
     /// Answers `name` with `answer` from now on.
@@ -158,28 +159,29 @@ impl Drop for DnsResponder {
     }
 }
 
-async fn serve_udp(
-    udp: UdpSocket,
-    table: Arc<Mutex<HashMap<String, Answer>>>,
-    queries: Arc<AtomicUsize>,
-) {
+/// The queries seen, by message id and transport.
+type Queries = Arc<Mutex<HashSet<(u16, Transport)>>>;
+
+fn seen(queries: &Queries, query: &[u8], transport: Transport) {
+    if let (Some(&[a, b]), Ok(mut q)) = (query.first_chunk::<2>(), queries.lock()) {
+        q.insert((u16::from_be_bytes([a, b]), transport));
+    }
+}
+
+async fn serve_udp(udp: UdpSocket, table: Arc<Mutex<HashMap<String, Answer>>>, queries: Queries) {
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok((n, from)) = udp.recv_from(&mut buf).await else {
             continue;
         };
-        queries.fetch_add(1, Ordering::SeqCst);
+        seen(&queries, &buf[..n], Transport::Udp);
         if let Some(reply) = respond(&buf[..n], &table, Transport::Udp) {
             udp.send_to(&reply, from).await.ok();
         }
     }
 }
 
-async fn serve_tcp(
-    tcp: TcpListener,
-    table: Arc<Mutex<HashMap<String, Answer>>>,
-    queries: Arc<AtomicUsize>,
-) {
+async fn serve_tcp(tcp: TcpListener, table: Arc<Mutex<HashMap<String, Answer>>>, queries: Queries) {
     loop {
         let Ok((conn, _)) = tcp.accept().await else {
             continue;
@@ -191,7 +193,7 @@ async fn serve_tcp(
 async fn serve_connection(
     mut conn: TcpStream,
     table: Arc<Mutex<HashMap<String, Answer>>>,
-    queries: Arc<AtomicUsize>,
+    queries: Queries,
 ) {
     loop {
         let Ok(len) = conn.read_u16().await else {
@@ -201,7 +203,7 @@ async fn serve_connection(
         if conn.read_exact(&mut query).await.is_err() {
             return;
         }
-        queries.fetch_add(1, Ordering::SeqCst);
+        seen(&queries, &query, Transport::Tcp);
         let Some(reply) = respond(&query, &table, Transport::Tcp) else {
             continue; // silent: the client's timeout ends it
         };
@@ -214,7 +216,7 @@ async fn serve_connection(
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Transport {
     Udp,
     Tcp,
