@@ -97,8 +97,6 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
 }
 
-/// The longest `--drain-delay` and `--drain-timeout`, in seconds: an hour.
-const MAX_DRAIN_SECS: u64 = 3600;
 impl UpstreamConfig {
     /// One `host:port`, the rest as given (tools and tests that aim at one server).
     pub fn single(
@@ -161,6 +159,9 @@ impl UpstreamEntry {
         Ok(UpstreamEntry::Addr { host, port })
     }
 }
+
+/// The longest `--drain-delay` and `--drain-timeout`, in seconds: an hour.
+const MAX_DRAIN_SECS: u64 = 3600;
 
 /// The smallest `--max-stanza-bytes`: a command IQ with a filled form must fit.
 const MIN_STANZA_BYTES: usize = 4096;
