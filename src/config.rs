@@ -97,8 +97,6 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
 }
 
-/// The longest `--drain-delay` and `--drain-timeout`, in seconds: an hour.
-const MAX_DRAIN_SECS: u64 = 3600;
 impl UpstreamConfig {
     /// One `host:port`, the rest as given (tools and tests that aim at one server).
     pub fn single(
@@ -161,6 +159,9 @@ impl UpstreamEntry {
         Ok(UpstreamEntry::Addr { host, port })
     }
 }
+
+/// The longest `--drain-delay` and `--drain-timeout`, in seconds: an hour.
+const MAX_DRAIN_SECS: u64 = 3600;
 
 /// The smallest `--max-stanza-bytes`: a command IQ with a filled form must fit.
 const MIN_STANZA_BYTES: usize = 4096;
@@ -556,10 +557,11 @@ fn dns_server_addr(written: &str) -> Result<SocketAddr, String> {
     if let Ok(ip) = written.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
-    let (host, port) = split_host_port(written).map_err(|e| match e.starts_with("expected") {
-        true => "expected IP or IP:PORT ([::1]:53 for IPv6)".to_string(),
-        false => e,
-    })?;
+    // Decided on the shape, not on the words of `split_host_port`'s message.
+    if !written.contains(':') {
+        return Err("expected IP or IP:PORT ([::1]:53 for IPv6)".into());
+    }
+    let (host, port) = split_host_port(written)?;
     let ip = host
         .parse::<IpAddr>()
         .map_err(|_| format!("{host} is not an IP address (a DNS server is given by address)"))?;

@@ -153,8 +153,9 @@ impl Stages {
         }
         if let Some(a) = action.filter(|a| !stage.allowed.iter().any(|o| o == a)) {
             let allowed = stage.allowed.join(", ");
-            // Never sent: the session stays as it was, for an action it offers.
-            self.open.insert(id.to_string(), stage);
+            // Never sent: the session stays as it was, for an action it offers (counted in
+            // its account's share again, as it was counted out above).
+            self.put_back(id.to_string(), stage);
             return Err(CommandError::BadRequest(format!(
                 "action {a:?} is not offered at this stage: use {allowed}"
             )));

@@ -307,6 +307,9 @@ async fn an_action_the_stage_does_not_offer_is_refused_without_sending_it() {
         }
     }
     assert!(fake.sent().is_empty(), "sent: {:?}", fake.sent());
+    // Still counted in the account's share (else each refusal would free a place that is not
+    // free, and the account could hold more than PER_ACCOUNT).
+    assert_eq!(stages.held.lock().unwrap().get(&ctx.account), Some(&1));
     // The session is kept for an action it offers.
     let done = stages
         .resume(

@@ -231,10 +231,12 @@ impl Connector {
         target: &Target,
         domain: &str,
     ) -> Result<(StreamFeatures, Stream), UpstreamError> {
-        self.upstreams.check_plaintext(target).await?;
-        let tcp = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(|e| UpstreamError::Unreachable(format!("{}: {e}", target.addr())))?;
+        let tcp = match self.upstreams.check_plaintext(target).await? {
+            // The addresses the plaintext check saw, not a second look-up's.
+            Some(checked) => TcpStream::connect(&checked[..]).await,
+            None => TcpStream::connect((target.host.as_str(), target.port)).await,
+        }
+        .map_err(|e| UpstreamError::Unreachable(format!("{}: {e}", target.addr())))?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn AsyncReadAndWrite + Send> = match self.cfg.tls {
             UpstreamTls::None => Box::new(BufStream::new(tcp)),

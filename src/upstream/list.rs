@@ -291,10 +291,15 @@ impl Upstreams {
 
     /// With `--upstream-tls none`, a target from a DNS answer must be a loopback address (a
     /// name resolving to loopback addresses only): the password would otherwise cross the
-    /// network in clear. `Ok` for anything else.
-    pub(super) async fn check_plaintext(&self, target: &Target) -> Result<(), UpstreamError> {
+    /// network in clear. `Ok(Some(addresses))` for a name checked so: the connection goes to
+    /// exactly those, never to a second resolution that could answer otherwise. `Ok(None)`
+    /// for anything else.
+    pub(super) async fn check_plaintext(
+        &self,
+        target: &Target,
+    ) -> Result<Option<Vec<std::net::SocketAddr>>, UpstreamError> {
         if self.tls != UpstreamTls::None || !target.from_dns {
-            return Ok(());
+            return Ok(None);
         }
         let refused = || {
             UpstreamError::Config(format!(
@@ -304,7 +309,7 @@ impl Upstreams {
         };
         if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
             return if ip.is_loopback() {
-                Ok(())
+                Ok(None)
             } else {
                 Err(refused())
             };
@@ -316,7 +321,7 @@ impl Upstreams {
         if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
             return Err(refused());
         }
-        Ok(())
+        Ok(Some(addrs))
     }
 
     /// The targets of `domain`'s SRV records in the order to try and until when they stand

@@ -91,7 +91,20 @@ async fn plaintext_to_a_looked_up_target_needs_a_loopback_address() {
         Err(UpstreamError::Config(_))
     ));
     let local = Target::new("127.0.0.1".into(), 5222, "example.org".into(), true);
-    assert!(u.check_plaintext(&local).await.is_ok());
+    assert!(matches!(u.check_plaintext(&local).await, Ok(None)));
+    // A name: the addresses checked are those the connection goes to.
+    let named = Target::new("localhost".into(), 5222, "example.org".into(), true);
+    let checked = u
+        .check_plaintext(&named)
+        .await
+        .expect("loopback")
+        .expect("resolved");
+    assert!(
+        !checked.is_empty()
+            && checked
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 5222)
+    );
     // An operator's literal entry was checked at start.
     let literal = Target::new("192.0.2.1".into(), 5222, "192.0.2.1:5222".into(), false);
     assert!(u.check_plaintext(&literal).await.is_ok());
