@@ -62,15 +62,18 @@ impl<T: Clone> Readiness<T> {
 impl Connector {
     /// Whether entry `entry` of the upstream list answers a stream for `domain` (TCP, TLS as
     /// configured and verified against `domain`, the stream header and its features): its
-    /// targets in order until one does, all of them within one connect timeout (a probe of
-    /// a domain with many silent targets takes no longer than one of an address); back-offs
+    /// targets in order until one does, all of them (and a domain's SRV lookup) within one
+    /// connect timeout (a probe of a domain with many silent targets takes no longer than one
+    /// of an address); back-offs
     /// neither skipped nor changed. Never a login: the readiness probe costs the server no
     /// SASL and no failed-login budget.
     pub async fn probe(&self, entry: usize, domain: &str) -> Result<(), UpstreamError> {
-        let targets = self.upstreams().targets(entry).await?;
         let bound = self.config().connect_timeout;
         let mut last = None;
+        // The SRV lookup of a domain entry is inside the bound too: readiness answers within
+        // one connect timeout whatever the DNS does.
         let walk = async {
+            let targets = self.upstreams().targets(entry).await?;
             for target in &targets {
                 match self.open_at(target, domain).await {
                     Ok((_, mut stream)) => {

@@ -52,6 +52,8 @@ pub struct Seen {
     /// Connections relayed now, and those the gateway closed (its socket, read to the end).
     live: usize,
     pub closed_by_gateway: usize,
+    /// Connections that have ended, whichever side ended them.
+    pub ended: usize,
 }
 
 type GatewayWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
@@ -196,20 +198,22 @@ impl XmppProxy {
     }
 
     /// Ends every stream as a server shutting down does (a `system-shutdown` stream error and
-    /// the footer), waits until the gateway has closed each of those connections, which it
-    /// does once it has noticed the stream is over, then cuts them. Returns how many there
-    /// were; panics if the gateway has not closed them all within 10 s.
+    /// the footer), waits until each of those connections has ended (the gateway closes one
+    /// once it has noticed the stream is over), then cuts them. Returns how many there were;
+    /// panics if they have not all ended within 10 s.
     pub async fn shut_down(&self) -> usize {
         const BYE: &str = "<stream:error><system-shutdown \
             xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>";
-        let (live, closed) = self.seen(|s| (s.live, s.closed_by_gateway));
+        let (live, ended) = self.seen(|s| (s.live, s.ended));
         let writers = self.shared.writers.lock().unwrap().clone();
         for w in writers {
             let _ = w.lock().await.write_all(BYE.as_bytes()).await;
         }
         let what = format!("the gateway closing {live} streams the server ended");
         let limit = Duration::from_secs(10);
-        self.await_seen(&what, limit, |s| s.closed_by_gateway >= closed + live)
+        // A stream the server was already ending counts once it has ended (Prosody ends an
+        // account's streams when its password changes, and that may still be under way).
+        self.await_seen(&what, limit, |s| s.ended >= ended + live)
             .await;
         self.cut();
         live
@@ -254,6 +258,7 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let mut seen = shared.seen.lock().unwrap();
     seen.live -= 1;
     seen.closed_by_gateway += usize::from(closed_by_gateway);
+    seen.ended += 1;
 }
 
 /// Gateway -> server: counts commands and IQ requests, records marks, and slips in forgeries. Returns
