@@ -135,10 +135,14 @@ impl Connector {
         &self,
         domain: &str,
     ) -> Result<(Arc<Target>, StreamFeatures, Stream), UpstreamError> {
-        let plan = self.upstreams.plan().await;
         let mut last = None;
-        let count = plan.len();
-        for (i, target) in plan.into_iter().enumerate() {
+        // The target that failed last: moving on from it to another is a failover.
+        let mut failed: Option<Arc<Target>> = None;
+        let mut walk = self.upstreams.walk();
+        while let Some(target) = walk.next().await {
+            if let Some(before) = failed.take() {
+                crate::metrics::failover(&before.label);
+            }
             match self.within_timeout(self.open_at(&target, domain)).await {
                 Ok((features, stream)) => {
                     target.succeeded();
@@ -152,13 +156,9 @@ impl Connector {
                 Err(e) => {
                     self.upstreams.failed(&target);
                     crate::metrics::upstream_login(&target.label, LoginOutcome::Error);
-                    if i + 1 < count {
-                        crate::metrics::failover(&target.label);
-                        tracing::warn!(upstream = %target.addr(), error = %e, "upstream failed; trying the next");
-                    } else {
-                        tracing::warn!(upstream = %target.addr(), error = %e, "upstream failed");
-                    }
+                    tracing::warn!(upstream = %target.addr(), error = %e, "upstream failed");
                     last = Some(e);
+                    failed = Some(target);
                 }
             }
         }

@@ -188,20 +188,29 @@ impl Upstreams {
         })
     }
 
-    /// The targets a login tries, in order: every entry's, in the list's order, less those
-    /// in back-off; all of them, in order, when every one is.
+    /// The targets a login tries, in order, one at a time ([`Walk::next`]): every entry's, in
+    /// the list's order, less those in back-off; all of them, in order, when every one is. An
+    /// SRV entry is looked up (when stale) only once the walk reaches it, so a later entry's
+    /// DNS never delays a login an earlier entry serves.
+    pub fn walk(&self) -> Walk<'_> {
+        Walk {
+            upstreams: self,
+            entry: 0,
+            pending: std::collections::VecDeque::new(),
+            waiting: Vec::new(),
+            tried: false,
+        }
+    }
+
+    /// Every target [`walk`](Self::walk) would hand out, none failing (tests).
+    #[cfg(test)]
     pub async fn plan(&self) -> Vec<Arc<Target>> {
+        let mut walk = self.walk();
         let mut all = Vec::new();
-        for i in 0..self.entries.len() {
-            // An entry whose records say it serves nothing has nothing to try.
-            all.extend(self.targets(i).await.unwrap_or_default());
+        while let Some(t) = walk.next().await {
+            all.push(t);
         }
-        let ready: Vec<Arc<Target>> = all.iter().filter(|t| !t.in_backoff()).cloned().collect();
-        if ready.is_empty() {
-            all
-        } else {
-            ready
-        }
+        all
     }
 
     /// Entry `i`'s targets in their order (an SRV entry's looked up when stale); `Err` when
@@ -379,8 +388,47 @@ fn fresh(cached: &Mutex<Option<Cached>>) -> Option<Result<Vec<Arc<Target>>, Upst
         .map(Cached::answer)
 }
 
-#[cfg(test)]
-mod tests;
+/// A login's way through the upstream list ([`Upstreams::walk`]).
+pub struct Walk<'a> {
+    upstreams: &'a Upstreams,
+    /// The next entry to look at.
+    entry: usize,
+    /// The ready targets of the entry looked at last, not handed out yet.
+    pending: std::collections::VecDeque<Arc<Target>>,
+    /// Targets passed over for their back-off: handed out only when no other target was.
+    waiting: Vec<Arc<Target>>,
+    tried: bool,
+}
+
+impl Walk<'_> {
+    /// The next target to try, `None` when there is none left.
+    pub async fn next(&mut self) -> Option<Arc<Target>> {
+        loop {
+            if let Some(t) = self.pending.pop_front() {
+                self.tried = true;
+                return Some(t);
+            }
+            if self.entry < self.upstreams.entries.len() {
+                let i = self.entry;
+                self.entry += 1;
+                // An entry whose records say it serves nothing has nothing to try.
+                for t in self.upstreams.targets(i).await.unwrap_or_default() {
+                    if t.in_backoff() {
+                        self.waiting.push(t);
+                    } else {
+                        self.pending.push_back(t);
+                    }
+                }
+                continue;
+            }
+            if self.tried || self.waiting.is_empty() {
+                return None;
+            }
+            // Every target is in back-off: all of them, in order, rather than none.
+            self.pending = std::mem::take(&mut self.waiting).into();
+        }
+    }
+}
 
 /// A stream's hold on the target it is on, from its login until its driver ends: counted in
 /// the metrics' streams of its entry while held.
@@ -406,3 +454,6 @@ impl Drop for StreamOn {
         crate::metrics::upstream_streams(&self.target.label, -1);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -190,3 +190,44 @@ async fn a_domain_whose_records_say_no_service_has_no_target() {
     ));
     assert_eq!(order(&u).await, ["127.0.0.1:5222"]);
 }
+
+// A later SRV entry is looked up only once the walk reaches it: its DNS never delays a login
+// an earlier entry serves.
+#[tokio::test]
+async fn a_later_domain_is_looked_up_only_when_the_walk_reaches_it() {
+    let (responder, srv_only) = srv_list();
+    drop(srv_only);
+    let resolver = Resolver::new(Some(responder.addr())).expect("a resolver");
+    let entries = [
+        UpstreamEntry::Addr {
+            host: "first".into(),
+            port: 5222,
+        },
+        UpstreamEntry::Srv {
+            domain: "example.test".into(),
+        },
+    ];
+    let u = Upstreams::new(&entries, UpstreamTls::Starttls).with_resolver(resolver);
+    let mut walk = u.walk();
+    let first = walk.next().await.expect("a target");
+    assert_eq!(first.addr(), "first:5222");
+    assert_eq!(
+        responder.queries(),
+        0,
+        "no lookup before the first target failed"
+    );
+    u.failed(&first);
+    assert_eq!(
+        walk.next().await.map(|t| t.addr()).as_deref(),
+        Some("a.example.test:5222")
+    );
+    assert_eq!(responder.queries(), 1);
+    assert_eq!(
+        walk.next().await.map(|t| t.addr()).as_deref(),
+        Some("b.example.test:5222")
+    );
+    assert!(
+        walk.next().await.is_none(),
+        "first is in back-off, b was tried"
+    );
+}
