@@ -30,6 +30,7 @@ use tokio_rustls::rustls;
 
 use super::error::ApiError;
 use crate::app::Failure;
+use crate::expiring::ExpiringMap;
 use crate::metrics::{self, Forward};
 use crate::replica::{hex, unhex, Peer, ReplicaKey, Replicas};
 
@@ -96,12 +97,21 @@ pub enum Check {
     Refused,
 }
 
-/// The bytes the forward header's tag covers: who, when, for whom, and the request itself
+/// The bytes the forward header's tag covers: who, when, which forward (a random nonce, so
+/// that two forwards of one request in one second differ), for whom, and the request itself
 /// (method, path and query, the body's SHA-256).
-fn signed(from: &str, ts: u64, client: IpAddr, method: &str, target: &str, body: &[u8]) -> Vec<u8> {
+fn signed(
+    from: &str,
+    ts: u64,
+    nonce: &str,
+    client: IpAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let digest = ring::digest::digest(&ring::digest::SHA256, body);
     format!(
-        "{from}\n{ts}\n{client}\n{method}\n{target}\n{}",
+        "{from}\n{ts}\n{nonce}\n{client}\n{method}\n{target}\n{}",
         hex(digest.as_ref())
     )
     .into_bytes()
@@ -117,14 +127,51 @@ pub fn header_value(
     target: &str,
     body: &[u8],
 ) -> String {
-    let tag = key.sign(PURPOSE, &signed(from, ts, client, method, target, body));
-    format!("from={from}; ts={ts}; client={client}; tag={}", hex(&tag))
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let tag = key.sign(
+        PURPOSE,
+        &signed(from, ts, &nonce, client, method, target, body),
+    );
+    format!(
+        "from={from}; ts={ts}; nonce={nonce}; client={client}; tag={}",
+        hex(&tag)
+    )
+}
+
+/// The forward tags this replica has accepted, each kept until no clock in the window could
+/// take it again (twice the window, and a second): a forward captured between replicas and
+/// sent again is refused (403) rather than run as a second request. Every forward has a tag of
+/// its own (its nonce), so a client's own repeated request is never taken for a replay.
+pub struct SeenTags(ExpiringMap<Vec<u8>, bool>);
+
+/// The most forward tags kept. Beyond it the oldest goes first: only a replica receiving more
+/// than about 268 forwards a second for a minute could see a tag leave before its window ends.
+pub const MAX_SEEN_TAGS: usize = 16_384;
+
+impl Default for SeenTags {
+    fn default() -> Self {
+        SeenTags(ExpiringMap::new(
+            Duration::from_secs(2 * WINDOW_SECS + 1),
+            MAX_SEEN_TAGS,
+        ))
+    }
+}
+
+impl SeenTags {
+    /// Whether `tag` is new (and from now on seen).
+    fn first(&self, tag: &[u8]) -> bool {
+        let (was, _) = self
+            .0
+            .upsert(tag.to_vec(), || false, |seen| std::mem::replace(seen, true));
+        !was
+    }
 }
 
 /// Reads the forward header of a request (`target`: its path and query as received) at `now`
-/// (seconds since the epoch).
+/// (seconds since the epoch); a tag accepted once is refused after (`seen`).
 pub fn check(
     replicas: Option<&Replicas>,
+    seen: &SeenTags,
     headers: &HeaderMap,
     method: &str,
     target: &str,
@@ -144,13 +191,17 @@ pub fn check(
     let verified = value.to_str().ok().and_then(|v| {
         let mut parts = v.split("; ");
         let mut field = |name: &str| parts.next()?.strip_prefix(name)?.strip_prefix('=');
-        let (from, ts, client, tag) = (
+        let (from, ts, nonce, client, tag) = (
             field("from")?,
             field("ts")?,
+            field("nonce")?,
             field("client")?,
             field("tag")?,
         );
         if parts.next().is_some() || replicas.peer(from).is_none() {
+            return None;
+        }
+        if nonce.len() != 16 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let ts: u64 = ts.parse().ok()?;
@@ -158,14 +209,12 @@ pub fn check(
         if now.abs_diff(ts) > WINDOW_SECS {
             return None;
         }
-        let data = signed(from, ts, client, method, target, body);
-        replicas
-            .key
-            .verify(PURPOSE, &data, &unhex(tag)?)
-            .then(|| Forwarded {
-                from: from.to_string(),
-                client,
-            })
+        let data = signed(from, ts, nonce, client, method, target, body);
+        let tag = unhex(tag)?;
+        (replicas.key.verify(PURPOSE, &data, &tag) && seen.first(&tag)).then(|| Forwarded {
+            from: from.to_string(),
+            client,
+        })
     });
     verified.map_or(Check::Refused, Check::Accepted)
 }
@@ -425,7 +474,43 @@ mod tests {
 
     fn at_gw1(headers: &HeaderMap, now: u64) -> Check {
         let gw1 = replicas("gw-1", "gw-2", SECRET);
-        check(Some(&gw1), headers, "POST", TARGET, BODY, now)
+        check(
+            Some(&gw1),
+            &SeenTags::default(),
+            headers,
+            "POST",
+            TARGET,
+            BODY,
+            now,
+        )
+    }
+
+    #[test]
+    fn a_forward_is_taken_once_and_a_replay_refused() {
+        let gw1 = replicas("gw-1", "gw-2", SECRET);
+        let seen = SeenTags::default();
+        let h = forwarded_by_gw2(T0, "POST", TARGET, BODY);
+        let at = |h: &HeaderMap| check(Some(&gw1), &seen, h, "POST", TARGET, BODY, T0 + 1);
+        assert!(matches!(at(&h), Check::Accepted(_)));
+        assert_eq!(at(&h), Check::Refused, "the same forward sent again");
+        // Another forward of the same request, in the same second, is another tag.
+        let later = forwarded_by_gw2(T0, "POST", TARGET, BODY);
+        assert!(matches!(at(&later), Check::Accepted(_)));
+        // A tag that does not verify is not remembered: it cannot block the real one.
+        let other = replicas("gw-1", "gw-2", b"another secret of thirty-two bytes!!");
+        let fresh = forwarded_by_gw2(T0 + 2, "POST", TARGET, BODY);
+        let seen_other = SeenTags::default();
+        let at_other = check(
+            Some(&other),
+            &seen_other,
+            &fresh,
+            "POST",
+            TARGET,
+            BODY,
+            T0 + 2,
+        );
+        assert_eq!(at_other, Check::Refused);
+        assert!(seen_other.0.is_empty());
     }
 
     #[test]
@@ -509,7 +594,15 @@ mod tests {
         // A gateway without replicas never reads the header, signed or not.
         let signed = forwarded_by_gw2(T0, "POST", TARGET, BODY);
         assert_eq!(
-            check(None, &signed, "POST", TARGET, BODY, T0),
+            check(
+                None,
+                &SeenTags::default(),
+                &signed,
+                "POST",
+                TARGET,
+                BODY,
+                T0
+            ),
             Check::Absent
         );
     }

@@ -54,6 +54,8 @@ pub struct Gateway {
     connections: std::sync::OnceLock<Arc<listener::Connections>>,
     /// Sends a request to the replica its sessionid names (with `--replica-name`).
     forwarder: Option<forward::Forwarder>,
+    /// The forward tags accepted lately: a forward is taken once.
+    seen_forwards: forward::SeenTags,
     /// Whether the gateway drains (`/readyz` says `draining`, answers close their
     /// connections): begun by the API listener's first signal, read by both listeners.
     drain: Arc<crate::shutdown::Drain>,
@@ -107,6 +109,7 @@ impl Gateway {
             cfg,
             connections: Default::default(),
             drain: Default::default(),
+            seen_forwards: Default::default(),
         }
     }
 }
@@ -265,6 +268,7 @@ async fn handle_post(
     let now = forward::unix_now();
     let forwarded = match forward::check(
         gw.cfg.replica.as_ref(),
+        &gw.seen_forwards,
         headers,
         method.as_str(),
         &target,
