@@ -36,7 +36,6 @@ use super::stream::{run_one, Answer, CommandStream, StreamFuture};
 use super::xep0133::{end_session_iq, online_resources, user_stats_iq};
 use super::{Answered, Call, CommandError, Outcome, END_USER_SESSION};
 use crate::adhoc::form::{too_many_jids, FieldError};
-use crate::expiring::ExpiringMap;
 use crate::rest::{CommandRequest, CommandResponse, ResponseField};
 use crate::upstream::session::own::OwnStreams;
 
@@ -50,53 +49,15 @@ struct Kick {
     ended: Vec<String>,
 }
 
-/// How long an ended session is remembered, and how long a listing that still shows one is
-/// re-read before it is taken for a new session.
-const REMEMBER_ENDED: Duration = Duration::from_secs(10);
+/// How long a listing that still shows a resource ended lately is re-read before it is taken
+/// for a new session.
 const SETTLE_FOR: Duration = Duration::from_millis(500);
 const SETTLE_STEP: Duration = Duration::from_millis(5);
 
-/// Accounts whose ended sessions are remembered at once.
-const REMEMBER_BOUND: usize = 10_000;
-
-/// Sessions this gateway ended lately: account -> (resource, when).
-pub struct RecentKicks {
-    ended: ExpiringMap<BareJid, Vec<(String, Instant)>>,
-}
-
-impl Default for RecentKicks {
-    fn default() -> Self {
-        Self {
-            ended: ExpiringMap::new(REMEMBER_ENDED, REMEMBER_BOUND),
-        }
-    }
-}
-
-impl RecentKicks {
-    fn has_any(&self, account: &BareJid) -> bool {
-        self.ended
-            .get(account)
-            .is_some_and(|v| v.iter().any(|(_, at)| at.elapsed() < REMEMBER_ENDED))
-    }
-
-    fn recently_ended(&self, account: &BareJid, resource: &str) -> bool {
-        self.ended.get(account).is_some_and(|v| {
-            v.iter()
-                .any(|(r, at)| r == resource && at.elapsed() < REMEMBER_ENDED)
-        })
-    }
-
-    fn record(&self, account: &BareJid, resources: &[String]) {
-        if resources.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        self.ended.upsert(account.clone(), Vec::new, |list| {
-            list.retain(|(r, at)| at.elapsed() < REMEMBER_ENDED && !resources.contains(r));
-            list.extend(resources.iter().map(|r| (r.clone(), now)));
-        });
-    }
-}
+mod recent;
+pub use recent::RecentKicks;
+#[cfg(test)]
+use recent::REMEMBER_ENDED;
 
 /// end-user-session's handler: with fields (kept or not), the seed's semantics; a form
 /// request takes the generic path (and may be kept), and the kept session's submission comes
@@ -126,7 +87,7 @@ impl Handler for EndUserSession {
     }
 
     fn sweep(&self) {
-        self.recent.ended.sweep();
+        self.recent.sweep();
     }
 }
 

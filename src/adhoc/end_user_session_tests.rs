@@ -356,10 +356,10 @@ mod planning {
         run(&ctx.call(false), &req, &recent).await.unwrap();
         assert_eq!(stats(), 3 + rereads, "read once");
         // Remembered for a while after the third kick, then swept.
-        recent.ended.sweep();
-        assert_eq!(recent.ended.len(), 1);
+        recent.sweep();
+        assert_eq!(recent.accounts(), 1);
         tokio::time::advance(REMEMBER_ENDED).await;
-        recent.ended.sweep();
-        assert!(recent.ended.is_empty());
+        recent.sweep();
+        assert!(recent.accounts() == 0);
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::adhoc::END_USER_SESSION;
 use crate::policy::rules::Rate;
 
 fn account() -> BareJid {
